@@ -1,0 +1,203 @@
+"""``python -m server``: serve, demo, migrate, user add, verify-audit, keys rotate.
+
+Configuration enters here, once: flags, with EBOARD_* environment variables as defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from sqlmodel import select
+
+from .accounts import create_user
+from .app import create_app
+from .config import Settings
+from .demo import DEMO_PASSWORD, DEMO_USERS, seed
+from .errors import ConfigError, EboardError
+from .models import Institution, User
+from .services import Services
+
+log = logging.getLogger("eboard")
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(f"EBOARD_{name}", default)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=_env("DATA_DIR", "data"),
+                   help="directory for the SQLite database, keys and files (EBOARD_DATA_DIR)")
+    p.add_argument("--database-url", default=_env("DATABASE_URL"),
+                   help="sqlite+aiosqlite:///… or postgresql+asyncpg://… (EBOARD_DATABASE_URL)")
+
+
+def _serving(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="EBOARD_HOST")
+    p.add_argument("--port", default=_env("PORT", "8080"), help="EBOARD_PORT")
+    p.add_argument("--public-url", default=_env("PUBLIC_URL"),
+                   help="URL browsers use to reach the server, for links (EBOARD_PUBLIC_URL)")
+    p.add_argument("--client-dir", default=_env("CLIENT_DIR"), help="built client (EBOARD_CLIENT_DIR)")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m server", description="eBoard server")
+    sub = root.add_subparsers(dest="command", required=True)
+    _serving(sub.add_parser("serve", help="run the server"))
+    demo = sub.add_parser("demo", help="seed demo data (once) and run the server")
+    _serving(demo)
+    demo.add_argument("--demo-password", default=_env("DEMO_PASSWORD", DEMO_PASSWORD))
+    demo.add_argument("--seed-only", action="store_true", help="seed, print the logins, exit")
+    _common(sub.add_parser("migrate", help="bring the database schema up to date"))
+    _common(sub.add_parser("verify-audit", help="check the audit hash chain"))
+    keys = sub.add_parser("keys", help="key management")
+    keys.add_argument("action", choices=["rotate"])
+    keys.add_argument("--data-dir", default=_env("DATA_DIR", "data"))
+    user = sub.add_parser("user", help="user management")
+    user.add_argument("action", choices=["add"])
+    _common(user)
+    user.add_argument("--username", required=True)
+    user.add_argument("--role", required=True)
+    user.add_argument("--institution", required=True, help="institution code, e.g. HZ")
+    user.add_argument("--display-name", required=True)
+    user.add_argument("--specialty")
+    user.add_argument("--email", default="")
+    user.add_argument("--password", help="omit to be asked (or set EBOARD_NEW_PASSWORD)")
+    return root
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    port_text = str(getattr(args, "port", "8080"))
+    if not port_text.isdigit():
+        raise ConfigError(f"port must be a number, not {port_text!r}")
+    kwargs: dict[str, object] = {
+        "data_dir": Path(args.data_dir).resolve(),
+        "database_url": getattr(args, "database_url", "") or "",
+        "host": getattr(args, "host", "127.0.0.1"),
+        "port": int(port_text),
+        "public_url": getattr(args, "public_url", "") or "",
+    }
+    if getattr(args, "client_dir", ""):
+        kwargs["client_dir"] = Path(args.client_dir).resolve()
+    return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _serve(settings: Settings) -> None:
+    app = create_app(settings)
+    print(f"eBoard on {settings.effective_public_url}  (data in {settings.data_dir})", flush=True)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+
+
+async def _demo_seed(settings: Settings, password: str) -> bool:
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        async with services.db.read() as session:
+            seeded = (await session.exec(select(User).where(User.username == "coordinator"))).first()
+        if seeded:
+            return False
+        await seed(services, password)
+        return True
+    finally:
+        await services.db.close()
+
+
+def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
+    url = settings.effective_public_url
+    print(("Demo data seeded." if fresh else "Demo data already present; not seeded again.")
+          + f"\nOpen {url}/  — logins (password {password!r}):")
+    for d in DEMO_USERS:
+        print(f"  {d.username:<12} {d.role:<12} {d.display_name}")
+    print(f"API: {url}/api/openapi.json   health: {url}/api/health", flush=True)
+
+
+async def _migrate(settings: Settings) -> None:
+    services = Services.build(settings)
+    await services.db.migrate()
+    await services.db.close()
+
+
+async def _verify_audit(settings: Settings) -> int:
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        async with services.db.read() as session:
+            count, breaks = await services.audit.verify(session)
+    finally:
+        await services.db.close()
+    if breaks:
+        for b in breaks:
+            print(f"audit record {b.record_id}: {b.reason}")
+        print(f"audit chain BROKEN: {len(breaks)} problem(s) in {count} records")
+        return 1
+    print(f"audit chain intact: {count} records")
+    return 0
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
+    password = args.password or os.environ.get("EBOARD_NEW_PASSWORD") or getpass.getpass()
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        async with services.db.write() as session:
+            inst = (await session.exec(
+                select(Institution).where(Institution.code == args.institution)
+            )).first()
+            if inst is None or inst.id is None:
+                raise ConfigError(f"institution {args.institution!r} does not exist")
+            user = await create_user(
+                session, services, username=args.username, password=password,
+                display_name=args.display_name, role=args.role, institution_id=inst.id,
+                specialty=args.specialty, email=args.email,
+            )
+            await services.audit.append(session, actor_id=None, action="user.create",
+                                        target_type="user", target_id=user.id,
+                                        detail={"role": user.role, "via": "cli"})
+        print(f"user {args.username} added")
+    finally:
+        await services.db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "keys":
+            from .keys import KeyRing
+
+            ring = KeyRing.load_or_create(Path(args.data_dir).resolve()).rotate()
+            print(f"active field key is now {ring.active_field_key}")
+            return 0
+        settings = settings_from(args)
+        if args.command == "serve":
+            _serve(settings)
+        elif args.command == "demo":
+            fresh = asyncio.run(_demo_seed(settings, args.demo_password))
+            _print_logins(settings, args.demo_password, fresh)
+            if not args.seed_only:
+                _serve(settings)
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+            print("database is up to date")
+        elif args.command == "verify-audit":
+            return asyncio.run(_verify_audit(settings))
+        elif args.command == "user":
+            asyncio.run(_user_add(settings, args))
+    except ConfigError as exc:
+        print(f"eboard: {exc}", file=sys.stderr)
+        return 2
+    except EboardError as exc:
+        print(f"eboard: {exc.detail}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

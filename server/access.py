@@ -1,0 +1,63 @@
+"""Access: which boards and cases a user may see, and whether they see identifiers."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from .db import AsyncSession
+from .errors import Forbidden, NotFound
+from .models import Board, BoardMember, Case, User
+from .security import Role
+
+__all__ = ["MANAGERS", "is_manager", "board_for", "case_for", "is_external", "member_board_ids"]
+
+MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
+
+
+def is_manager(user: User) -> bool:
+    return Role(user.role) in MANAGERS
+
+
+async def member_board_ids(session: AsyncSession, user: User) -> set[int]:
+    rows = await session.exec(select(BoardMember.board_id).where(BoardMember.user_id == user.id))
+    return set(rows)
+
+
+async def board_for(session: AsyncSession, user: User, board_id: int) -> Board:
+    """The board, if ``user`` may see it: managers see all, others only their boards."""
+    board = await session.get(Board, board_id)
+    if board is None:
+        raise NotFound(f"no board {board_id}")
+    if is_manager(user):
+        return board
+    if Role(user.role) == Role.RECORDS and user.institution_id == board.home_institution_id:
+        return board
+    if board_id not in await member_board_ids(session, user):
+        raise Forbidden(f"you are not a member of board {board_id}")
+    return board
+
+
+def is_external(user: User, case: Case) -> bool:
+    """An external participant belongs to an institution other than the case's."""
+    return user.institution_id != case.home_institution_id
+
+
+async def case_for(session: AsyncSession, user: User, case_id: int) -> Case:
+    """The case, if ``user`` may see it. External members see only cases whose patient
+    consented to external review (and then only a de-identified view)."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    if is_external(user, case):
+        if is_manager(user):
+            raise Forbidden(f"case {case.number} belongs to another institution")
+        if case.board_id not in await member_board_ids(session, user):
+            raise Forbidden(f"you are not a member of the board of case {case.number}")
+        if case.consent_external is not True:
+            raise Forbidden(f"case {case.number} has no consent for external review")
+        return case
+    if is_manager(user) or Role(user.role) == Role.RECORDS:
+        return case
+    if case.board_id not in await member_board_ids(session, user):
+        raise Forbidden(f"you are not a member of the board of case {case.number}")
+    return case

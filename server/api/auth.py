@@ -1,0 +1,66 @@
+"""REST: logging in and out, and who I am."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from ..accounts import login, user_json
+from ..models import User
+from .roles import EVERYONE
+from .routing import PUBLIC, TOKEN_COOKIE, Call, RouteTable
+
+routes = RouteTable()
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def set_token_cookie(call: Call, response: web.Response, token: str) -> None:
+    settings = call.services.settings
+    response.set_cookie(
+        TOKEN_COOKIE, token, httponly=True, samesite="Lax", path="/",
+        max_age=settings.token_ttl_seconds, secure=settings.cookie_secure,
+    )
+
+
+async def issue_login(call: Call, user: User, status: int = 200) -> web.Response:
+    """The login reply: a signed access token in the body and in an HttpOnly cookie."""
+    services = call.services
+    token, exp = services.tokens.issue(
+        "access", str(user.id), services.settings.token_ttl_seconds, role=user.role
+    )
+    body = {
+        "token": token,
+        "expires_at": datetime.fromtimestamp(exp, UTC).isoformat(),
+        "user": await user_json(call.session, user),
+    }
+    response = web.json_response(body, status=status)
+    set_token_cookie(call, response, token)
+    return response
+
+
+@routes.add("POST", "/api/login", roles=PUBLIC, summary="Log in", body=LoginIn, tag="auth")
+async def post_login(call: Call) -> web.Response:
+    user = await login(call.session, call.services, call.body.username, call.body.password)
+    await call.services.audit.append(
+        call.session, actor_id=user.id, action="login", target_type="user", target_id=user.id
+    )
+    return await issue_login(call, user)
+
+
+@routes.add("POST", "/api/logout", roles=PUBLIC, summary="Log out", status=204, tag="auth",
+            writes=False)
+async def post_logout(call: Call) -> web.Response:
+    response = web.Response(status=204)
+    response.del_cookie(TOKEN_COOKIE, path="/")
+    return response
+
+
+@routes.add("GET", "/api/me", roles=EVERYONE, summary="Show the logged-in user", tag="auth")
+async def get_me(call: Call) -> dict[str, object]:
+    return await user_json(call.session, call.me)

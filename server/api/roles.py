@@ -1,0 +1,14 @@
+"""Role sets used by the routes (the role matrix test reads the same table)."""
+
+from __future__ import annotations
+
+from ..security import ALL_ROLES, Role
+
+__all__ = ["EVERYONE", "MANAGERS", "ADMINS", "CASE_AUTHORS", "OPINION_GIVERS", "MOVERS"]
+
+EVERYONE = ALL_ROLES
+ADMINS = frozenset({Role.ADMIN})
+MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
+CASE_AUTHORS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CHAIR, Role.SPECIALIST})
+MOVERS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CHAIR})
+OPINION_GIVERS = frozenset({Role.CHAIR, Role.SPECIALIST})

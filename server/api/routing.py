@@ -1,0 +1,199 @@
+"""RouteTable: every REST route with its roles, body and response models, in one place.
+
+The table wires the routes into aiohttp, enforces authentication and roles before a handler
+runs, parses bodies into pydantic models, gives each call one unit of work, and is the source
+of the OpenAPI document and of the role matrix test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..db import AsyncSession
+from ..errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..models import User
+from ..scheduling import zone
+from ..security import Role
+from ..services import SERVICES, Services
+
+__all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE"]
+
+TOKEN_COOKIE = "eboard_token"
+PUBLIC: frozenset[Role] = frozenset()
+
+
+@dataclass
+class Call:
+    """What a handler gets: the request, who asks, the parsed body and the unit of work."""
+
+    request: web.Request
+    services: Services
+    session: AsyncSession
+    user: User | None
+    body: Any
+
+    @property
+    def me(self) -> User:
+        assert self.user is not None, "route is authenticated"
+        return self.user
+
+    def int_param(self, name: str) -> int:
+        raw = self.request.match_info[name]
+        if not raw.isdigit():
+            raise NotFound(f"{name} {raw!r} is not an id")
+        return int(raw)
+
+    @property
+    def viewer_tz(self) -> ZoneInfo:
+        name = self.request.query.get("tz")
+        if name:
+            return zone(name, "tz")
+        return zone(self.me.timezone) if self.user else ZoneInfo("UTC")
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[Role]
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    writes: bool = False
+    tag: str = ""
+    raw_body: str | None = None  # e.g. "multipart/form-data" for uploads
+
+    @property
+    def public(self) -> bool:
+        return not self.roles
+
+
+@dataclass
+class RouteTable:
+    routes: list[Route] = field(default_factory=list)
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        *,
+        roles: Iterable[Role],
+        summary: str,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        writes: bool | None = None,
+        tag: str = "",
+        raw_body: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(
+                Route(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    roles=frozenset(roles),
+                    summary=summary,
+                    body=body,
+                    response=response,
+                    status=status,
+                    writes=(method != "GET") if writes is None else writes,
+                    tag=tag,
+                    raw_body=raw_body,
+                )
+            )
+            return handler
+
+        return register
+
+    def extend(self, other: RouteTable) -> None:
+        self.routes.extend(other.routes)
+
+    def wire(self, app: web.Application) -> None:
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, _endpoint(route))
+
+
+def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        body = await _parse_body(route, request)
+        unit = services.db.write() if route.writes else services.db.read()
+        async with unit as session:
+            user = await _authenticate(route, request, services, session)
+            request["user_id"] = user.id if user else None
+            result = await route.handler(Call(request, services, session, user, body))
+        return _respond(route, result)
+
+    endpoint.__name__ = route.handler.__name__
+    return endpoint
+
+
+async def _authenticate(
+    route: Route, request: web.Request, services: Services, session: AsyncSession
+) -> User | None:
+    token = bearer_token(request)
+    if token is None:
+        if route.public:
+            return None
+        raise Unauthenticated("log in first: no token was sent")
+    try:
+        claims = services.tokens.verify("access", token)
+    except Unauthenticated:
+        if route.public:
+            return None
+        raise
+    user = await session.get(User, int(claims.subject))
+    if user is None or not user.active:
+        raise Unauthenticated("token is for a user who no longer exists or is disabled")
+    if not route.public and Role(user.role) not in route.roles:
+        raise Forbidden(f"role {user.role} may not {route.summary[0].lower()}{route.summary[1:]}")
+    return user
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(TOKEN_COOKIE) or None
+
+
+async def _parse_body(route: Route, request: web.Request) -> Any:
+    if route.body is None:
+        return None
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid.on("body", f"is not valid JSON ({exc})") from exc
+    try:
+        return route.body.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in err["loc"]) or "body", err["msg"])
+            for err in exc.errors()
+        ]
+        first = errors[0]
+        raise Invalid(f"{first.field}: {first.message}", errors) from exc
+
+
+def _respond(route: Route, result: Any) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    return web.json_response(result, status=route.status)

@@ -1,0 +1,167 @@
+"""REST: one session, its calendar entries, and its agenda."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+from sqlmodel import col, select
+
+from ..access import board_for, is_manager, member_board_ids
+from ..agenda import add_item, agenda_json, get_item, remove_item, reorder, update_item
+from ..boards import cancel_session, get_session, members_of, session_json
+from ..models import AgendaItem, Board, BoardSession, utcnow
+from ..scheduling import CalendarEntry, calendar_ics
+from .roles import EVERYONE, MANAGERS
+from .routing import Call, RouteTable
+
+routes = RouteTable()
+
+
+class AgendaItemIn(BaseModel):
+    case_id: int
+    timebox_minutes: int
+    lane: str = "discussion"
+
+
+class AgendaOrderIn(BaseModel):
+    item_ids: list[int]
+
+
+class AgendaItemPatch(BaseModel):
+    timebox_minutes: int | None = None
+    lane: str | None = None
+
+
+async def _session_and_board(call: Call) -> tuple[BoardSession, Board]:
+    item = await get_session(call.session, call.int_param("session_id"))
+    board = await board_for(call.session, call.me, item.board_id)
+    return item, board
+
+
+@routes.add("GET", "/api/sessions/{session_id}", roles=EVERYONE, summary="Show a session",
+            tag="sessions")
+async def get_one(call: Call) -> dict[str, object]:
+    item, board = await _session_and_board(call)
+    return await session_json(call.session, item, board, call.viewer_tz)
+
+
+@routes.add("POST", "/api/sessions/{session_id}/cancel", roles=MANAGERS,
+            summary="Cancel a session", tag="sessions")
+async def post_cancel(call: Call) -> dict[str, object]:
+    item, board = await _session_and_board(call)
+    await cancel_session(call.session, item)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="session.cancel",
+                                     target_type="session", target_id=item.id)
+    return await session_json(call.session, item, board, call.viewer_tz)
+
+
+async def _entry(call: Call, item: BoardSession, board: Board) -> CalendarEntry:
+    members = await members_of(call.session, board.id or 0)
+    organizer = next(
+        ((u.email or f"{u.username}@eboard.invalid", u.display_name)
+         for m, u in members if m.role == "coordinator"),
+        None,
+    )
+    base = call.services.settings.effective_public_url
+    url = f"{base}/#/sessions/{item.id}"
+    return CalendarEntry(
+        uid=f"session-{item.id}-board-{board.id}@eboard",
+        summary=f"{board.name} — tumor board",
+        start=item.start_at,
+        end=item.end_at,
+        tz_name=board.timezone,
+        url=url,
+        description=f"{board.name} ({board.tumor_site}). Join: {url}",
+        organizer=organizer,
+        attendees=[(u.email or f"{u.username}@eboard.invalid", u.display_name) for _, u in members],
+        cancelled=item.status == "cancelled",
+    )
+
+
+def _ics(body: bytes, filename: str) -> web.Response:
+    return web.Response(
+        body=body,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@routes.add("GET", "/api/sessions/{session_id}/calendar.ics", roles=EVERYONE,
+            summary="Download a session as iCalendar", tag="sessions")
+async def get_session_ics(call: Call) -> web.Response:
+    item, board = await _session_and_board(call)
+    entry = await _entry(call, item, board)
+    return _ics(calendar_ics([entry], name=board.name), f"session-{item.id}.ics")
+
+
+@routes.add("GET", "/api/me/calendar.ics", roles=EVERYONE,
+            summary="Download my sessions as an iCalendar feed", tag="sessions")
+async def get_my_ics(call: Call) -> web.Response:
+    query = select(BoardSession, Board).where(
+        BoardSession.board_id == Board.id, col(BoardSession.start_at) >= utcnow()
+    )
+    if not is_manager(call.me):
+        ids = await member_board_ids(call.session, call.me)
+        query = query.where(col(Board.id).in_(ids))
+    rows = list(await call.session.exec(query.order_by(col(BoardSession.start_at)).limit(500)))
+    entries = [await _entry(call, item, board) for item, board in rows]
+    return _ics(calendar_ics(entries, name="eBoard sessions"), "eboard.ics")
+
+
+@routes.add("GET", "/api/sessions/{session_id}/agenda", roles=EVERYONE,
+            summary="Show a session's agenda", tag="agenda")
+async def get_agenda(call: Call) -> dict[str, object]:
+    item, board = await _session_and_board(call)
+    return await agenda_json(call.session, item, board, call.viewer_tz)
+
+
+@routes.add("POST", "/api/sessions/{session_id}/agenda", roles=MANAGERS,
+            summary="Add a case to a session's agenda", body=AgendaItemIn, status=201, tag="agenda")
+async def post_agenda_item(call: Call) -> dict[str, object]:
+    item, board = await _session_and_board(call)
+    b: AgendaItemIn = call.body
+    added = await add_item(call.session, item, b.case_id, b.timebox_minutes, b.lane)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.add",
+                                     target_type="session", target_id=item.id,
+                                     detail={"case_id": b.case_id})
+    agenda = await agenda_json(call.session, item, board, call.viewer_tz)
+    return next(i for i in agenda["items"] if i["id"] == added.id)  # type: ignore[attr-defined, index]
+
+
+@routes.add("PUT", "/api/sessions/{session_id}/agenda/order", roles=MANAGERS,
+            summary="Reorder a session's agenda", body=AgendaOrderIn, tag="agenda")
+async def put_order(call: Call) -> dict[str, object]:
+    item, board = await _session_and_board(call)
+    await reorder(call.session, item, call.body.item_ids)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.reorder",
+                                     target_type="session", target_id=item.id)
+    return await agenda_json(call.session, item, board, call.viewer_tz)
+
+
+async def _agenda_item(call: Call) -> tuple[AgendaItem, BoardSession, Board]:
+    agenda_item = await get_item(call.session, call.int_param("item_id"))
+    board_session = await get_session(call.session, agenda_item.session_id)
+    board = await board_for(call.session, call.me, board_session.board_id)
+    return agenda_item, board_session, board
+
+
+@routes.add("PATCH", "/api/agenda-items/{item_id}", roles=MANAGERS,
+            summary="Change an agenda item's time-box or lane", body=AgendaItemPatch, tag="agenda")
+async def patch_agenda_item(call: Call) -> dict[str, object]:
+    agenda_item, board_session, board = await _agenda_item(call)
+    b: AgendaItemPatch = call.body
+    await update_item(call.session, agenda_item, timebox=b.timebox_minutes, lane=b.lane)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.update",
+                                     target_type="agenda_item", target_id=call.int_param("item_id"))
+    agenda = await agenda_json(call.session, board_session, board, call.viewer_tz)
+    return next(i for i in agenda["items"] if i["id"] == call.int_param("item_id"))  # type: ignore[attr-defined, index]
+
+
+@routes.add("DELETE", "/api/agenda-items/{item_id}", roles=MANAGERS,
+            summary="Remove a case from an agenda", status=204, tag="agenda")
+async def delete_agenda_item(call: Call) -> None:
+    agenda_item, board_session, _ = await _agenda_item(call)
+    await remove_item(call.session, agenda_item)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.remove",
+                                     target_type="session", target_id=board_session.id)

@@ -1,0 +1,49 @@
+"""REST: health, the OpenAPI document, metrics and the audit chain's state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..metrics import METRICS
+from .openapi import openapi_document
+from .roles import ADMINS
+from .routing import PUBLIC, Call, RouteTable
+
+routes = RouteTable()
+
+
+@routes.add("GET", "/api/health", roles=PUBLIC, summary="Check liveness and the database",
+            tag="system")
+async def get_health(call: Call) -> web.Response:
+    try:
+        await call.services.db.ping()
+    except (SQLAlchemyError, OSError) as exc:
+        return web.json_response(
+            {"status": "degraded", "database": f"unreachable ({type(exc).__name__})"}, status=503
+        )
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+@routes.add("GET", "/api/openapi.json", roles=PUBLIC, summary="The OpenAPI document",
+            tag="system")
+async def get_openapi(call: Call) -> dict[str, object]:
+    return openapi_document(call.request.app)
+
+
+@routes.add("GET", "/metrics", roles=PUBLIC, summary="Prometheus metrics", tag="system")
+async def get_metrics(call: Call) -> web.Response:
+    body = generate_latest(call.request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.add("GET", "/api/audit/verify", roles=ADMINS, summary="Verify the audit hash chain",
+            tag="system")
+async def get_audit_verify(call: Call) -> dict[str, object]:
+    count, breaks = await call.services.audit.verify(call.session)
+    return {
+        "records": count,
+        "intact": not breaks,
+        "breaks": [{"record_id": b.record_id, "reason": b.reason} for b in breaks],
+    }

@@ -1,0 +1,75 @@
+"""Settings: the one frozen object through which configuration enters the server."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = ["Settings"]
+
+_DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client" / "dist"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told; validated once, at start."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""
+    public_url: str = ""
+    client_dir: Path = _DEFAULT_CLIENT_DIR
+    token_ttl_seconds: int = 12 * 3600
+    invitation_ttl_seconds: int = 7 * 24 * 3600
+    max_upload_bytes: int = 10 * 1024 * 1024
+    session_horizon_weeks: int = 26
+    cookie_secure: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be between 1 and 65535, not {self.port}")
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+        ):
+            raise ConfigError(
+                "database-url must start with sqlite+aiosqlite:// or postgresql+asyncpg://, "
+                f"not {self.database_url.split(':', 1)[0]}://"
+            )
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(
+                    f"public-url must be an absolute http(s) URL, not {self.public_url!r}"
+                )
+        for name in ("token_ttl_seconds", "invitation_ttl_seconds", "max_upload_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError(f"data-dir {self.data_dir} exists and is not a directory")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data directory."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'eboard.sqlite3'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        """Where browsers reach the server, used in invitation links and calendar entries."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def is_local(self) -> bool:
+        """True when the server only listens on the loopback interface."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

@@ -1,0 +1,227 @@
+"""Tables. Only columns and constraints live here; behaviour lives in the domain modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, LargeBinary, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "UTCDateTime",
+    "utcnow",
+    "Institution",
+    "User",
+    "Board",
+    "BoardMember",
+    "BoardSession",
+    "Patient",
+    "Case",
+    "Attachment",
+    "ImagingStudy",
+    "Opinion",
+    "AgendaItem",
+    "Invitation",
+    "AuditRecord",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores instants as UTC and always hands back timezone-aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an instant is stored")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _instant(**kw: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+class Institution(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=16)
+    name: str = Field(max_length=200)
+    timezone: str = Field(max_length=64)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    display_name: str = Field(max_length=200)
+    email: str = Field(default="", max_length=200)
+    password_hash: str
+    role: str = Field(max_length=16)
+    specialty: str | None = Field(default=None, max_length=32)
+    institution_id: int = Field(foreign_key="institution.id")
+    timezone: str = Field(max_length=64)
+    locale: str = Field(default="en", max_length=8)
+    active: bool = True
+    created_at: datetime = _instant(nullable=False)
+
+
+class Board(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    tumor_site: str = Field(max_length=32)
+    home_institution_id: int = Field(foreign_key="institution.id")
+    timezone: str = Field(max_length=64)
+    rrule: str = Field(max_length=500)
+    start_time: str = Field(max_length=5)
+    start_date: date
+    duration_minutes: int
+    required_specialties: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    readiness_max_age_days: int = 90
+    created_at: datetime = _instant(nullable=False)
+
+
+class BoardMember(SQLModel, table=True):
+    __tablename__ = "board_member"
+    __table_args__ = (UniqueConstraint("board_id", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    role: str = Field(max_length=16)
+
+
+class BoardSession(SQLModel, table=True):
+    """One meeting of a board ("session" in the vocabulary)."""
+
+    __tablename__ = "board_session"
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True)
+    start_at: datetime = _instant(nullable=False, index=True)
+    end_at: datetime = _instant(nullable=False)
+    status: str = Field(default="scheduled", max_length=16)
+    origin: str = Field(default="recurrence", max_length=16)
+
+
+class Patient(SQLModel, table=True):
+    """A patient of one institution; every identifier is sealed (FieldCipher)."""
+
+    __table_args__ = (UniqueConstraint("institution_id", "mrn_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id")
+    mrn_hash: str = Field(max_length=64, index=True)
+    mrn_enc: str
+    name_enc: str
+    birth_date_enc: str
+    sex_enc: str
+    created_at: datetime = _instant(nullable=False)
+
+
+class Case(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=32)
+    board_id: int = Field(foreign_key="board.id", index=True)
+    patient_id: int = Field(foreign_key="patient.id", index=True)
+    home_institution_id: int = Field(foreign_key="institution.id")
+    state: str = Field(default="requested", max_length=16, index=True)
+    clinical_question: str = Field(max_length=2000)
+    clinical_summary_enc: str
+    summary_language: str = Field(max_length=8)
+    summary_translation_enc: str | None = None
+    translation_language: str | None = Field(default=None, max_length=8)
+    translator: str | None = Field(default=None, max_length=200)
+    summary_updated_at: datetime = _instant(nullable=False)
+    consent_external: bool | None = None
+    consent_date: date | None = None
+    rejection_reason: str | None = Field(default=None, max_length=2000)
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = _instant(nullable=False)
+    updated_at: datetime = _instant(nullable=False)
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    kind: str = Field(default="pathology", max_length=16)
+    filename_enc: str
+    content_type: str = Field(max_length=64)
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    uploaded_by: int = Field(foreign_key="user.id")
+    uploaded_at: datetime = _instant(nullable=False)
+
+
+class ImagingStudy(SQLModel, table=True):
+    __tablename__ = "imaging_study"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    study_instance_uid: str = Field(max_length=64)
+    description: str = Field(default="", max_length=200)
+    modality: str = Field(default="", max_length=16)
+    study_date: date
+    added_by: int = Field(foreign_key="user.id")
+    added_at: datetime = _instant(nullable=False)
+
+
+class Opinion(SQLModel, table=True):
+    """A member's preliminary opinion on a case, one per member."""
+
+    __table_args__ = (UniqueConstraint("case_id", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    user_id: int = Field(foreign_key="user.id")
+    text_enc: str
+    updated_at: datetime = _instant(nullable=False)
+
+
+class AgendaItem(SQLModel, table=True):
+    __tablename__ = "agenda_item"
+    __table_args__ = (UniqueConstraint("session_id", "case_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="board_session.id", index=True)
+    case_id: int = Field(foreign_key="case.id")
+    position: int
+    timebox_minutes: int
+    lane: str = Field(default="discussion", max_length=24)
+
+
+class Invitation(SQLModel, table=True):
+    """A single-use, single-board invitation; the link carries a signed token naming its id."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    board_id: int = Field(foreign_key="board.id")
+    institution_id: int = Field(foreign_key="institution.id")
+    specialty: str = Field(max_length=32)
+    email: str = Field(default="", max_length=200)
+    created_by: int = Field(foreign_key="user.id")
+    expires_at: datetime = _instant(nullable=False)
+    accepted_by: int | None = Field(default=None, foreign_key="user.id")
+    accepted_at: datetime | None = _instant(nullable=True)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One append-only audit entry; ``hash`` covers the entry and ``prev_hash``."""
+
+    __tablename__ = "audit_record"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _instant(nullable=False)
+    actor_id: int | None = None
+    action: str = Field(max_length=64)
+    target_type: str = Field(max_length=32)
+    target_id: str = Field(max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
