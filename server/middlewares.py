@@ -12,12 +12,15 @@ from aiohttp import web
 from .errors import EboardError
 from .metrics import METRICS
 
-__all__ = ["problem_response", "error_middleware", "observe_middleware", "headers_middleware"]
+__all__ = ["USER_ID", "problem_response", "error_middleware", "observe_middleware", "headers_middleware"]
 
 log = logging.getLogger("eboard.requests")
 errlog = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Who made the request, for the request log (set once authentication has run).
+USER_ID = web.RequestKey("user_id", object)
 
 
 def problem_response(
@@ -84,7 +87,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                 "route": route,
                 "status": status,
                 "ms": round(elapsed * 1000, 1),
-                "user_id": request.get("user_id"),
+                "user_id": request.get(USER_ID),
             }),
         )
 

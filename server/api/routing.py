@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..db import AsyncSession
 from ..errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..middlewares import USER_ID
 from ..models import User
 from ..scheduling import zone
 from ..security import Role
@@ -133,7 +134,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         unit = services.db.write() if route.writes else services.db.read()
         async with unit as session:
             user = await _authenticate(route, request, services, session)
-            request["user_id"] = user.id if user else None
+            request[USER_ID] = user.id if user else None
             result = await route.handler(Call(request, services, session, user, body))
         return _respond(route, result)
 
