@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from .audit import AuditLog
 from .db import AsyncSession
 from .errors import Conflict, FieldError, Forbidden, Invalid, TooLarge
 from .models import (
@@ -337,8 +338,10 @@ async def readiness(session: AsyncSession, case: Case) -> Readiness:
 
 
 async def transition(
-    session: AsyncSession, case: Case, user: User, to: str, reason: str | None
+    session: AsyncSession, audit: AuditLog, case: Case, user: User, to: str, reason: str | None
 ) -> Case:
+    """Move ``case`` to state ``to``, checking the workflow, the role and (for ready) the
+    checklist; the move and its audit record are stored together."""
     if to not in STATES:
         raise Invalid.on("to", f"unknown state {to!r}; states are {', '.join(STATES)}")
     if to not in TRANSITIONS[case.state]:
@@ -362,10 +365,13 @@ async def transition(
                 + "; ".join(i.detail for i in check.failing),
                 [FieldError(i.key, i.detail) for i in check.failing],
             )
+    before = case.state
     case.state = to
     case.updated_at = utcnow()
     session.add(case)
     await session.flush()
+    await audit.append(session, actor_id=user.id, action="case.transition", target_type="case",
+                       target_id=case.id, detail={"from": before, "to": to})
     return case
 
 

@@ -119,13 +119,13 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
             await add_study(session, case, coordinator, uid=f"1.2.826.0.1.3680043.10.543.{case.id}",
                             description="CT chest with contrast", modality="CT",
                             study_date=date.today() - timedelta(days=10))
-            await transition(session, case, coordinator, "accepted", None)
-            await transition(session, case, coordinator, "in_preparation", None)
+            await transition(session, services.audit, case, coordinator, "accepted", None)
+            await transition(session, services.audit, case, coordinator, "in_preparation", None)
         await add_attachment(session, services, ready, coordinator, filename="pathology.txt",
                              content_type="text/plain", data=_PATHOLOGY)
-        await transition(session, ready, coordinator, "ready", None)
+        await transition(session, services.audit, ready, coordinator, "ready", None)
         for case in (ready, preparing, requested):
-            await services.audit.append(session, actor_id=coordinator.id, action="demo.seed",
+            await services.audit.append(session, actor_id=coordinator.id, action="case.create",
                                         target_type="case", target_id=case.id)
         assert ready.id is not None and preparing.id is not None and requested.id is not None
         return {"board_id": board.id, "ready_case": ready.id, "preparing_case": preparing.id,

@@ -58,6 +58,8 @@ def parse_rrule(text: str, start: datetime) -> rrule:
         body = body[6:]
     if not body or "\n" in body or "DTSTART" in body.upper():
         raise Invalid.on("rrule", "give one RRULE such as FREQ=WEEKLY;BYDAY=TU, without DTSTART")
+    if "COUNT=" in body.upper() and "UNTIL=" in body.upper():
+        raise Invalid.on("rrule", "COUNT and UNTIL must not both be given (RFC 5545)")
     if re.search(r"BY(HOUR|MINUTE|SECOND)", body.upper()):
         raise Invalid.on("rrule", "the time of day comes from start_time, not BYHOUR/BYMINUTE")
     try:

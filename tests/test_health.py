@@ -39,9 +39,9 @@ async def test_openapi_lists_every_route(client: TestClient[Any, Any]) -> None:
 async def test_metrics_are_prometheus_text_without_identifiers(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    await client.get(f"/api/cases?mrn=HZ00012345", headers=auth["coordinator"])
+    await client.post("/api/cases/lookup", json={"mrn": "HZ00012345"}, headers=auth["coordinator"])
     resp = await client.get("/metrics")
     text = await resp.text()
     assert resp.status == 200
-    assert 'eboard_http_requests_total{method="GET",route="/api/cases",status="200"}' in text
+    assert 'eboard_http_requests_total{method="POST",route="/api/cases/lookup",status="200"}' in text
     assert "HZ00012345" not in text

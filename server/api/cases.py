@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from ..access import case_for, is_external, is_manager, member_board_ids
 from ..cases import (
+    STATES,
     CaseIn,
     PatientIn,
     add_attachment,
@@ -170,8 +171,11 @@ def _require_home(call: Call, case: Case) -> None:
         raise Forbidden(f"only staff of case {case.number}'s home institution may change it")
 
 
-@routes.add("GET", "/api/cases", roles=EVERYONE, summary="List cases", tag="cases", writes=True)
-async def list_cases(call: Call) -> dict[str, object]:
+class LookupIn(BaseModel):
+    mrn: str = Field(min_length=1, max_length=64)
+
+
+async def _case_list(call: Call, *, mrn: str | None) -> dict[str, object]:
     me = call.me
     q = call.request.query
     query = select(Case, Patient).where(Case.patient_id == Patient.id)
@@ -190,14 +194,14 @@ async def list_cases(call: Call) -> dict[str, object]:
             raise Invalid.on("board_id", f"{q['board_id']!r} is not an id")
         query = query.where(Case.board_id == int(q["board_id"]))
     if "state" in q:
+        if q["state"] not in STATES:
+            raise Invalid.on("state", f"unknown state {q['state']!r}")
         query = query.where(Case.state == q["state"])
-    if q.get("mrn"):
+    if mrn is not None:
         query = query.where(
-            Patient.mrn_hash == call.services.cipher.lookup_hash(f"mrn:{me.institution_id}", q["mrn"]),
+            Patient.mrn_hash == call.services.cipher.lookup_hash(f"mrn:{me.institution_id}", mrn),
             Case.home_institution_id == me.institution_id,
         )
-        await call.services.audit.append(call.session, actor_id=me.id, action="case.lookup_mrn",
-                                         target_type="patient", target_id="-")
     rows = list(await call.session.exec(query.order_by(col(Case.id))))
     items = []
     for case, patient in rows:
@@ -213,6 +217,22 @@ async def list_cases(call: Call) -> dict[str, object]:
             "ready": (await readiness(call.session, case)).ready,
         })
     return {"items": items}
+
+
+@routes.add("GET", "/api/cases", roles=EVERYONE, summary="List cases", tag="cases")
+async def list_cases(call: Call) -> dict[str, object]:
+    return await _case_list(call, mrn=None)
+
+
+# The MRN travels in a POST body, never in a URL, where proxies and browsers would keep it.
+@routes.add("POST", "/api/cases/lookup", roles=EVERYONE, summary="Find cases by MRN",
+            body=LookupIn, tag="cases", writes=True)
+async def lookup_cases(call: Call) -> dict[str, object]:
+    found = await _case_list(call, mrn=call.body.mrn)
+    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.lookup_mrn",
+                                     target_type="patient", target_id="-",
+                                     detail={"found": len(found["items"])})  # type: ignore[arg-type]
+    return found
 
 
 @routes.add("POST", "/api/cases", roles=CASE_AUTHORS, summary="Request a case", body=CaseBody,
@@ -253,11 +273,8 @@ async def patch_case(call: Call) -> dict[str, object]:
 async def post_transition(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
-    before = case.state
-    await transition(call.session, case, call.me, call.body.to, call.body.reason)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.transition",
-                                     target_type="case", target_id=case.id,
-                                     detail={"from": before, "to": case.state})
+    await transition(call.session, call.services.audit, case, call.me, call.body.to,
+                     call.body.reason)
     return await case_json(call, case)
 
 
