@@ -32,19 +32,30 @@ def _env(name: str, default: str = "") -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=_env("DATA_DIR", "data"),
-                   help="directory for the SQLite database, keys and files (EBOARD_DATA_DIR)")
-    p.add_argument("--database-url", default=_env("DATABASE_URL"),
-                   help="sqlite+aiosqlite:///… or postgresql+asyncpg://… (EBOARD_DATABASE_URL)")
+    p.add_argument(
+        "--data-dir",
+        default=_env("DATA_DIR", "data"),
+        help="directory for the SQLite database, keys and files (EBOARD_DATA_DIR)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=_env("DATABASE_URL"),
+        help="sqlite+aiosqlite:///… or postgresql+asyncpg://… (EBOARD_DATABASE_URL)",
+    )
 
 
 def _serving(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="EBOARD_HOST")
     p.add_argument("--port", default=_env("PORT", "8080"), help="EBOARD_PORT")
-    p.add_argument("--public-url", default=_env("PUBLIC_URL"),
-                   help="URL browsers use to reach the server, for links (EBOARD_PUBLIC_URL)")
-    p.add_argument("--client-dir", default=_env("CLIENT_DIR"), help="built client (EBOARD_CLIENT_DIR)")
+    p.add_argument(
+        "--public-url",
+        default=_env("PUBLIC_URL"),
+        help="URL browsers use to reach the server, for links (EBOARD_PUBLIC_URL)",
+    )
+    p.add_argument(
+        "--client-dir", default=_env("CLIENT_DIR"), help="built client (EBOARD_CLIENT_DIR)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,7 +111,9 @@ async def _demo_seed(settings: Settings, password: str) -> bool:
     try:
         await services.db.migrate()
         async with services.db.read() as session:
-            seeded = (await session.exec(select(User).where(User.username == "coordinator"))).first()
+            seeded = (
+                await session.exec(select(User).where(User.username == "coordinator"))
+            ).first()
         if seeded:
             return False
         await seed(services, password)
@@ -111,8 +124,10 @@ async def _demo_seed(settings: Settings, password: str) -> bool:
 
 def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
     url = settings.effective_public_url
-    print(("Demo data seeded." if fresh else "Demo data already present; not seeded again.")
-          + f"\nOpen {url}/  — logins (password {password!r}):")
+    print(
+        ("Demo data seeded." if fresh else "Demo data already present; not seeded again.")
+        + f"\nOpen {url}/  — logins (password {password!r}):"
+    )
     for d in DEMO_USERS:
         print(f"  {d.username:<12} {d.role:<12} {d.display_name}")
     print(f"API: {url}/api/openapi.json   health: {url}/api/health", flush=True)
@@ -147,19 +162,30 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     try:
         await services.db.migrate()
         async with services.db.write() as session:
-            inst = (await session.exec(
-                select(Institution).where(Institution.code == args.institution)
-            )).first()
+            inst = (
+                await session.exec(select(Institution).where(Institution.code == args.institution))
+            ).first()
             if inst is None or inst.id is None:
                 raise ConfigError(f"institution {args.institution!r} does not exist")
             user = await create_user(
-                session, services, username=args.username, password=password,
-                display_name=args.display_name, role=args.role, institution_id=inst.id,
-                specialty=args.specialty, email=args.email,
+                session,
+                services,
+                username=args.username,
+                password=password,
+                display_name=args.display_name,
+                role=args.role,
+                institution_id=inst.id,
+                specialty=args.specialty,
+                email=args.email,
             )
-            await services.audit.append(session, actor_id=None, action="user.create",
-                                        target_type="user", target_id=user.id,
-                                        detail={"role": user.role, "via": "cli"})
+            await services.audit.append(
+                session,
+                actor_id=None,
+                action="user.create",
+                target_type="user",
+                target_id=user.id,
+                detail={"role": user.role, "via": "cli"},
+            )
         print(f"user {args.username} added")
     finally:
         await services.db.close()

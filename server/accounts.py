@@ -10,8 +10,8 @@ from .db import AsyncSession
 from .errors import Conflict, Invalid, Unauthenticated
 from .models import Institution, User, utcnow
 from .scheduling import zone
-from .services import Services
 from .security import Role
+from .services import Services
 
 __all__ = ["SPECIALTIES", "create_user", "create_institution", "login", "user_json"]
 

@@ -81,11 +81,12 @@ async def reorder(
     if len(item_ids) != len(set(item_ids)):
         raise Invalid.on("item_ids", "names an item more than once")
     if set(item_ids) != set(current):
-        missing = sorted(set(current) - set(item_ids))  # type: ignore[type-var]
-        extra = sorted(set(item_ids) - set(current))  # type: ignore[type-var]
+        missing = sorted(i for i in current if i is not None and i not in item_ids)
+        extra = sorted(set(item_ids) - set(current))
         raise Invalid.on(
-            "item_ids", f"must list every item of the session once (missing {missing}, "
-            f"not on this agenda {extra})"
+            "item_ids",
+            f"must list every item of the session once (missing {missing}, "
+            f"not on this agenda {extra})",
         )
     for position, item_id in enumerate(item_ids):
         item = current[item_id]
@@ -146,16 +147,18 @@ async def agenda_json(
             planned = TimeTriple(clock, board_tz, viewer_tz).as_json()
             clock += timedelta(minutes=item.timebox_minutes)
             total += item.timebox_minutes
-        out.append({
-            "id": item.id,
-            "session_id": item.session_id,
-            "case_id": item.case_id,
-            "case_number": case.number,
-            "clinical_question": case.clinical_question,
-            "position": item.position,
-            "timebox_minutes": item.timebox_minutes,
-            "lane": item.lane,
-            "planned_start": planned,
-        })
+        out.append(
+            {
+                "id": item.id,
+                "session_id": item.session_id,
+                "case_id": item.case_id,
+                "case_number": case.number,
+                "clinical_question": case.clinical_question,
+                "position": item.position,
+                "timebox_minutes": item.timebox_minutes,
+                "lane": item.lane,
+                "planned_start": planned,
+            }
+        )
     length = int((board_session.end_at - board_session.start_at).total_seconds() // 60)
     return {"items": out, "total_minutes": total, "session_minutes": length}

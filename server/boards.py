@@ -15,8 +15,18 @@ from .errors import Conflict, Invalid, NotFound
 from .models import AgendaItem, Board, BoardMember, BoardSession, User, utcnow
 from .scheduling import TimeTriple, next_slots, zone
 
-__all__ = ["BoardSpec", "MEMBER_ROLES", "create_board", "add_member", "add_session",
-           "cancel_session", "board_json", "session_json", "sessions_of", "members_of"]
+__all__ = [
+    "BoardSpec",
+    "MEMBER_ROLES",
+    "create_board",
+    "add_member",
+    "add_session",
+    "cancel_session",
+    "board_json",
+    "session_json",
+    "sessions_of",
+    "members_of",
+]
 
 MEMBER_ROLES = ("chair", "specialist", "observer", "coordinator")
 
@@ -51,8 +61,13 @@ async def create_board(
     now = utcnow()
     # Validates the recurrence (parse errors, no occurrence) before anything is stored.
     slots = next_slots(
-        spec.rrule, spec.timezone, start_date, spec.start_time, spec.duration_minutes,
-        after=now, weeks=horizon_weeks,
+        spec.rrule,
+        spec.timezone,
+        start_date,
+        spec.start_time,
+        spec.duration_minutes,
+        after=now,
+        weeks=horizon_weeks,
     )
     if not slots:
         raise Invalid.on("rrule", f"yields no occurrence in the next {horizon_weeks} weeks")
@@ -80,12 +95,16 @@ async def create_board(
 
 async def add_member(session: AsyncSession, board: Board, user_id: int, role: str) -> BoardMember:
     if role not in MEMBER_ROLES:
-        raise Invalid.on("role", f"unknown board role {role!r}; use one of {', '.join(MEMBER_ROLES)}")
+        raise Invalid.on(
+            "role", f"unknown board role {role!r}; use one of {', '.join(MEMBER_ROLES)}"
+        )
     if await session.get(User, user_id) is None:
         raise Invalid.on("user_id", f"no user {user_id}")
     existing = (
         await session.exec(
-            select(BoardMember).where(BoardMember.board_id == board.id, BoardMember.user_id == user_id)
+            select(BoardMember).where(
+                BoardMember.board_id == board.id, BoardMember.user_id == user_id
+            )
         )
     ).first()
     if existing:
@@ -134,8 +153,12 @@ async def members_of(session: AsyncSession, board_id: int) -> list[tuple[BoardMe
 
 
 async def sessions_of(
-    session: AsyncSession, board_id: int, *, start: datetime | None = None,
-    end: datetime | None = None, limit: int = 200,
+    session: AsyncSession,
+    board_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 200,
 ) -> list[BoardSession]:
     query = select(BoardSession).where(BoardSession.board_id == board_id)
     if start:
@@ -167,9 +190,7 @@ async def session_json(
     }
 
 
-async def board_json(
-    session: AsyncSession, board: Board, viewer_tz: ZoneInfo
-) -> dict[str, object]:
+async def board_json(session: AsyncSession, board: Board, viewer_tz: ZoneInfo) -> dict[str, object]:
     assert board.id is not None
     upcoming = await sessions_of(session, board.id, start=utcnow(), limit=20)
     scheduled = [s for s in upcoming if s.status == "scheduled"]

@@ -46,7 +46,13 @@ __all__ = [
 ]
 
 STATES = (
-    "requested", "accepted", "rejected", "in_preparation", "ready", "discussed", "finalized",
+    "requested",
+    "accepted",
+    "rejected",
+    "in_preparation",
+    "ready",
+    "discussed",
+    "finalized",
     "closed",
 )
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -194,7 +200,8 @@ async def create_case(
         summary_language=case_in.summary_language,
         summary_translation_enc=(
             cipher.seal("case.translation", case_in.summary_translation)
-            if case_in.summary_translation else None
+            if case_in.summary_translation
+            else None
         ),
         translation_language=case_in.translation_language,
         translator=case_in.translator,
@@ -223,8 +230,11 @@ async def update_case(
         clinical_summary="",
         summary_language=str(changes.get("summary_language", case.summary_language)),
         summary_translation=changes.get("summary_translation")  # type: ignore[arg-type]
-        or (cipher.open("case.translation", case.summary_translation_enc)
-            if case.summary_translation_enc else None),
+        or (
+            cipher.open("case.translation", case.summary_translation_enc)
+            if case.summary_translation_enc
+            else None
+        ),
         translation_language=changes.get("translation_language", case.translation_language),  # type: ignore[arg-type]
         translator=changes.get("translator", case.translator),  # type: ignore[arg-type]
         consent_external=changes.get("consent_external", case.consent_external),  # type: ignore[arg-type]
@@ -239,8 +249,13 @@ async def update_case(
     if "summary_translation" in changes:
         text = changes["summary_translation"]
         case.summary_translation_enc = cipher.seal("case.translation", str(text)) if text else None
-    for name in ("summary_language", "translation_language", "translator", "consent_external",
-                 "consent_date"):
+    for name in (
+        "summary_language",
+        "translation_language",
+        "translator",
+        "consent_external",
+        "consent_date",
+    ):
         if name in changes:
             setattr(case, name, changes[name])
     case.updated_at = now
@@ -293,47 +308,71 @@ async def readiness(session: AsyncSession, case: Case) -> Readiness:
     oldest = now - max_age
     items: list[ReadinessItem] = []
 
-    items.append(ReadinessItem("question", bool(case.clinical_question.strip()),
-                               "clinical question present" if case.clinical_question.strip()
-                               else "no clinical question"))
+    items.append(
+        ReadinessItem(
+            "question",
+            bool(case.clinical_question.strip()),
+            "clinical question present"
+            if case.clinical_question.strip()
+            else "no clinical question",
+        )
+    )
     summary_fresh = case.summary_updated_at >= oldest
-    items.append(ReadinessItem(
-        "summary", bool(case.clinical_summary_enc) and summary_fresh,
-        "clinical summary present" if summary_fresh
-        else f"clinical summary older than {board.readiness_max_age_days} days",
-    ))
+    items.append(
+        ReadinessItem(
+            "summary",
+            bool(case.clinical_summary_enc) and summary_fresh,
+            "clinical summary present"
+            if summary_fresh
+            else f"clinical summary older than {board.readiness_max_age_days} days",
+        )
+    )
     studies = list(await session.exec(select(ImagingStudy).where(ImagingStudy.case_id == case.id)))
     if not studies:
         items.append(ReadinessItem("imaging", False, "no imaging study attached"))
     else:
         newest = max(s.study_date for s in studies)
         fresh = newest >= oldest.date()
-        items.append(ReadinessItem(
-            "imaging", fresh,
-            f"{len(studies)} imaging stud{'y' if len(studies) == 1 else 'ies'}, newest {newest}"
-            if fresh else f"newest imaging study ({newest}) is older than "
-            f"{board.readiness_max_age_days} days",
-        ))
-    reports = list(await session.exec(
-        select(Attachment).where(Attachment.case_id == case.id, Attachment.kind == "pathology")
-    ))
+        items.append(
+            ReadinessItem(
+                "imaging",
+                fresh,
+                f"{len(studies)} imaging stud{'y' if len(studies) == 1 else 'ies'}, newest {newest}"
+                if fresh
+                else f"newest imaging study ({newest}) is older than "
+                f"{board.readiness_max_age_days} days",
+            )
+        )
+    reports = list(
+        await session.exec(
+            select(Attachment).where(Attachment.case_id == case.id, Attachment.kind == "pathology")
+        )
+    )
     if not reports:
         items.append(ReadinessItem("pathology", False, "no pathology report"))
     else:
         newest_at = max(r.uploaded_at for r in reports)
         fresh = newest_at >= oldest
-        items.append(ReadinessItem(
-            "pathology", fresh,
-            "pathology report present" if fresh
-            else f"pathology report older than {board.readiness_max_age_days} days",
-        ))
+        items.append(
+            ReadinessItem(
+                "pathology",
+                fresh,
+                "pathology report present"
+                if fresh
+                else f"pathology report older than {board.readiness_max_age_days} days",
+            )
+        )
     if await board_has_external_members(session, board):
         consented = case.consent_external is True and case.consent_date is not None
-        items.append(ReadinessItem(
-            "consent", consented,
-            "patient consented to external review" if consented
-            else "the board has external members: consent for external review is needed",
-        ))
+        items.append(
+            ReadinessItem(
+                "consent",
+                consented,
+                "patient consented to external review"
+                if consented
+                else "the board has external members: consent for external review is needed",
+            )
+        )
     return Readiness(items)
 
 
@@ -361,8 +400,7 @@ async def transition(
         check = await readiness(session, case)
         if not check.ready:
             raise Invalid(
-                f"case {case.number} is not ready: "
-                + "; ".join(i.detail for i in check.failing),
+                f"case {case.number} is not ready: " + "; ".join(i.detail for i in check.failing),
                 [FieldError(i.key, i.detail) for i in check.failing],
             )
     before = case.state
@@ -370,8 +408,14 @@ async def transition(
     case.updated_at = utcnow()
     session.add(case)
     await session.flush()
-    await audit.append(session, actor_id=user.id, action="case.transition", target_type="case",
-                       target_id=case.id, detail={"from": before, "to": to})
+    await audit.append(
+        session,
+        actor_id=user.id,
+        action="case.transition",
+        target_type="case",
+        target_id=case.id,
+        detail={"from": before, "to": to},
+    )
     return case
 
 
@@ -380,8 +424,14 @@ def allowed_transitions(case: Case, user: User) -> list[str]:
 
 
 async def add_attachment(
-    session: AsyncSession, services: Services, case: Case, user: User, *,
-    filename: str, content_type: str, data: bytes,
+    session: AsyncSession,
+    services: Services,
+    case: Case,
+    user: User,
+    *,
+    filename: str,
+    content_type: str,
+    data: bytes,
 ) -> Attachment:
     limit = services.settings.max_upload_bytes
     if len(data) > limit:
@@ -418,8 +468,14 @@ async def add_attachment(
 
 
 async def add_study(
-    session: AsyncSession, case: Case, user: User, *, uid: str, description: str,
-    modality: str, study_date: date,
+    session: AsyncSession,
+    case: Case,
+    user: User,
+    *,
+    uid: str,
+    description: str,
+    modality: str,
+    study_date: date,
 ) -> ImagingStudy:
     if not uid or len(uid) > 64 or not all(part.isdigit() for part in uid.split(".")):
         raise Invalid.on("study_instance_uid", f"{uid!r} is not a DICOM UID (digits and dots)")
@@ -427,8 +483,13 @@ async def add_study(
         raise Invalid.on("study_date", "is in the future")
     assert case.id is not None and user.id is not None
     study = ImagingStudy(
-        case_id=case.id, study_instance_uid=uid, description=description, modality=modality,
-        study_date=study_date, added_by=user.id, added_at=utcnow(),
+        case_id=case.id,
+        study_instance_uid=uid,
+        description=description,
+        modality=modality,
+        study_date=study_date,
+        added_by=user.id,
+        added_at=utcnow(),
     )
     session.add(study)
     await session.flush()
@@ -439,7 +500,8 @@ async def set_opinion(
     session: AsyncSession, services: Services, case: Case, user: User, text: str
 ) -> Opinion:
     if case.board_id not in {
-        m for m in await session.exec(
+        m
+        for m in await session.exec(
             select(BoardMember.board_id).where(BoardMember.user_id == user.id)
         )
     }:
@@ -454,7 +516,9 @@ async def set_opinion(
         )
     ).first()
     assert case.id is not None and user.id is not None
-    opinion = existing or Opinion(case_id=case.id, user_id=user.id, text_enc="", updated_at=utcnow())
+    opinion = existing or Opinion(
+        case_id=case.id, user_id=user.id, text_enc="", updated_at=utcnow()
+    )
     opinion.text_enc = services.cipher.seal("opinion.text", text.strip())
     opinion.updated_at = utcnow()
     session.add(opinion)

@@ -44,9 +44,9 @@ DEMO_USERS = (
 )
 
 _PATHOLOGY = (
-    "Pathology report\nSpecimen: CT-guided core biopsy, right upper lobe.\n"
-    "Diagnosis: invasive adenocarcinoma, acinar predominant. EGFR exon 19 deletion detected.\n"
-).encode()
+    b"Pathology report\nSpecimen: CT-guided core biopsy, right upper lobe.\n"
+    b"Diagnosis: invasive adenocarcinoma, acinar predominant. EGFR exon 19 deletion detected.\n"
+)
 
 
 async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, int]:
@@ -54,18 +54,26 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
     async with services.db.write() as session:
         if (await session.exec(select(User).where(User.username == "coordinator"))).first():
             raise RuntimeError("the database already holds demo data")
-        home = await create_institution(session, code="HZ", name="Hangzhou First Hospital",
-                                        timezone="Asia/Shanghai")
-        ext = await create_institution(session, code="ROC", name="Rochester Cancer Center",
-                                       timezone="America/Chicago")
+        home = await create_institution(
+            session, code="HZ", name="Hangzhou First Hospital", timezone="Asia/Shanghai"
+        )
+        ext = await create_institution(
+            session, code="ROC", name="Rochester Cancer Center", timezone="America/Chicago"
+        )
         users: dict[str, User] = {}
         for d in DEMO_USERS:
             institution: Institution = home if d.home else ext
             assert institution.id is not None
             users[d.username] = await create_user(
-                session, services, username=d.username, password=password,
-                display_name=d.display_name, role=d.role, specialty=d.specialty,
-                institution_id=institution.id, email=f"{d.username}@{institution.code.lower()}.example",
+                session,
+                services,
+                username=d.username,
+                password=password,
+                display_name=d.display_name,
+                role=d.role,
+                specialty=d.specialty,
+                institution_id=institution.id,
+                email=f"{d.username}@{institution.code.lower()}.example",
             )
         chicago = ZoneInfo("America/Chicago")
         tomorrow = datetime.now(chicago).date() + timedelta(days=1)
@@ -73,13 +81,23 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
         board = await create_board(
             session,
             BoardSpec(
-                name="Thoracic MDT", tumor_site="thoracic", timezone="America/Chicago",
-                rrule=f"FREQ=WEEKLY;BYDAY={_WEEKDAYS[tomorrow.weekday()]}", start_time="07:30",
-                duration_minutes=90, start_date=tomorrow,
-                required_specialties=["radiology", "pathology", "surgery", "medical_oncology",
-                                      "radiation_oncology"],
+                name="Thoracic MDT",
+                tumor_site="thoracic",
+                timezone="America/Chicago",
+                rrule=f"FREQ=WEEKLY;BYDAY={_WEEKDAYS[tomorrow.weekday()]}",
+                start_time="07:30",
+                duration_minutes=90,
+                start_date=tomorrow,
+                required_specialties=[
+                    "radiology",
+                    "pathology",
+                    "surgery",
+                    "medical_oncology",
+                    "radiation_oncology",
+                ],
             ),
-            home_institution_id=home.id, horizon_weeks=services.settings.session_horizon_weeks,
+            home_institution_id=home.id,
+            horizon_weeks=services.settings.session_horizon_weeks,
         )
         for d in DEMO_USERS:
             if d.board_role:
@@ -88,45 +106,85 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
                 await add_member(session, board, uid, d.board_role)
         coordinator = users["coordinator"]
         assert board.id is not None
-        ready = await create_case(session, services, coordinator, CaseIn(
-            board_id=board.id,
-            patient=PatientIn("Wang Fang", "HZ00012345", date(1961, 3, 2), "female"),
-            clinical_question="Stage IIIA EGFR+ adenocarcinoma: neoadjuvant osimertinib then "
-                              "surgery, or definitive chemoradiation?",
-            clinical_summary="62岁女性，右上肺腺癌，EGFR 19外显子缺失，cT2aN2M0 IIIA期。",
-            summary_language="zh-CN",
-            summary_translation="62-year-old woman, right upper lobe adenocarcinoma, EGFR exon 19 "
-                                "deletion, cT2aN2M0 stage IIIA.",
-            translation_language="en", translator="Coordinator Li Na",
-            consent_external=True, consent_date=date.today() - timedelta(days=3),
-        ))
-        preparing = await create_case(session, services, coordinator, CaseIn(
-            board_id=board.id,
-            patient=PatientIn("Liu Qiang", "HZ00067890", date(1955, 11, 20), "male"),
-            clinical_question="Solitary 2.1 cm nodule, left lower lobe: resect or biopsy first?",
-            clinical_summary="Male, 71, ex-smoker; PET-avid LLL nodule, no nodal disease on PET.",
-            summary_language="en", consent_external=True,
-            consent_date=date.today() - timedelta(days=1),
-        ))
-        requested = await create_case(session, services, coordinator, CaseIn(
-            board_id=board.id,
-            patient=PatientIn("Zhou Min", "HZ00099887", date(1970, 6, 15), "female"),
-            clinical_question="Oligometastatic NSCLC with a single brain lesion: local therapy?",
-            clinical_summary="Female, 56; ALK-positive NSCLC with one 9 mm brain metastasis.",
-            summary_language="en",
-        ))
+        ready = await create_case(
+            session,
+            services,
+            coordinator,
+            CaseIn(
+                board_id=board.id,
+                patient=PatientIn("Wang Fang", "HZ00012345", date(1961, 3, 2), "female"),
+                clinical_question="Stage IIIA EGFR+ adenocarcinoma: neoadjuvant osimertinib then "
+                "surgery, or definitive chemoradiation?",
+                clinical_summary="62岁女性，右上肺腺癌，EGFR 19外显子缺失，cT2aN2M0 IIIA期。",
+                summary_language="zh-CN",
+                summary_translation="62-year-old woman, right upper lobe adenocarcinoma, "
+                "EGFR exon 19 deletion, cT2aN2M0 stage IIIA.",
+                translation_language="en",
+                translator="Coordinator Li Na",
+                consent_external=True,
+                consent_date=date.today() - timedelta(days=3),
+            ),
+        )
+        preparing = await create_case(
+            session,
+            services,
+            coordinator,
+            CaseIn(
+                board_id=board.id,
+                patient=PatientIn("Liu Qiang", "HZ00067890", date(1955, 11, 20), "male"),
+                clinical_question="Solitary 2.1 cm nodule, left lower lobe: resect or biopsy?",
+                clinical_summary="Male, 71, ex-smoker; PET-avid LLL nodule, no nodes on PET.",
+                summary_language="en",
+                consent_external=True,
+                consent_date=date.today() - timedelta(days=1),
+            ),
+        )
+        requested = await create_case(
+            session,
+            services,
+            coordinator,
+            CaseIn(
+                board_id=board.id,
+                patient=PatientIn("Zhou Min", "HZ00099887", date(1970, 6, 15), "female"),
+                clinical_question="Oligometastatic NSCLC, single brain lesion: local therapy?",
+                clinical_summary="Female, 56; ALK-positive NSCLC with one 9 mm brain metastasis.",
+                summary_language="en",
+            ),
+        )
         for case in (ready, preparing):
-            await add_study(session, case, coordinator, uid=f"1.2.826.0.1.3680043.10.543.{case.id}",
-                            description="CT chest with contrast", modality="CT",
-                            study_date=date.today() - timedelta(days=10))
+            await add_study(
+                session,
+                case,
+                coordinator,
+                uid=f"1.2.826.0.1.3680043.10.543.{case.id}",
+                description="CT chest with contrast",
+                modality="CT",
+                study_date=date.today() - timedelta(days=10),
+            )
             await transition(session, services.audit, case, coordinator, "accepted", None)
             await transition(session, services.audit, case, coordinator, "in_preparation", None)
-        await add_attachment(session, services, ready, coordinator, filename="pathology.txt",
-                             content_type="text/plain", data=_PATHOLOGY)
+        await add_attachment(
+            session,
+            services,
+            ready,
+            coordinator,
+            filename="pathology.txt",
+            content_type="text/plain",
+            data=_PATHOLOGY,
+        )
         await transition(session, services.audit, ready, coordinator, "ready", None)
         for case in (ready, preparing, requested):
-            await services.audit.append(session, actor_id=coordinator.id, action="case.create",
-                                        target_type="case", target_id=case.id)
+            await services.audit.append(
+                session,
+                actor_id=coordinator.id,
+                action="case.create",
+                target_type="case",
+                target_id=case.id,
+            )
         assert ready.id is not None and preparing.id is not None and requested.id is not None
-        return {"board_id": board.id, "ready_case": ready.id, "preparing_case": preparing.id,
-                "requested_case": requested.id}
+        return {
+            "board_id": board.id,
+            "ready_case": ready.id,
+            "preparing_case": preparing.id,
+            "requested_case": requested.id,
+        }

@@ -17,8 +17,14 @@ __all__ = ["invite", "inspect", "accept"]
 
 
 async def invite(
-    session: AsyncSession, services: Services, board: Board, by: User, *,
-    institution_id: int, specialty: str, email: str,
+    session: AsyncSession,
+    services: Services,
+    board: Board,
+    by: User,
+    *,
+    institution_id: int,
+    specialty: str,
+    email: str,
 ) -> tuple[Invitation, str]:
     if specialty not in SPECIALTIES:
         raise Invalid.on("specialty", f"unknown specialty {specialty!r}")
@@ -56,8 +62,14 @@ async def inspect(session: AsyncSession, services: Services, token: str) -> Invi
 
 
 async def accept(
-    session: AsyncSession, services: Services, *, token: str, board_id: int, username: str,
-    password: str, display_name: str,
+    session: AsyncSession,
+    services: Services,
+    *,
+    token: str,
+    board_id: int,
+    username: str,
+    password: str,
+    display_name: str,
 ) -> User:
     invitation = await inspect(session, services, token)
     if invitation.board_id != board_id:
@@ -68,9 +80,14 @@ async def accept(
     if not display_name.strip():
         raise Invalid.on("display_name", "must not be empty")
     user = await create_user(
-        session, services, username=username, password=password,
-        display_name=display_name.strip(), role=Role.SPECIALIST,
-        institution_id=invitation.institution_id, specialty=invitation.specialty,
+        session,
+        services,
+        username=username,
+        password=password,
+        display_name=display_name.strip(),
+        role=Role.SPECIALIST,
+        institution_id=invitation.institution_id,
+        specialty=invitation.specialty,
         email=invitation.email,
     )
     assert user.id is not None

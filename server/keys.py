@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,7 @@ class KeyRing:
         return KeyRing._read(self.path)
 
 
-def _write_private(path: Path, content: dict[str, object]) -> None:
+def _write_private(path: Path, content: Mapping[str, object]) -> None:
     # Written beside the target with 0600 from the first byte, then renamed over it.
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

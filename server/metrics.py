@@ -16,12 +16,16 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.requests = Counter(
-            "eboard_http_requests", "HTTP requests by route template and status",
-            ["method", "route", "status"], registry=self.registry,
+            "eboard_http_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "eboard_http_request_seconds", "HTTP request latency by route template",
-            ["method", "route"], registry=self.registry,
+            "eboard_http_request_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            registry=self.registry,
         )
 
 

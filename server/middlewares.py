@@ -12,7 +12,13 @@ from aiohttp import web
 from .errors import EboardError
 from .metrics import METRICS
 
-__all__ = ["USER_ID", "problem_response", "error_middleware", "observe_middleware", "headers_middleware"]
+__all__ = [
+    "USER_ID",
+    "problem_response",
+    "error_middleware",
+    "observe_middleware",
+    "headers_middleware",
+]
 
 log = logging.getLogger("eboard.requests")
 errlog = logging.getLogger(__name__)
@@ -26,8 +32,13 @@ USER_ID = web.RequestKey("user_id", object)
 def problem_response(
     status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
 ) -> web.Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "errors": errors or []}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": errors or [],
+    }
     return web.Response(
         status=status,
         body=json.dumps(body, ensure_ascii=False).encode(),
@@ -41,13 +52,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except EboardError as exc:
         return problem_response(
-            exc.status, exc.title, exc.detail,
+            exc.status,
+            exc.title,
+            exc.detail,
             [{"field": e.field, "message": e.message} for e in exc.errors],
         )
     except web.HTTPException as exc:
         if exc.status >= 400 and (request.path.startswith("/api/") or request.path == "/metrics"):
             detail = (
-                f"no route {request.method} {request.path}" if exc.status in (404, 405)
+                f"no route {request.method} {request.path}"
+                if exc.status in (404, 405)
                 else exc.reason
             )
             return problem_response(exc.status, exc.reason, detail)
@@ -82,13 +96,15 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(request.method, route).observe(elapsed)
         log.info(
             "%s",
-            json.dumps({
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "ms": round(elapsed * 1000, 1),
-                "user_id": request.get(USER_ID),
-            }),
+            json.dumps(
+                {
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                    "user_id": request.get(USER_ID),
+                }
+            ),
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
+from dateutil.rrule import rrule, rrulestr
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from .errors import Invalid
@@ -24,7 +24,7 @@ __all__ = [
     "calendar_ics",
 ]
 
-_ALLOWED_FREQ = {YEARLY, MONTHLY, WEEKLY, DAILY}
+_FREQ_RE = re.compile(r"(?:^|;)FREQ=(DAILY|WEEKLY|MONTHLY|YEARLY)(?:;|$)")
 _MAX_OCCURRENCES = 400
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -66,16 +66,14 @@ def parse_rrule(text: str, start: datetime) -> rrule:
         rule = rrulestr(body, dtstart=start)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise Invalid.on("rrule", f"does not parse as an RRULE ({exc})") from exc
-    if not isinstance(rule, rrule) or rule._freq not in _ALLOWED_FREQ:
+    if not isinstance(rule, rrule) or not _FREQ_RE.search(body.upper()):
         raise Invalid.on("rrule", "FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY")
     if rule.after(start, inc=True) is None:
         raise Invalid.on("rrule", "yields no occurrence")
     return rule
 
 
-def occurrences(
-    rule: rrule, tz: ZoneInfo, after: datetime, until: datetime
-) -> list[datetime]:
+def occurrences(rule: rrule, tz: ZoneInfo, after: datetime, until: datetime) -> list[datetime]:
     """UTC start instants of the rule's occurrences in [after, until).
 
     Each occurrence is a wall-clock time in the board's zone, converted on its own date: so a
@@ -177,12 +175,11 @@ def calendar_ics(entries: list[CalendarEntry], *, name: str) -> bytes:
             event.add("attendee", _address(*attendee), encode=False)
         cal.add_component(event)
     cal.add_missing_timezones()
-    return cal.to_ical()
+    ical: bytes = cal.to_ical()
+    return ical
 
 
 def _address(email: str, name: str) -> vCalAddress:
     address = vCalAddress(f"mailto:{email}")
     address.params["cn"] = vText(name)
     return address
-
-

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real app on a temp data dir, seeded once with the demo and copied per test."""
+"""Shared fixtures: the real app on a temp data dir, seeded once and copied per test."""
 
 from __future__ import annotations
 

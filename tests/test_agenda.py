@@ -13,7 +13,9 @@ from server.models import AgendaItem
 from server.services import SERVICES
 
 
-async def _next_session(client: TestClient[Any, Any], headers: dict[str, str], board_id: int) -> int:
+async def _next_session(
+    client: TestClient[Any, Any], headers: dict[str, str], board_id: int
+) -> int:
     listed = await (await client.get(f"/api/boards/{board_id}/sessions", headers=headers)).json()
     return int(listed["items"][0]["id"])
 
@@ -27,11 +29,15 @@ async def _make_ready(client: TestClient[Any, Any], coord: dict[str, str], case_
     from aiohttp import FormData
 
     form = FormData()
-    form.add_field("file", b"Pathology: adenocarcinoma", filename="p.txt", content_type="text/plain")
-    assert (await client.post(f"/api/cases/{case_id}/attachments", data=form,
-                              headers=coord)).status == 201
-    resp = await client.post(f"/api/cases/{case_id}/transitions", json={"to": "ready"},
-                             headers=coord)
+    form.add_field(
+        "file", b"Pathology: adenocarcinoma", filename="p.txt", content_type="text/plain"
+    )
+    assert (
+        await client.post(f"/api/cases/{case_id}/attachments", data=form, headers=coord)
+    ).status == 201
+    resp = await client.post(
+        f"/api/cases/{case_id}/transitions", json={"to": "ready"}, headers=coord
+    )
     assert resp.status == 200, await resp.text()
 
 
@@ -41,27 +47,39 @@ async def test_agenda_orders_cases_and_plans_their_start_times(
     coord = auth["coordinator"]
     sid = await _next_session(client, coord, ids["board_id"])
     await _make_ready(client, coord, ids["preparing_case"])
-    a = await client.post(f"/api/sessions/{sid}/agenda?tz=Asia/Shanghai", headers=coord,
-                          json={"case_id": ids["ready_case"], "timebox_minutes": 20})
+    a = await client.post(
+        f"/api/sessions/{sid}/agenda?tz=Asia/Shanghai",
+        headers=coord,
+        json={"case_id": ids["ready_case"], "timebox_minutes": 20},
+    )
     assert a.status == 201, await a.text()
     first = await a.json()
     assert first["planned_start"]["board"][11:16] == "07:30"
-    b = await client.post(f"/api/sessions/{sid}/agenda", headers=coord,
-                          json={"case_id": ids["preparing_case"], "timebox_minutes": 15})
+    b = await client.post(
+        f"/api/sessions/{sid}/agenda",
+        headers=coord,
+        json={"case_id": ids["preparing_case"], "timebox_minutes": 15},
+    )
     second = await b.json()
     assert second["planned_start"]["board"][11:16] == "07:50"
 
-    order = await client.put(f"/api/sessions/{sid}/agenda/order", headers=coord,
-                             json={"item_ids": [second["id"], first["id"]]})
+    order = await client.put(
+        f"/api/sessions/{sid}/agenda/order",
+        headers=coord,
+        json={"item_ids": [second["id"], first["id"]]},
+    )
     assert order.status == 200
     items = (await order.json())["items"]
     assert [i["case_id"] for i in items] == [ids["preparing_case"], ids["ready_case"]]
     assert [i["planned_start"]["board"][11:16] for i in items] == ["07:30", "07:45"]
 
-    lane = await client.patch(f"/api/agenda-items/{second['id']}", headers=coord,
-                              json={"lane": "standard_of_care"})
+    lane = await client.patch(
+        f"/api/agenda-items/{second['id']}", headers=coord, json={"lane": "standard_of_care"}
+    )
     assert (await lane.json())["planned_start"] is None
-    agenda = await (await client.get(f"/api/sessions/{sid}/agenda", headers=auth["external"])).json()
+    agenda = await (
+        await client.get(f"/api/sessions/{sid}/agenda", headers=auth["external"])
+    ).json()
     assert agenda["total_minutes"] == 20
     assert agenda["items"][1]["planned_start"]["board"][11:16] == "07:30"
     session = await (await client.get(f"/api/sessions/{sid}", headers=coord)).json()
@@ -85,8 +103,12 @@ async def test_agenda_orders_cases_and_plans_their_start_times(
     ],
 )
 async def test_bad_agenda_item_is_refused_and_nothing_stored(
-    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int],
-    body: dict[str, Any], field: str, status: int,
+    client: TestClient[Any, Any],
+    auth: dict[str, dict[str, str]],
+    ids: dict[str, int],
+    body: dict[str, Any],
+    field: str,
+    status: int,
 ) -> None:
     coord = auth["coordinator"]
     sid = await _next_session(client, coord, ids["board_id"])
@@ -103,13 +125,25 @@ async def test_case_of_another_board_cannot_join_the_agenda(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
     coord = auth["coordinator"]
-    other = await client.post("/api/boards", headers=coord, json={
-        "name": "Colorectal MDT", "tumor_site": "colorectal", "timezone": "Asia/Shanghai",
-        "rrule": "FREQ=WEEKLY;BYDAY=TH", "start_time": "16:00", "duration_minutes": 60})
+    other = await client.post(
+        "/api/boards",
+        headers=coord,
+        json={
+            "name": "Colorectal MDT",
+            "tumor_site": "colorectal",
+            "timezone": "Asia/Shanghai",
+            "rrule": "FREQ=WEEKLY;BYDAY=TH",
+            "start_time": "16:00",
+            "duration_minutes": 60,
+        },
+    )
     other_board = await other.json()
     sid = other_board["next_session"]["id"]
-    resp = await client.post(f"/api/sessions/{sid}/agenda", headers=coord,
-                             json={"case_id": ids["ready_case"], "timebox_minutes": 10})
+    resp = await client.post(
+        f"/api/sessions/{sid}/agenda",
+        headers=coord,
+        json={"case_id": ids["ready_case"], "timebox_minutes": 10},
+    )
     assert resp.status == 422
     assert "another board" in (await resp.json())["errors"][0]["message"]
     assert await _agenda_count(client) == 0
@@ -120,14 +154,23 @@ async def test_reorder_must_name_every_item_once(
 ) -> None:
     coord = auth["coordinator"]
     sid = await _next_session(client, coord, ids["board_id"])
-    item = await (await client.post(f"/api/sessions/{sid}/agenda", headers=coord, json={
-        "case_id": ids["ready_case"], "timebox_minutes": 10})).json()
+    item = await (
+        await client.post(
+            f"/api/sessions/{sid}/agenda",
+            headers=coord,
+            json={"case_id": ids["ready_case"], "timebox_minutes": 10},
+        )
+    ).json()
     for bad in ([], [item["id"], item["id"]], [item["id"], 4242]):
-        resp = await client.put(f"/api/sessions/{sid}/agenda/order", headers=coord,
-                                json={"item_ids": bad})
+        resp = await client.put(
+            f"/api/sessions/{sid}/agenda/order", headers=coord, json={"item_ids": bad}
+        )
         assert resp.status == 422
         assert (await resp.json())["errors"][0]["field"] == "item_ids"
-    dup = await client.post(f"/api/sessions/{sid}/agenda", headers=coord,
-                            json={"case_id": ids["ready_case"], "timebox_minutes": 10})
+    dup = await client.post(
+        f"/api/sessions/{sid}/agenda",
+        headers=coord,
+        json={"case_id": ids["ready_case"], "timebox_minutes": 10},
+    )
     assert dup.status == 409
     assert await _agenda_count(client) == 1

@@ -16,8 +16,12 @@ from server.services import SERVICES
 
 NEW_CASE = {
     "board_id": 1,
-    "patient": {"name": "Qian Hui", "mrn": "HZ00055555", "birth_date": "1968-04-09",
-                "sex": "female"},
+    "patient": {
+        "name": "Qian Hui",
+        "mrn": "HZ00055555",
+        "birth_date": "1968-04-09",
+        "sex": "female",
+    },
     "clinical_question": "Resectable?",
     "clinical_summary": "Summary.",
     "summary_language": "en",
@@ -34,16 +38,20 @@ async def _counts(client: TestClient[Any, Any]) -> tuple[int, ...]:
     return tuple(out)
 
 
-async def _new_case(client: TestClient[Any, Any], headers: dict[str, str], **over: Any) -> dict[str, Any]:
+async def _new_case(
+    client: TestClient[Any, Any], headers: dict[str, str], **over: Any
+) -> dict[str, Any]:
     resp = await client.post("/api/cases", json={**NEW_CASE, **over}, headers=headers)
     assert resp.status == 201, await resp.text()
     return await resp.json()
 
 
-async def _move(client: TestClient[Any, Any], headers: dict[str, str], case_id: int, to: str,
-                **extra: Any) -> Any:
-    return await client.post(f"/api/cases/{case_id}/transitions", json={"to": to, **extra},
-                             headers=headers)
+async def _move(
+    client: TestClient[Any, Any], headers: dict[str, str], case_id: int, to: str, **extra: Any
+) -> Any:
+    return await client.post(
+        f"/api/cases/{case_id}/transitions", json={"to": to, **extra}, headers=headers
+    )
 
 
 async def test_case_walks_the_workflow_to_ready_once_its_checklist_passes(
@@ -63,21 +71,30 @@ async def test_case_walks_the_workflow_to_ready_once_its_checklist_passes(
     assert {e["field"] for e in body["errors"]} == {"imaging", "pathology"}
     assert "no pathology report" in body["detail"]
 
-    study = await client.post(f"/api/cases/{case['id']}/studies", headers=coord, json={
-        "study_instance_uid": "1.2.3.4.5", "description": "CT", "modality": "CT",
-        "study_date": "2026-11-10"})
+    study = await client.post(
+        f"/api/cases/{case['id']}/studies",
+        headers=coord,
+        json={
+            "study_instance_uid": "1.2.3.4.5",
+            "description": "CT",
+            "modality": "CT",
+            "study_date": "2026-11-10",
+        },
+    )
     assert study.status == 201
     form = FormData()
-    form.add_field("file", b"%PDF-1.4\n% pathology\n", filename="path.pdf",
-                   content_type="application/pdf")
+    form.add_field(
+        "file", b"%PDF-1.4\n% pathology\n", filename="path.pdf", content_type="application/pdf"
+    )
     up = await client.post(f"/api/cases/{case['id']}/attachments", data=form, headers=coord)
     assert up.status == 201, await up.text()
     ready = await _move(client, coord, case["id"], "ready")
     assert ready.status == 200
     assert (await ready.json())["readiness"]["ready"] is True
 
-    got = await client.get(f"/api/cases/{case['id']}/attachments/{(await up.json())['id']}",
-                           headers=coord)
+    got = await client.get(
+        f"/api/cases/{case['id']}/attachments/{(await up.json())['id']}", headers=coord
+    )
     assert await got.read() == b"%PDF-1.4\n% pathology\n"
 
 
@@ -88,8 +105,9 @@ async def test_illegal_transition_names_the_current_state_and_changes_nothing(
     assert resp.status == 409
     body = await resp.json()
     assert "is requested" in body["detail"] and body["errors"][0]["field"] == "to"
-    case = await (await client.get(f"/api/cases/{ids['requested_case']}",
-                                   headers=auth["coordinator"])).json()
+    case = await (
+        await client.get(f"/api/cases/{ids['requested_case']}", headers=auth["coordinator"])
+    ).json()
     assert case["state"] == "requested"
 
 
@@ -101,8 +119,9 @@ async def test_unknown_state_and_rejection_without_reason_are_refused(
     assert unknown.status == 422 and (await unknown.json())["errors"][0]["field"] == "to"
     no_reason = await _move(client, coord, ids["requested_case"], "rejected")
     assert no_reason.status == 422 and (await no_reason.json())["errors"][0]["field"] == "reason"
-    rejected = await _move(client, coord, ids["requested_case"], "rejected",
-                           reason="Outside this board's remit")
+    rejected = await _move(
+        client, coord, ids["requested_case"], "rejected", reason="Outside this board's remit"
+    )
     assert rejected.status == 200
     assert (await rejected.json())["rejection_reason"] == "Outside this board's remit"
 
@@ -122,9 +141,13 @@ async def test_every_transition_is_audited(
 ) -> None:
     await _move(client, auth["chair"], ids["ready_case"], "discussed")
     async with client.app[SERVICES].db.read() as session:
-        rows = list(await session.exec(
-            select(AuditRecord).where(AuditRecord.action == "case.transition")
-            .order_by(AuditRecord.id)))
+        rows = list(
+            await session.exec(
+                select(AuditRecord)
+                .where(AuditRecord.action == "case.transition")
+                .order_by(AuditRecord.id)
+            )
+        )
     # The demo's own moves are in the chain too; the chair's move is the newest.
     assert len(rows) == 6
     assert rows[-1].detail == {"from": "ready", "to": "discussed"}
@@ -135,8 +158,11 @@ async def test_duplicate_mrn_in_one_institution_is_refused_and_nothing_stored(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]]
 ) -> None:
     before = await _counts(client)
-    resp = await client.post("/api/cases", headers=auth["coordinator"], json={
-        **NEW_CASE, "patient": {**NEW_CASE["patient"], "mrn": " hz00012345 "}})
+    resp = await client.post(
+        "/api/cases",
+        headers=auth["coordinator"],
+        json={**NEW_CASE, "patient": {**NEW_CASE["patient"], "mrn": " hz00012345 "}},
+    )
     assert resp.status == 409
     body = await resp.json()
     assert body["errors"][0]["field"] == "patient.mrn"
@@ -146,13 +172,18 @@ async def test_duplicate_mrn_in_one_institution_is_refused_and_nothing_stored(
 async def test_known_patient_gets_a_second_case_by_patient_id(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    first = await (await client.get(f"/api/cases/{ids['ready_case']}",
-                                    headers=auth["coordinator"])).json()
-    second = await _new_case(client, auth["coordinator"], patient=None,
-                             patient_id=first["patient"]["id"])
+    first = await (
+        await client.get(f"/api/cases/{ids['ready_case']}", headers=auth["coordinator"])
+    ).json()
+    second = await _new_case(
+        client, auth["coordinator"], patient=None, patient_id=first["patient"]["id"]
+    )
     assert second["patient"]["mrn"] == "HZ00012345"
-    found = await (await client.post("/api/cases/lookup", json={"mrn": "hz00012345"},
-                                     headers=auth["coordinator"])).json()
+    found = await (
+        await client.post(
+            "/api/cases/lookup", json={"mrn": "hz00012345"}, headers=auth["coordinator"]
+        )
+    ).json()
     assert sorted(c["id"] for c in found["items"]) == sorted([ids["ready_case"], second["id"]])
 
 
@@ -171,7 +202,9 @@ async def test_known_patient_gets_a_second_case_by_patient_id(
     ],
 )
 async def test_bad_case_intake_is_refused_and_nothing_stored(
-    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], change: dict[str, Any],
+    client: TestClient[Any, Any],
+    auth: dict[str, dict[str, str]],
+    change: dict[str, Any],
     field: str,
 ) -> None:
     before = await _counts(client)
@@ -200,12 +233,16 @@ def _form(data: bytes, content_type: str, name: str = "file") -> FormData:
     ids=["png", "fake-pdf", "not-utf8", "empty", "wrong-part", "oversized"],
 )
 async def test_bad_pathology_upload_is_refused_and_nothing_stored(
-    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int],
-    form: FormData, status: int,
+    client: TestClient[Any, Any],
+    auth: dict[str, dict[str, str]],
+    ids: dict[str, int],
+    form: FormData,
+    status: int,
 ) -> None:
     before = await _counts(client)
-    resp = await client.post(f"/api/cases/{ids['preparing_case']}/attachments", data=form,
-                             headers=auth["coordinator"])
+    resp = await client.post(
+        f"/api/cases/{ids['preparing_case']}/attachments", data=form, headers=auth["coordinator"]
+    )
     assert resp.status == status, await resp.text()
     assert (await resp.json())["errors"][0]["field"] == "file"
     assert await _counts(client) == before
@@ -219,8 +256,14 @@ async def test_patient_identifiers_and_summary_are_encrypted_at_rest(
     raw = b""
     for path in settings.data_dir.glob("eboard.sqlite3*"):
         raw += path.read_bytes()
-    for plain in ("Qian Hui", "HZ00055555", "1968-04-09", "secret summary", "Wang Fang",
-                  "invasive adenocarcinoma"):
+    for plain in (
+        "Qian Hui",
+        "HZ00055555",
+        "1968-04-09",
+        "secret summary",
+        "Wang Fang",
+        "invasive adenocarcinoma",
+    ):
         assert plain.encode() not in raw, plain
     with sqlite3.connect(settings.data_dir / "eboard.sqlite3") as db:
         sealed = db.execute("SELECT name_enc FROM patient LIMIT 1").fetchone()[0]
@@ -231,12 +274,17 @@ async def test_opinion_one_per_member_and_updated_in_place(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
     url = f"/api/cases/{ids['ready_case']}/opinions"
-    assert (await client.put(f"{url}/mine", json={"text": "Surgery after osimertinib"},
-                             headers=auth["surgeon"])).status == 200
-    assert (await client.put(f"{url}/mine", json={"text": "Surgery first"},
-                             headers=auth["surgeon"])).status == 200
+    assert (
+        await client.put(
+            f"{url}/mine", json={"text": "Surgery after osimertinib"}, headers=auth["surgeon"]
+        )
+    ).status == 200
+    assert (
+        await client.put(f"{url}/mine", json={"text": "Surgery first"}, headers=auth["surgeon"])
+    ).status == 200
     listed = await (await client.get(url, headers=auth["chair"])).json()
     assert [(o["display_name"], o["text"]) for o in listed["items"]] == [
-        ("Dr. Zhao Lei", "Surgery first")]
+        ("Dr. Zhao Lei", "Surgery first")
+    ]
     empty = await client.put(f"{url}/mine", json={"text": "  "}, headers=auth["surgeon"])
     assert empty.status == 422 and (await empty.json())["errors"][0]["field"] == "text"

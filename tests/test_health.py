@@ -26,8 +26,8 @@ async def test_openapi_lists_every_route(client: TestClient[Any, Any]) -> None:
     wired = {
         (r.method, r.resource.canonical)
         for r in client.app.router.routes()
-        if r.resource is not None and (r.resource.canonical.startswith("/api/")
-                                       or r.resource.canonical == "/metrics")
+        if r.resource is not None
+        and (r.resource.canonical.startswith("/api/") or r.resource.canonical == "/metrics")
         and r.method != "HEAD"
     }
     assert wired, "no API routes found"
@@ -43,5 +43,7 @@ async def test_metrics_are_prometheus_text_without_identifiers(
     resp = await client.get("/metrics")
     text = await resp.text()
     assert resp.status == 200
-    assert 'eboard_http_requests_total{method="POST",route="/api/cases/lookup",status="200"}' in text
+    assert (
+        'eboard_http_requests_total{method="POST",route="/api/cases/lookup",status="200"}' in text
+    )
     assert "HZ00012345" not in text

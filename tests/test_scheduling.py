@@ -29,8 +29,15 @@ CHICAGO_BOARD = {
 
 def test_weekly_chicago_board_keeps_its_wall_clock_across_dst() -> None:
     # US DST ends 2026-11-01: Tuesday 27 Oct is CDT (UTC-5), Tuesday 3 Nov is CST (UTC-6).
-    slots = next_slots("FREQ=WEEKLY;BYDAY=TU", "America/Chicago", date(2026, 10, 20), "07:30", 90,
-                       after=datetime(2026, 10, 20, tzinfo=UTC), weeks=3)
+    slots = next_slots(
+        "FREQ=WEEKLY;BYDAY=TU",
+        "America/Chicago",
+        date(2026, 10, 20),
+        "07:30",
+        90,
+        after=datetime(2026, 10, 20, tzinfo=UTC),
+        weeks=3,
+    )
     starts = [s.start for s in slots]
     assert starts == [
         datetime(2026, 10, 20, 12, 30, tzinfo=UTC),
@@ -46,8 +53,15 @@ def test_weekly_chicago_board_keeps_its_wall_clock_across_dst() -> None:
 
 def test_spring_forward_moves_utc_start_an_hour_earlier() -> None:
     # US DST starts 2027-03-14.
-    slots = next_slots("FREQ=WEEKLY;BYDAY=TU", "America/Chicago", date(2027, 3, 9), "07:30", 90,
-                       after=datetime(2027, 3, 1, tzinfo=UTC), weeks=3)
+    slots = next_slots(
+        "FREQ=WEEKLY;BYDAY=TU",
+        "America/Chicago",
+        date(2027, 3, 9),
+        "07:30",
+        90,
+        after=datetime(2027, 3, 1, tzinfo=UTC),
+        weeks=3,
+    )
     assert [s.start.hour for s in slots] == [13, 12]
     assert all(s.end - s.start == (slots[0].end - slots[0].start) for s in slots)
 
@@ -66,8 +80,15 @@ def test_spring_forward_moves_utc_start_an_hour_earlier() -> None:
 )
 def test_bad_rrule_is_refused_naming_the_field(rrule: str, fragment: str) -> None:
     with pytest.raises(Invalid) as caught:
-        next_slots(rrule, "America/Chicago", date(2026, 12, 1), "07:30", 60,
-                   after=datetime(2026, 11, 1, tzinfo=UTC), weeks=4)
+        next_slots(
+            rrule,
+            "America/Chicago",
+            date(2026, 12, 1),
+            "07:30",
+            60,
+            after=datetime(2026, 11, 1, tzinfo=UTC),
+            weeks=4,
+        )
     assert caught.value.errors[0].field == "rrule"
     assert fragment in caught.value.errors[0].message
 
@@ -82,8 +103,9 @@ async def _board_count(client: TestClient[Any, Any]) -> tuple[int, int]:
 async def test_created_board_shows_next_session_in_board_and_viewer_zones(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]]
 ) -> None:
-    resp = await client.post("/api/boards?tz=Asia/Shanghai", json=CHICAGO_BOARD,
-                             headers=auth["coordinator"])
+    resp = await client.post(
+        "/api/boards?tz=Asia/Shanghai", json=CHICAGO_BOARD, headers=auth["coordinator"]
+    )
     assert resp.status == 201, await resp.text()
     board = await resp.json()
     nxt = board["next_session"]
@@ -94,8 +116,9 @@ async def test_created_board_shows_next_session_in_board_and_viewer_zones(
     assert datetime.fromisoformat(nxt["start"]["viewer"]) == utc
     assert datetime.fromisoformat(nxt["start"]["board"]) == utc
     assert datetime.fromisoformat(nxt["start"]["board"]).weekday() == 1  # Tuesday
-    sessions = await (await client.get(f"/api/boards/{board['id']}/sessions",
-                                       headers=auth["coordinator"])).json()
+    sessions = await (
+        await client.get(f"/api/boards/{board['id']}/sessions", headers=auth["coordinator"])
+    ).json()
     assert len(sessions["items"]) >= 25  # 26 weeks generated
 
 
@@ -113,12 +136,15 @@ async def test_created_board_shows_next_session_in_board_and_viewer_zones(
     ],
 )
 async def test_bad_board_is_refused_and_nothing_is_stored(
-    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], change: dict[str, Any],
+    client: TestClient[Any, Any],
+    auth: dict[str, dict[str, str]],
+    change: dict[str, Any],
     field: str,
 ) -> None:
     before = await _board_count(client)
-    resp = await client.post("/api/boards", json={**CHICAGO_BOARD, **change},
-                             headers=auth["coordinator"])
+    resp = await client.post(
+        "/api/boards", json={**CHICAGO_BOARD, **change}, headers=auth["coordinator"]
+    )
     assert resp.status == 422, await resp.text()
     assert resp.content_type == "application/problem+json"
     body = await resp.json()
@@ -150,8 +176,9 @@ async def test_session_end_before_start_is_refused(
 async def test_viewer_zone_must_be_known(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    resp = await client.get(f"/api/boards/{ids['board_id']}?tz=Nowhere/Land",
-                            headers=auth["coordinator"])
+    resp = await client.get(
+        f"/api/boards/{ids['board_id']}?tz=Nowhere/Land", headers=auth["coordinator"]
+    )
     assert resp.status == 422
     assert (await resp.json())["errors"][0]["field"] == "tz"
 
@@ -159,8 +186,9 @@ async def test_viewer_zone_must_be_known(
 async def test_cancelled_session_stays_listed_as_cancelled(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    listed = await (await client.get(f"/api/boards/{ids['board_id']}/sessions",
-                                     headers=auth["coordinator"])).json()
+    listed = await (
+        await client.get(f"/api/boards/{ids['board_id']}/sessions", headers=auth["coordinator"])
+    ).json()
     second = listed["items"][1]["id"]
     resp = await client.post(f"/api/sessions/{second}/cancel", headers=auth["coordinator"])
     assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
@@ -171,11 +199,13 @@ async def test_cancelled_session_stays_listed_as_cancelled(
 async def test_session_ics_parses_back_to_the_same_utc_instant(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    sessions = await (await client.get(f"/api/boards/{ids['board_id']}/sessions",
-                                       headers=auth["radiologist"])).json()
+    sessions = await (
+        await client.get(f"/api/boards/{ids['board_id']}/sessions", headers=auth["radiologist"])
+    ).json()
     first = sessions["items"][0]
-    resp = await client.get(f"/api/sessions/{first['id']}/calendar.ics",
-                            headers=auth["radiologist"])
+    resp = await client.get(
+        f"/api/sessions/{first['id']}/calendar.ics", headers=auth["radiologist"]
+    )
     assert resp.status == 200
     assert resp.content_type == "text/calendar"
     cal = icalendar.Calendar.from_ical(await resp.read())
@@ -183,7 +213,9 @@ async def test_session_ics_parses_back_to_the_same_utc_instant(
     assert len(events) == 1
     start = events[0].decoded("dtstart")
     assert str(start.tzinfo) == "America/Chicago"
-    assert start.astimezone(UTC) == datetime.fromisoformat(first["start"]["utc"].replace("Z", "+00:00"))
+    assert start.astimezone(UTC) == datetime.fromisoformat(
+        first["start"]["utc"].replace("Z", "+00:00")
+    )
     assert [tz["TZID"] for tz in cal.walk("VTIMEZONE")] == ["America/Chicago"]
     attendees = [str(a) for a in events[0].get("attendee")]
     assert "mailto:external@roc.example" in attendees

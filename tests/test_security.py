@@ -74,9 +74,11 @@ async def test_token_signed_with_another_key_is_refused(client: TestClient[Any, 
 
 
 async def _invite(client: TestClient[Any, Any], auth: dict[str, dict[str, str]], board: int) -> str:
-    resp = await client.post(f"/api/boards/{board}/invitations", headers=auth["coordinator"],
-                             json={"institution_id": 2, "specialty": "radiation_oncology",
-                                   "email": "new@roc.example"})
+    resp = await client.post(
+        f"/api/boards/{board}/invitations",
+        headers=auth["coordinator"],
+        json={"institution_id": 2, "specialty": "radiation_oncology", "email": "new@roc.example"},
+    )
     assert resp.status == 201
     body = await resp.json()
     assert body["url"].endswith(f"/#/join/{board}?token={body['token']}")
@@ -84,8 +86,13 @@ async def _invite(client: TestClient[Any, Any], auth: dict[str, dict[str, str]],
 
 
 def _join(token: str, board_id: int, username: str = "dr.new") -> dict[str, Any]:
-    return {"token": token, "board_id": board_id, "username": username,
-            "password": "a-long-password", "display_name": "Dr. New"}
+    return {
+        "token": token,
+        "board_id": board_id,
+        "username": username,
+        "password": "a-long-password",
+        "display_name": "Dr. New",
+    }
 
 
 async def _users(client: TestClient[Any, Any]) -> int:
@@ -105,12 +112,14 @@ async def test_invitation_creates_external_member_once(
     user = (await resp.json())["user"]
     assert user["role"] == "specialist" and user["institution"]["code"] == "ROC"
     async with client.app[SERVICES].db.read() as session:
-        member = (await session.exec(
-            select(BoardMember).where(BoardMember.user_id == user["id"]))).one()
+        member = (
+            await session.exec(select(BoardMember).where(BoardMember.user_id == user["id"]))
+        ).one()
     assert member.board_id == ids["board_id"]
     before = await _users(client)
-    again = await client.post("/api/invitations/accept",
-                              json=_join(token, ids["board_id"], "dr.other"))
+    again = await client.post(
+        "/api/invitations/accept", json=_join(token, ids["board_id"], "dr.other")
+    )
     assert again.status == 409
     assert await _users(client) == before
 
@@ -120,9 +129,18 @@ async def test_expired_tampered_and_wrong_board_invitations_change_nothing(
 ) -> None:
     board = ids["board_id"]
     token = await _invite(client, auth, board)
-    other = await client.post("/api/boards", headers=auth["coordinator"], json={
-        "name": "Other", "tumor_site": "generic", "timezone": "UTC",
-        "rrule": "FREQ=MONTHLY", "start_time": "12:00", "duration_minutes": 60})
+    other = await client.post(
+        "/api/boards",
+        headers=auth["coordinator"],
+        json={
+            "name": "Other",
+            "tumor_site": "generic",
+            "timezone": "UTC",
+            "rrule": "FREQ=MONTHLY",
+            "start_time": "12:00",
+            "duration_minutes": 60,
+        },
+    )
     other_id = (await other.json())["id"]
     expired, _ = client.app[SERVICES].tokens.issue("invite", "nope", -5, board=board)
     before = await _users(client)
@@ -168,7 +186,9 @@ def test_bad_setting_fails_with_a_sentence_naming_it(
         Settings(data_dir=tmp_path, **kwargs)
 
 
-def test_cli_reports_bad_setting_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_bad_setting_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["serve", "--data-dir", str(tmp_path), "--port", "eighty"])
     assert code == 2
     assert "port must be a number" in capsys.readouterr().err
@@ -202,17 +222,30 @@ def test_verify_audit_command_detects_a_deleted_record(data_dir: Path) -> None:
 
 
 async def test_logs_never_carry_patient_identifiers(
-    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int],
+    client: TestClient[Any, Any],
+    auth: dict[str, dict[str, str]],
+    ids: dict[str, int],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     coord = auth["coordinator"]
     await client.post("/api/cases/lookup", json={"mrn": "HZ00012345"}, headers=coord)
     await client.get(f"/api/cases/{ids['ready_case']}", headers=coord)
-    await client.post("/api/cases", headers=coord, json={
-        "board_id": ids["board_id"], "clinical_question": "Q", "summary_language": "en",
-        "patient": {"name": "Ma Lin", "mrn": "HZ00012345", "birth_date": "1950-01-01",
-                    "sex": "male"}})
+    await client.post(
+        "/api/cases",
+        headers=coord,
+        json={
+            "board_id": ids["board_id"],
+            "clinical_question": "Q",
+            "summary_language": "en",
+            "patient": {
+                "name": "Ma Lin",
+                "mrn": "HZ00012345",
+                "birth_date": "1950-01-01",
+                "sex": "male",
+            },
+        },
+    )
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert '"route": "/api/cases"' in text  # the request log ran
     for secret in ("HZ00012345", "Wang Fang", "Ma Lin", "1961-03-02", "1950-01-01"):

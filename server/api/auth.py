@@ -23,8 +23,13 @@ class LoginIn(BaseModel):
 def set_token_cookie(call: Call, response: web.Response, token: str) -> None:
     settings = call.services.settings
     response.set_cookie(
-        TOKEN_COOKIE, token, httponly=True, samesite="Lax", path="/",
-        max_age=settings.token_ttl_seconds, secure=settings.cookie_secure,
+        TOKEN_COOKIE,
+        token,
+        httponly=True,
+        samesite="Lax",
+        path="/",
+        max_age=settings.token_ttl_seconds,
+        secure=settings.cookie_secure,
     )
 
 
@@ -53,8 +58,9 @@ async def post_login(call: Call) -> web.Response:
     return await issue_login(call, user)
 
 
-@routes.add("POST", "/api/logout", roles=PUBLIC, summary="Log out", status=204, tag="auth",
-            writes=False)
+@routes.add(
+    "POST", "/api/logout", roles=PUBLIC, summary="Log out", status=204, tag="auth", writes=False
+)
 async def post_logout(call: Call) -> web.Response:
     response = web.Response(status=204)
     response.del_cookie(TOKEN_COOKIE, path="/")

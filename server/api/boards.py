@@ -8,8 +8,15 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from ..access import board_for, is_manager, member_board_ids
-from ..boards import BoardSpec, add_member, add_session, board_json, create_board, session_json
-from ..boards import sessions_of
+from ..boards import (
+    BoardSpec,
+    add_member,
+    add_session,
+    board_json,
+    create_board,
+    session_json,
+    sessions_of,
+)
 from ..errors import Invalid
 from ..invitations import invite
 from ..models import Board
@@ -57,8 +64,15 @@ async def list_boards(call: Call) -> dict[str, object]:
     return {"items": [await board_json(call.session, b, call.viewer_tz) for b in boards]}
 
 
-@routes.add("POST", "/api/boards", roles=MANAGERS, summary="Create a board", body=BoardIn,
-            status=201, tag="boards")
+@routes.add(
+    "POST",
+    "/api/boards",
+    roles=MANAGERS,
+    summary="Create a board",
+    body=BoardIn,
+    status=201,
+    tag="boards",
+)
 async def post_board(call: Call) -> dict[str, object]:
     b: BoardIn = call.body
     viewer_tz = call.viewer_tz
@@ -70,8 +84,13 @@ async def post_board(call: Call) -> dict[str, object]:
     )
     assert call.me.id is not None
     await add_member(call.session, board, call.me.id, "coordinator")
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="board.create",
-                                     target_type="board", target_id=board.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="board.create",
+        target_type="board",
+        target_id=board.id,
+    )
     return await board_json(call.session, board, viewer_tz)
 
 
@@ -81,14 +100,26 @@ async def get_board(call: Call) -> dict[str, object]:
     return await board_json(call.session, board, call.viewer_tz)
 
 
-@routes.add("POST", "/api/boards/{board_id}/members", roles=MANAGERS, summary="Add a board member",
-            body=MemberIn, status=201, tag="boards")
+@routes.add(
+    "POST",
+    "/api/boards/{board_id}/members",
+    roles=MANAGERS,
+    summary="Add a board member",
+    body=MemberIn,
+    status=201,
+    tag="boards",
+)
 async def post_member(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     member = await add_member(call.session, board, call.body.user_id, call.body.role)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="board.member.add",
-                                     target_type="board", target_id=board.id,
-                                     detail={"user_id": member.user_id, "role": member.role})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="board.member.add",
+        target_type="board",
+        target_id=board.id,
+        detail={"user_id": member.user_id, "role": member.role},
+    )
     return {"board_id": board.id, "user_id": member.user_id, "role": member.role}
 
 
@@ -102,8 +133,13 @@ def _day(call: Call, name: str) -> datetime | None:
         raise Invalid.on(name, f"{raw!r} is not a date as YYYY-MM-DD") from exc
 
 
-@routes.add("GET", "/api/boards/{board_id}/sessions", roles=EVERYONE,
-            summary="List a board's sessions", tag="sessions")
+@routes.add(
+    "GET",
+    "/api/boards/{board_id}/sessions",
+    roles=EVERYONE,
+    summary="List a board's sessions",
+    tag="sessions",
+)
 async def list_sessions(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     viewer_tz = call.viewer_tz
@@ -112,29 +148,57 @@ async def list_sessions(call: Call) -> dict[str, object]:
     return {"items": [await session_json(call.session, s, board, viewer_tz) for s in items]}
 
 
-@routes.add("POST", "/api/boards/{board_id}/sessions", roles=MANAGERS,
-            summary="Add a session to a board", body=SessionIn, status=201, tag="sessions")
+@routes.add(
+    "POST",
+    "/api/boards/{board_id}/sessions",
+    roles=MANAGERS,
+    summary="Add a session to a board",
+    body=SessionIn,
+    status=201,
+    tag="sessions",
+)
 async def post_session(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     item = await add_session(call.session, board, call.body.start, call.body.end)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="session.add",
-                                     target_type="session", target_id=item.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="session.add",
+        target_type="session",
+        target_id=item.id,
+    )
     return await session_json(call.session, item, board, call.viewer_tz)
 
 
-@routes.add("POST", "/api/boards/{board_id}/invitations", roles=MANAGERS,
-            summary="Invite an external specialist to a board", body=InvitationIn, status=201,
-            tag="boards")
+@routes.add(
+    "POST",
+    "/api/boards/{board_id}/invitations",
+    roles=MANAGERS,
+    summary="Invite an external specialist to a board",
+    body=InvitationIn,
+    status=201,
+    tag="boards",
+)
 async def post_invitation(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     b: InvitationIn = call.body
     invitation, token = await invite(
-        call.session, call.services, board, call.me,
-        institution_id=b.institution_id, specialty=b.specialty, email=b.email,
+        call.session,
+        call.services,
+        board,
+        call.me,
+        institution_id=b.institution_id,
+        specialty=b.specialty,
+        email=b.email,
     )
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="invitation.create",
-                                     target_type="board", target_id=board.id,
-                                     detail={"invitation": invitation.id})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="invitation.create",
+        target_type="board",
+        target_id=board.id,
+        detail={"invitation": invitation.id},
+    )
     base = call.services.settings.effective_public_url
     return {
         "token": token,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from ..access import case_for, is_external, is_manager, member_board_ids
 from ..cases import (
@@ -106,16 +106,25 @@ async def _patient_json(call: Call, case: Case, external: bool) -> dict[str, obj
 async def case_json(call: Call, case: Case) -> dict[str, object]:
     external = is_external(call.me, case)
     c = call.services.cipher
-    studies = list(await call.session.exec(
-        select(ImagingStudy).where(ImagingStudy.case_id == case.id).order_by(col(ImagingStudy.id))
-    ))
-    attachments = list(await call.session.exec(
-        select(Attachment).where(Attachment.case_id == case.id).order_by(col(Attachment.id))
-    ))
+    studies = list(
+        await call.session.exec(
+            select(ImagingStudy)
+            .where(ImagingStudy.case_id == case.id)
+            .order_by(col(ImagingStudy.id))
+        )
+    )
+    attachments = list(
+        await call.session.exec(
+            select(Attachment).where(Attachment.case_id == case.id).order_by(col(Attachment.id))
+        )
+    )
     check = await readiness(call.session, case)
     if not external:
         await call.services.audit.append(
-            call.session, actor_id=call.me.id, action="case.read_phi", target_type="case",
+            call.session,
+            actor_id=call.me.id,
+            action="case.read_phi",
+            target_type="case",
             target_id=case.id,
         )
     return {
@@ -131,7 +140,8 @@ async def case_json(call: Call, case: Case) -> dict[str, object]:
         "summary_language": case.summary_language,
         "summary_translation": (
             c.open("case.translation", case.summary_translation_enc)
-            if case.summary_translation_enc else None
+            if case.summary_translation_enc
+            else None
         ),
         "translation_language": case.translation_language,
         "translator": case.translator,
@@ -175,7 +185,7 @@ class LookupIn(BaseModel):
     mrn: str = Field(min_length=1, max_length=64)
 
 
-async def _case_list(call: Call, *, mrn: str | None) -> dict[str, object]:
+async def _case_list(call: Call, *, mrn: str | None) -> list[dict[str, object]]:
     me = call.me
     q = call.request.query
     query = select(Case, Patient).where(Case.patient_id == Patient.id)
@@ -186,8 +196,10 @@ async def _case_list(call: Call, *, mrn: str | None) -> dict[str, object]:
         # Cases of another institution are listed only with consent to external review.
         query = query.where(
             col(Case.board_id).in_(ids),
-            (Case.home_institution_id == me.institution_id)
-            | (col(Case.consent_external).is_(True)),
+            or_(
+                col(Case.home_institution_id) == me.institution_id,
+                col(Case.consent_external).is_(True),
+            ),
         )
     if "board_id" in q:
         if not q["board_id"].isdigit():
@@ -203,84 +215,136 @@ async def _case_list(call: Call, *, mrn: str | None) -> dict[str, object]:
             Case.home_institution_id == me.institution_id,
         )
     rows = list(await call.session.exec(query.order_by(col(Case.id))))
-    items = []
+    items: list[dict[str, object]] = []
     for case, patient in rows:
         external = is_external(me, case)
-        items.append({
-            "id": case.id,
-            "number": case.number,
-            "state": case.state,
-            "board_id": case.board_id,
-            "clinical_question": case.clinical_question,
-            "patient_name": None if external
-            else call.services.cipher.open("patient.name", patient.name_enc),
-            "ready": (await readiness(call.session, case)).ready,
-        })
-    return {"items": items}
+        items.append(
+            {
+                "id": case.id,
+                "number": case.number,
+                "state": case.state,
+                "board_id": case.board_id,
+                "clinical_question": case.clinical_question,
+                "patient_name": None
+                if external
+                else call.services.cipher.open("patient.name", patient.name_enc),
+                "ready": (await readiness(call.session, case)).ready,
+            }
+        )
+    return items
 
 
 @routes.add("GET", "/api/cases", roles=EVERYONE, summary="List cases", tag="cases")
 async def list_cases(call: Call) -> dict[str, object]:
-    return await _case_list(call, mrn=None)
+    return {"items": await _case_list(call, mrn=None)}
 
 
 # The MRN travels in a POST body, never in a URL, where proxies and browsers would keep it.
-@routes.add("POST", "/api/cases/lookup", roles=EVERYONE, summary="Find cases by MRN",
-            body=LookupIn, tag="cases", writes=True)
+@routes.add(
+    "POST",
+    "/api/cases/lookup",
+    roles=EVERYONE,
+    summary="Find cases by MRN",
+    body=LookupIn,
+    tag="cases",
+    writes=True,
+)
 async def lookup_cases(call: Call) -> dict[str, object]:
     found = await _case_list(call, mrn=call.body.mrn)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.lookup_mrn",
-                                     target_type="patient", target_id="-",
-                                     detail={"found": len(found["items"])})  # type: ignore[arg-type]
-    return found
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.lookup_mrn",
+        target_type="patient",
+        target_id="-",
+        detail={"found": len(found)},
+    )
+    return {"items": found}
 
 
-@routes.add("POST", "/api/cases", roles=CASE_AUTHORS, summary="Request a case", body=CaseBody,
-            status=201, tag="cases")
+@routes.add(
+    "POST",
+    "/api/cases",
+    roles=CASE_AUTHORS,
+    summary="Request a case",
+    body=CaseBody,
+    status=201,
+    tag="cases",
+)
 async def post_case(call: Call) -> dict[str, object]:
     b: CaseBody = call.body
     data = b.model_dump(exclude={"patient"})
     patient = PatientIn(**b.patient.model_dump()) if b.patient else None
     case = await create_case(call.session, call.services, call.me, CaseIn(patient=patient, **data))
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.create",
-                                     target_type="case", target_id=case.id,
-                                     detail={"number": case.number, "state": case.state})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.create",
+        target_type="case",
+        target_id=case.id,
+        detail={"number": case.number, "state": case.state},
+    )
     return await case_json(call, case)
 
 
-@routes.add("GET", "/api/cases/{case_id}", roles=EVERYONE, summary="Show a case", tag="cases",
-            writes=True)
+@routes.add(
+    "GET", "/api/cases/{case_id}", roles=EVERYONE, summary="Show a case", tag="cases", writes=True
+)
 async def get_case(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     return await case_json(call, case)
 
 
-@routes.add("PATCH", "/api/cases/{case_id}", roles=CASE_AUTHORS, summary="Change a case",
-            body=CasePatch, tag="cases")
+@routes.add(
+    "PATCH",
+    "/api/cases/{case_id}",
+    roles=CASE_AUTHORS,
+    summary="Change a case",
+    body=CasePatch,
+    tag="cases",
+)
 async def patch_case(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
     changes = call.body.model_dump(exclude_unset=True)
     await update_case(call.session, call.services, case, changes)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.update",
-                                     target_type="case", target_id=case.id,
-                                     detail={"fields": sorted(changes)})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.update",
+        target_type="case",
+        target_id=case.id,
+        detail={"fields": sorted(changes)},
+    )
     return await case_json(call, case)
 
 
-@routes.add("POST", "/api/cases/{case_id}/transitions", roles=MOVERS,
-            summary="Move a case to another state", body=TransitionIn, tag="cases")
+@routes.add(
+    "POST",
+    "/api/cases/{case_id}/transitions",
+    roles=MOVERS,
+    summary="Move a case to another state",
+    body=TransitionIn,
+    tag="cases",
+)
 async def post_transition(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
-    await transition(call.session, call.services.audit, case, call.me, call.body.to,
-                     call.body.reason)
+    await transition(
+        call.session, call.services.audit, case, call.me, call.body.to, call.body.reason
+    )
     return await case_json(call, case)
 
 
-@routes.add("POST", "/api/cases/{case_id}/attachments", roles=CASE_AUTHORS,
-            summary="Attach a pathology report", status=201, tag="cases",
-            raw_body="multipart/form-data")
+@routes.add(
+    "POST",
+    "/api/cases/{case_id}/attachments",
+    roles=CASE_AUTHORS,
+    summary="Attach a pathology report",
+    status=201,
+    tag="cases",
+    raw_body="multipart/form-data",
+)
 async def post_attachment(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
@@ -289,9 +353,9 @@ async def post_attachment(call: Call) -> dict[str, object]:
         raise Invalid.on("file", "send the report as multipart/form-data in a part named file")
     reader = await call.request.multipart()
     part = await reader.next()
-    while part is not None and getattr(part, "name", None) != "file":
+    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
         part = await reader.next()
-    if part is None or not hasattr(part, "read_chunk"):
+    if not isinstance(part, BodyPartReader):
         raise Invalid.on("file", "no part named file")
     data = bytearray()
     while chunk := await part.read_chunk(64 * 1024):
@@ -299,13 +363,22 @@ async def post_attachment(call: Call) -> dict[str, object]:
         if len(data) > limit:
             raise TooLarge.on("file", f"is over the limit of {limit} bytes")
     attachment = await add_attachment(
-        call.session, call.services, case, call.me,
-        filename=part.filename or "report", content_type=part.headers.get("Content-Type", ""),
+        call.session,
+        call.services,
+        case,
+        call.me,
+        filename=part.filename or "report",
+        content_type=part.headers.get("Content-Type", ""),
         data=bytes(data),
     )
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.attach",
-                                     target_type="case", target_id=case.id,
-                                     detail={"attachment_id": attachment.id, "size": attachment.size})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.attach",
+        target_type="case",
+        target_id=case.id,
+        detail={"attachment_id": attachment.id, "size": attachment.size},
+    )
     return {
         "id": attachment.id,
         "filename": part.filename,
@@ -315,8 +388,14 @@ async def post_attachment(call: Call) -> dict[str, object]:
     }
 
 
-@routes.add("GET", "/api/cases/{case_id}/attachments/{attachment_id}", roles=EVERYONE,
-            summary="Download an attachment", tag="cases", writes=True)
+@routes.add(
+    "GET",
+    "/api/cases/{case_id}/attachments/{attachment_id}",
+    roles=EVERYONE,
+    summary="Download an attachment",
+    tag="cases",
+    writes=True,
+)
 async def get_attachment(call: Call) -> web.Response:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
@@ -324,55 +403,113 @@ async def get_attachment(call: Call) -> web.Response:
     if attachment is None or attachment.case_id != case.id:
         raise NotFound(f"no attachment {call.int_param('attachment_id')} on case {case.number}")
     c = call.services.cipher
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.read_attachment",
-                                     target_type="case", target_id=case.id,
-                                     detail={"attachment_id": attachment.id})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.read_attachment",
+        target_type="case",
+        target_id=case.id,
+        detail={"attachment_id": attachment.id},
+    )
     return web.Response(
         body=c.open_bytes("attachment.data", attachment.data),
         content_type=attachment.content_type,
-        headers={"Content-Disposition": f'attachment; filename="report-{attachment.id}"',
-                 "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Content-Disposition": f'attachment; filename="report-{attachment.id}"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
-@routes.add("POST", "/api/cases/{case_id}/studies", roles=CASE_AUTHORS,
-            summary="Attach an imaging study reference", body=StudyIn, status=201, tag="cases")
+@routes.add(
+    "POST",
+    "/api/cases/{case_id}/studies",
+    roles=CASE_AUTHORS,
+    summary="Attach an imaging study reference",
+    body=StudyIn,
+    status=201,
+    tag="cases",
+)
 async def post_study(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     _require_home(call, case)
     b: StudyIn = call.body
-    study = await add_study(call.session, case, call.me, uid=b.study_instance_uid,
-                            description=b.description, modality=b.modality, study_date=b.study_date)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.add_study",
-                                     target_type="case", target_id=case.id)
-    return {"id": study.id, "study_instance_uid": study.study_instance_uid,
-            "description": study.description, "modality": study.modality,
-            "study_date": study.study_date.isoformat()}
+    study = await add_study(
+        call.session,
+        case,
+        call.me,
+        uid=b.study_instance_uid,
+        description=b.description,
+        modality=b.modality,
+        study_date=b.study_date,
+    )
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.add_study",
+        target_type="case",
+        target_id=case.id,
+    )
+    return {
+        "id": study.id,
+        "study_instance_uid": study.study_instance_uid,
+        "description": study.description,
+        "modality": study.modality,
+        "study_date": study.study_date.isoformat(),
+    }
 
 
-@routes.add("GET", "/api/cases/{case_id}/opinions", roles=EVERYONE,
-            summary="List preliminary opinions", tag="cases")
+@routes.add(
+    "GET",
+    "/api/cases/{case_id}/opinions",
+    roles=EVERYONE,
+    summary="List preliminary opinions",
+    tag="cases",
+)
 async def list_opinions(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     rows = await call.session.exec(
-        select(Opinion, User).where(Opinion.case_id == case.id, Opinion.user_id == User.id)
+        select(Opinion, User)
+        .where(Opinion.case_id == case.id, Opinion.user_id == User.id)
         .order_by(col(Opinion.id))
     )
     c = call.services.cipher
-    return {"items": [
-        {"user_id": u.id, "display_name": u.display_name, "specialty": u.specialty,
-         "text": c.open("opinion.text", o.text_enc), "updated_at": o.updated_at.isoformat()}
-        for o, u in rows
-    ]}
+    return {
+        "items": [
+            {
+                "user_id": u.id,
+                "display_name": u.display_name,
+                "specialty": u.specialty,
+                "text": c.open("opinion.text", o.text_enc),
+                "updated_at": o.updated_at.isoformat(),
+            }
+            for o, u in rows
+        ]
+    }
 
 
-@routes.add("PUT", "/api/cases/{case_id}/opinions/mine", roles=OPINION_GIVERS,
-            summary="Give my preliminary opinion", body=OpinionIn, tag="cases")
+@routes.add(
+    "PUT",
+    "/api/cases/{case_id}/opinions/mine",
+    roles=OPINION_GIVERS,
+    summary="Give my preliminary opinion",
+    body=OpinionIn,
+    tag="cases",
+)
 async def put_opinion(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     opinion = await set_opinion(call.session, call.services, case, call.me, call.body.text)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="case.opinion",
-                                     target_type="case", target_id=case.id)
-    return {"user_id": call.me.id, "display_name": call.me.display_name,
-            "specialty": call.me.specialty, "text": call.body.text.strip(),
-            "updated_at": opinion.updated_at.isoformat()}
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="case.opinion",
+        target_type="case",
+        target_id=case.id,
+    )
+    return {
+        "user_id": call.me.id,
+        "display_name": call.me.display_name,
+        "specialty": call.me.specialty,
+        "text": call.body.text.strip(),
+        "updated_at": opinion.updated_at.isoformat(),
+    }

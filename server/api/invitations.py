@@ -21,8 +21,9 @@ class AcceptIn(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
 
 
-@routes.add("GET", "/api/invitations/{token}", roles=PUBLIC, summary="Show an invitation",
-            tag="invitations")
+@routes.add(
+    "GET", "/api/invitations/{token}", roles=PUBLIC, summary="Show an invitation", tag="invitations"
+)
 async def get_invitation(call: Call) -> dict[str, object]:
     invitation = await inspect(call.session, call.services, call.request.match_info["token"])
     board = await call.session.get(Board, invitation.board_id)
@@ -37,13 +38,31 @@ async def get_invitation(call: Call) -> dict[str, object]:
     }
 
 
-@routes.add("POST", "/api/invitations/accept", roles=PUBLIC,
-            summary="Accept an invitation and create an account", body=AcceptIn, status=201,
-            tag="invitations")
+@routes.add(
+    "POST",
+    "/api/invitations/accept",
+    roles=PUBLIC,
+    summary="Accept an invitation and create an account",
+    body=AcceptIn,
+    status=201,
+    tag="invitations",
+)
 async def post_accept(call: Call) -> web.Response:
     b: AcceptIn = call.body
-    user = await accept(call.session, call.services, token=b.token, board_id=b.board_id,
-                        username=b.username, password=b.password, display_name=b.display_name)
-    await call.services.audit.append(call.session, actor_id=user.id, action="invitation.accept",
-                                     target_type="board", target_id=b.board_id)
+    user = await accept(
+        call.session,
+        call.services,
+        token=b.token,
+        board_id=b.board_id,
+        username=b.username,
+        password=b.password,
+        display_name=b.display_name,
+    )
+    await call.services.audit.append(
+        call.session,
+        actor_id=user.id,
+        action="invitation.accept",
+        target_type="board",
+        target_id=b.board_id,
+    )
     return await issue_login(call, user, status=201)

@@ -52,18 +52,28 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         schemas[route.body.__name__] = schema
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}
-            }},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}
+                }
+            },
         }
     elif route.raw_body:
         op["requestBody"] = {
             "required": True,
-            "content": {route.raw_body: {"schema": {
-                "type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
-            }}},
+            "content": {
+                route.raw_body: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
         }
-    problem = {"description": "problem", "content": {"application/problem+json": {"schema": _PROBLEM}}}
+    problem = {
+        "description": "problem",
+        "content": {"application/problem+json": {"schema": _PROBLEM}},
+    }
     responses: dict[str, Any] = {str(route.status): {"description": "success"}}
     for code in ("400", "404", "409", "422"):
         responses[code] = problem
@@ -82,8 +92,11 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "eBoard", "version": "0.1.0",
-                 "description": "Cross-border tumor boards: scheduling, cases, live sessions."},
+        "info": {
+            "title": "eBoard",
+            "version": "0.1.0",
+            "description": "Cross-border tumor boards: scheduling, cases, live sessions.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -40,13 +40,25 @@ async def list_institutions(call: Call) -> dict[str, object]:
     return {"items": [_institution_json(i) for i in rows]}
 
 
-@routes.add("POST", "/api/institutions", roles=ADMINS, summary="Add an institution",
-            body=InstitutionIn, status=201, tag="people")
+@routes.add(
+    "POST",
+    "/api/institutions",
+    roles=ADMINS,
+    summary="Add an institution",
+    body=InstitutionIn,
+    status=201,
+    tag="people",
+)
 async def post_institution(call: Call) -> dict[str, object]:
     b: InstitutionIn = call.body
     inst = await create_institution(call.session, code=b.code, name=b.name, timezone=b.timezone)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="institution.create",
-                                     target_type="institution", target_id=inst.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="institution.create",
+        target_type="institution",
+        target_id=inst.id,
+    )
     return _institution_json(inst)
 
 
@@ -56,12 +68,18 @@ async def list_users(call: Call) -> dict[str, object]:
     return {"items": [await user_json(call.session, u) for u in rows]}
 
 
-@routes.add("POST", "/api/users", roles=ADMINS, summary="Add a user", body=UserIn, status=201,
-            tag="people")
+@routes.add(
+    "POST", "/api/users", roles=ADMINS, summary="Add a user", body=UserIn, status=201, tag="people"
+)
 async def post_user(call: Call) -> dict[str, object]:
     b: UserIn = call.body
     user = await create_user(call.session, call.services, **b.model_dump())
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="user.create",
-                                     target_type="user", target_id=user.id,
-                                     detail={"role": user.role})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="user.create",
+        target_type="user",
+        target_id=user.id,
+        detail={"role": user.role},
+    )
     return await user_json(call.session, user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel
 from sqlmodel import col, select
@@ -32,34 +34,53 @@ class AgendaItemPatch(BaseModel):
     lane: str | None = None
 
 
+def _item_of(agenda: dict[str, Any], item_id: int | None) -> dict[str, object]:
+    item: dict[str, object] = next(i for i in agenda["items"] if i["id"] == item_id)
+    return item
+
+
 async def _session_and_board(call: Call) -> tuple[BoardSession, Board]:
     item = await get_session(call.session, call.int_param("session_id"))
     board = await board_for(call.session, call.me, item.board_id)
     return item, board
 
 
-@routes.add("GET", "/api/sessions/{session_id}", roles=EVERYONE, summary="Show a session",
-            tag="sessions")
+@routes.add(
+    "GET", "/api/sessions/{session_id}", roles=EVERYONE, summary="Show a session", tag="sessions"
+)
 async def get_one(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     return await session_json(call.session, item, board, call.viewer_tz)
 
 
-@routes.add("POST", "/api/sessions/{session_id}/cancel", roles=MANAGERS,
-            summary="Cancel a session", tag="sessions")
+@routes.add(
+    "POST",
+    "/api/sessions/{session_id}/cancel",
+    roles=MANAGERS,
+    summary="Cancel a session",
+    tag="sessions",
+)
 async def post_cancel(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     await cancel_session(call.session, item)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="session.cancel",
-                                     target_type="session", target_id=item.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="session.cancel",
+        target_type="session",
+        target_id=item.id,
+    )
     return await session_json(call.session, item, board, call.viewer_tz)
 
 
 async def _entry(call: Call, item: BoardSession, board: Board) -> CalendarEntry:
     members = await members_of(call.session, board.id or 0)
     organizer = next(
-        ((u.email or f"{u.username}@eboard.invalid", u.display_name)
-         for m, u in members if m.role == "coordinator"),
+        (
+            (u.email or f"{u.username}@eboard.invalid", u.display_name)
+            for m, u in members
+            if m.role == "coordinator"
+        ),
         None,
     )
     base = call.services.settings.effective_public_url
@@ -87,16 +108,26 @@ def _ics(body: bytes, filename: str) -> web.Response:
     )
 
 
-@routes.add("GET", "/api/sessions/{session_id}/calendar.ics", roles=EVERYONE,
-            summary="Download a session as iCalendar", tag="sessions")
+@routes.add(
+    "GET",
+    "/api/sessions/{session_id}/calendar.ics",
+    roles=EVERYONE,
+    summary="Download a session as iCalendar",
+    tag="sessions",
+)
 async def get_session_ics(call: Call) -> web.Response:
     item, board = await _session_and_board(call)
     entry = await _entry(call, item, board)
     return _ics(calendar_ics([entry], name=board.name), f"session-{item.id}.ics")
 
 
-@routes.add("GET", "/api/me/calendar.ics", roles=EVERYONE,
-            summary="Download my sessions as an iCalendar feed", tag="sessions")
+@routes.add(
+    "GET",
+    "/api/me/calendar.ics",
+    roles=EVERYONE,
+    summary="Download my sessions as an iCalendar feed",
+    tag="sessions",
+)
 async def get_my_ics(call: Call) -> web.Response:
     query = select(BoardSession, Board).where(
         BoardSession.board_id == Board.id, col(BoardSession.start_at) >= utcnow()
@@ -109,33 +140,61 @@ async def get_my_ics(call: Call) -> web.Response:
     return _ics(calendar_ics(entries, name="eBoard sessions"), "eboard.ics")
 
 
-@routes.add("GET", "/api/sessions/{session_id}/agenda", roles=EVERYONE,
-            summary="Show a session's agenda", tag="agenda")
+@routes.add(
+    "GET",
+    "/api/sessions/{session_id}/agenda",
+    roles=EVERYONE,
+    summary="Show a session's agenda",
+    tag="agenda",
+)
 async def get_agenda(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     return await agenda_json(call.session, item, board, call.viewer_tz)
 
 
-@routes.add("POST", "/api/sessions/{session_id}/agenda", roles=MANAGERS,
-            summary="Add a case to a session's agenda", body=AgendaItemIn, status=201, tag="agenda")
+@routes.add(
+    "POST",
+    "/api/sessions/{session_id}/agenda",
+    roles=MANAGERS,
+    summary="Add a case to a session's agenda",
+    body=AgendaItemIn,
+    status=201,
+    tag="agenda",
+)
 async def post_agenda_item(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     b: AgendaItemIn = call.body
     added = await add_item(call.session, item, b.case_id, b.timebox_minutes, b.lane)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.add",
-                                     target_type="session", target_id=item.id,
-                                     detail={"case_id": b.case_id})
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="agenda.add",
+        target_type="session",
+        target_id=item.id,
+        detail={"case_id": b.case_id},
+    )
     agenda = await agenda_json(call.session, item, board, call.viewer_tz)
-    return next(i for i in agenda["items"] if i["id"] == added.id)  # type: ignore[attr-defined, index]
+    return _item_of(agenda, added.id)
 
 
-@routes.add("PUT", "/api/sessions/{session_id}/agenda/order", roles=MANAGERS,
-            summary="Reorder a session's agenda", body=AgendaOrderIn, tag="agenda")
+@routes.add(
+    "PUT",
+    "/api/sessions/{session_id}/agenda/order",
+    roles=MANAGERS,
+    summary="Reorder a session's agenda",
+    body=AgendaOrderIn,
+    tag="agenda",
+)
 async def put_order(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     await reorder(call.session, item, call.body.item_ids)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.reorder",
-                                     target_type="session", target_id=item.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="agenda.reorder",
+        target_type="session",
+        target_id=item.id,
+    )
     return await agenda_json(call.session, item, board, call.viewer_tz)
 
 
@@ -146,22 +205,44 @@ async def _agenda_item(call: Call) -> tuple[AgendaItem, BoardSession, Board]:
     return agenda_item, board_session, board
 
 
-@routes.add("PATCH", "/api/agenda-items/{item_id}", roles=MANAGERS,
-            summary="Change an agenda item's time-box or lane", body=AgendaItemPatch, tag="agenda")
+@routes.add(
+    "PATCH",
+    "/api/agenda-items/{item_id}",
+    roles=MANAGERS,
+    summary="Change an agenda item's time-box or lane",
+    body=AgendaItemPatch,
+    tag="agenda",
+)
 async def patch_agenda_item(call: Call) -> dict[str, object]:
     agenda_item, board_session, board = await _agenda_item(call)
     b: AgendaItemPatch = call.body
     await update_item(call.session, agenda_item, timebox=b.timebox_minutes, lane=b.lane)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.update",
-                                     target_type="agenda_item", target_id=call.int_param("item_id"))
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="agenda.update",
+        target_type="agenda_item",
+        target_id=call.int_param("item_id"),
+    )
     agenda = await agenda_json(call.session, board_session, board, call.viewer_tz)
-    return next(i for i in agenda["items"] if i["id"] == call.int_param("item_id"))  # type: ignore[attr-defined, index]
+    return _item_of(agenda, call.int_param("item_id"))
 
 
-@routes.add("DELETE", "/api/agenda-items/{item_id}", roles=MANAGERS,
-            summary="Remove a case from an agenda", status=204, tag="agenda")
+@routes.add(
+    "DELETE",
+    "/api/agenda-items/{item_id}",
+    roles=MANAGERS,
+    summary="Remove a case from an agenda",
+    status=204,
+    tag="agenda",
+)
 async def delete_agenda_item(call: Call) -> None:
     agenda_item, board_session, _ = await _agenda_item(call)
     await remove_item(call.session, agenda_item)
-    await call.services.audit.append(call.session, actor_id=call.me.id, action="agenda.remove",
-                                     target_type="session", target_id=board_session.id)
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="agenda.remove",
+        target_type="session",
+        target_id=board_session.id,
+    )

@@ -14,8 +14,9 @@ from .routing import PUBLIC, Call, RouteTable
 routes = RouteTable()
 
 
-@routes.add("GET", "/api/health", roles=PUBLIC, summary="Check liveness and the database",
-            tag="system")
+@routes.add(
+    "GET", "/api/health", roles=PUBLIC, summary="Check liveness and the database", tag="system"
+)
 async def get_health(call: Call) -> web.Response:
     try:
         await call.services.db.ping()
@@ -26,8 +27,7 @@ async def get_health(call: Call) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
-@routes.add("GET", "/api/openapi.json", roles=PUBLIC, summary="The OpenAPI document",
-            tag="system")
+@routes.add("GET", "/api/openapi.json", roles=PUBLIC, summary="The OpenAPI document", tag="system")
 async def get_openapi(call: Call) -> dict[str, object]:
     return openapi_document(call.request.app)
 
@@ -38,8 +38,9 @@ async def get_metrics(call: Call) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@routes.add("GET", "/api/audit/verify", roles=ADMINS, summary="Verify the audit hash chain",
-            tag="system")
+@routes.add(
+    "GET", "/api/audit/verify", roles=ADMINS, summary="Verify the audit hash chain", tag="system"
+)
 async def get_audit_verify(call: Call) -> dict[str, object]:
     count, breaks = await call.services.audit.verify(call.session)
     return {
