@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run: venv client
 	$(PY) -m server demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
-test: venv client chromium
+test: venv client chromium lint typecheck
 	$(PY) -m pytest
 
 e2e: venv client chromium
