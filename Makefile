@@ -10,15 +10,15 @@ PORT ?= 8080
 CLIENT_SOURCES := $(shell find client/src client/index.html client/vite.config.js -type f 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test venv client chromium lint typecheck e2e clean
+.PHONY: run test venv client test-deps lint typecheck e2e clean
 
 run: venv client
 	$(PY) -m server demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
-test: venv client chromium lint typecheck
+test: venv client test-deps lint typecheck
 	$(PY) -m pytest
 
-e2e: venv client chromium
+e2e: venv client test-deps
 	$(PY) -m pytest tests/e2e
 
 venv: $(VENV)/.installed
@@ -38,11 +38,14 @@ client/node_modules/.installed: client/package.json client/package-lock.json
 client/dist/index.html: client/node_modules/.installed $(CLIENT_SOURCES)
 	cd client && npm run build
 
-# Debian's Chromium for the end-to-end tests (Playwright's own browser download does not work
-# offline); installed only where missing.
-chromium:
-	@dpkg -s chromium fonts-noto-cjk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium fonts-noto-cjk; }
+# Debian packages the tests use, installed only where missing: Chromium for the end-to-end tests
+# (Playwright's own browser download does not work offline), a CJK font so zh-CN renders, and
+# PostgreSQL 15, which the PostgreSQL test starts as a throwaway cluster.
+DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15
+test-deps:
+	@dpkg -s $(DEBIAN_TEST_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		$(DEBIAN_TEST_PACKAGES); }
 
 lint: venv
 	$(VENV)/bin/ruff check server media tests
