@@ -23,6 +23,7 @@ from .demo import DEMO_PASSWORD, DEMO_USERS, seed
 from .errors import ConfigError, EboardError
 from .models import Institution, User
 from .services import Services
+from .tls import ssl_context
 
 log = logging.getLogger("eboard")
 
@@ -55,6 +56,14 @@ def _serving(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--client-dir", default=_env("CLIENT_DIR"), help="built client (EBOARD_CLIENT_DIR)"
+    )
+    p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (EBOARD_TLS_CERT)")
+    p.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key (EBOARD_TLS_KEY)")
+    p.add_argument(
+        "--insecure-http",
+        action="store_true",
+        default=_env("INSECURE_HTTP") == "1",
+        help="plain HTTP on a non-loopback address, behind a TLS proxy (EBOARD_INSECURE_HTTP=1)",
     )
 
 
@@ -97,13 +106,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
     }
     if getattr(args, "client_dir", ""):
         kwargs["client_dir"] = Path(args.client_dir).resolve()
+    for name in ("tls_cert", "tls_key"):
+        if getattr(args, name, ""):
+            kwargs[name] = Path(getattr(args, name)).resolve()
+    kwargs["insecure_http"] = bool(getattr(args, "insecure_http", False))
     return Settings(**kwargs)  # type: ignore[arg-type]
 
 
 def _serve(settings: Settings) -> None:
+    context = ssl_context(settings)
     app = create_app(settings)
     print(f"eBoard on {settings.effective_public_url}  (data in {settings.data_dir})", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_context=context,
+        access_log=None,
+        print=None,
+    )
 
 
 async def _demo_seed(settings: Settings, password: str) -> bool:

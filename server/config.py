@@ -28,7 +28,10 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
     session_horizon_weeks: int = 26
-    cookie_secure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.
+    insecure_http: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -49,6 +52,11 @@ class Settings:
         for name in ("token_ttl_seconds", "invitation_ttl_seconds", "max_upload_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls-cert and tls-key must be given together")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"TLS file {path} does not exist")
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ConfigError(f"data-dir {self.data_dir} exists and is not a directory")
 
@@ -58,11 +66,21 @@ class Settings:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'eboard.sqlite3'}"
 
     @property
+    def tls_enabled(self) -> bool:
+        """TLS is on by default outside loopback, and whenever a certificate is configured."""
+        return self.tls_cert is not None or (not self.is_local and not self.insecure_http)
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.tls_enabled or self.public_url.startswith("https://")
+
+    @property
     def effective_public_url(self) -> str:
         """Where browsers reach the server, used in invitation links and calendar entries."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_enabled else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def is_local(self) -> bool:

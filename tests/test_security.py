@@ -250,3 +250,22 @@ async def test_logs_never_carry_patient_identifiers(
     assert '"route": "/api/cases"' in text  # the request log ran
     for secret in ("HZ00012345", "Wang Fang", "Ma Lin", "1961-03-02", "1950-01-01"):
         assert secret not in text
+
+
+def test_tls_is_on_by_default_outside_loopback_with_a_self_signed_certificate(
+    tmp_path: Path,
+) -> None:
+    from server.tls import ssl_context
+
+    local = Settings(data_dir=tmp_path, host="127.0.0.1")
+    assert ssl_context(local) is None and local.effective_public_url.startswith("http://")
+    public = Settings(data_dir=tmp_path, host="0.0.0.0")
+    context = ssl_context(public)
+    assert context is not None
+    assert public.effective_public_url.startswith("https://") and public.cookie_secure
+    key = tmp_path / "tls" / "key.pem"
+    assert (key.stat().st_mode & 0o777) == 0o600
+    proxied = Settings(data_dir=tmp_path, host="0.0.0.0", insecure_http=True)
+    assert ssl_context(proxied) is None
+    with pytest.raises(ConfigError, match="together"):
+        Settings(data_dir=tmp_path, tls_cert=tmp_path / "tls" / "cert.pem")

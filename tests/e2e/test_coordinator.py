@@ -1,0 +1,107 @@
+"""A coordinator in Hangzhou schedules a Chicago board and builds an agenda, in real Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import icalendar
+from playwright.sync_api import Browser, expect
+
+from .conftest import Server
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def _api(server: Server, path: str, token: str) -> dict[str, object]:
+    req = urllib.request.Request(f"{server.url}{path}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body: dict[str, object] = json.load(resp)
+    return body
+
+
+def _token(server: Server) -> str:
+    req = urllib.request.Request(
+        f"{server.url}/api/login", method="POST",
+        data=json.dumps({"username": "coordinator", "password": "eboard-demo"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(json.load(resp)["token"])
+
+
+def _clock(instant: datetime, zone: ZoneInfo) -> str:
+    """'9:30' style hour:minute as en-US shows it, without the day period."""
+    local = instant.astimezone(zone)
+    return f"{local.hour % 12 or 12}:{local.minute:02d}"
+
+
+def test_coordinator_schedules_board_builds_agenda_and_downloads_ics(
+    server: Server, browser: Browser
+) -> None:
+    context = browser.new_context(timezone_id="Asia/Shanghai", locale="en-US",
+                                  accept_downloads=True)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.get_by_test_id("login-username").fill("coordinator")
+    page.get_by_test_id("login-password").fill("eboard-demo")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("new-board-form")).to_be_visible()
+
+    # A new board in America/Chicago, weekly on Wednesdays at 07:30 board time.
+    page.get_by_test_id("board-name").fill("E2E Thoracic Board")
+    page.get_by_test_id("board-timezone").fill("America/Chicago")
+    page.get_by_test_id("board-weekday").select_option("WE")
+    page.get_by_test_id("board-start-time").fill("07:30")
+    page.get_by_test_id("board-duration").fill("60")
+    page.get_by_test_id("board-submit").click()
+    # Creating a board opens its calendar.
+    page.wait_for_url(re.compile(r".*#/boards/\d+$"))
+
+    token = _token(server)
+    boards = _api(server, "/api/boards?tz=Asia/Shanghai", token)["items"]
+    created = next(b for b in boards if b["name"] == "E2E Thoracic Board")  # type: ignore[attr-defined, index]
+    first_utc = datetime.fromisoformat(created["next_session"]["start"]["utc"].replace("Z", "+00:00"))
+    assert first_utc.astimezone(CHICAGO).strftime("%a %H:%M") == "Wed 07:30"
+
+    assert page.url.endswith(f"#/boards/{created['id']}")
+
+    # Its calendar shows each session in the viewer's zone and the board's zone side by side.
+    first = page.get_by_test_id("session-row").first
+    expect(first).to_be_visible()
+    expect(first.get_by_test_id("session-board-time")).to_contain_text(_clock(first_utc, CHICAGO))
+    expect(first.get_by_test_id("session-viewer-time")).to_contain_text(
+        _clock(first_utc, SHANGHAI))
+    # 07:30 in Chicago is 20:30 or 21:30 in Shanghai, never the same wall clock.
+    assert _clock(first_utc, SHANGHAI) in ("8:30", "9:30")
+
+    # The demo board's next session: add the ready case to its agenda.
+    demo = next(b for b in boards if b["name"] == "Thoracic MDT")  # type: ignore[index]
+    session = demo["next_session"]  # type: ignore[index]
+    page.goto(f"{server.url}/#/sessions/{session['id']}")
+    picker = page.get_by_test_id("agenda-add-case")
+    expect(picker).to_be_visible()
+    picker.select_option(label=picker.locator("option", has_text="HZ-").first.inner_text())
+    page.get_by_test_id("agenda-add-timebox").fill("20")
+    page.get_by_test_id("agenda-add-submit").click()
+    item = page.get_by_test_id("agenda-item")
+    expect(item).to_have_count(1)
+    expect(item.first).to_contain_text("HZ-")
+    agenda = _api(server, f"/api/sessions/{session['id']}/agenda", token)
+    assert [(i["case_id"], i["timebox_minutes"]) for i in agenda["items"]] == [(1, 20)]  # type: ignore[attr-defined, index]
+
+    # The session's .ics parses back to the same UTC instant.
+    with page.expect_download() as info:
+        page.get_by_test_id("session-ics").first.click()
+    cal = icalendar.Calendar.from_ical(open(info.value.path(), "rb").read())
+    event = next(iter(cal.walk("VEVENT")))
+    start = event.decoded("dtstart")
+    assert str(start.tzinfo) == "America/Chicago"
+    expected = datetime.fromisoformat(session["start"]["utc"].replace("Z", "+00:00"))  # type: ignore[index]
+    assert start.astimezone(UTC) == expected
+    context.close()
