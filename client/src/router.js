@@ -1,0 +1,95 @@
+/**
+ * Hash routes ("#/boards/12") mapped to page renderers.
+ */
+
+/**
+ * A page: given the route's parameters, builds the element that fills the page.
+ * @callback Page
+ * @param {Record<string, string>} params
+ * @returns {Promise<HTMLElement> | HTMLElement}
+ */
+
+/**
+ * @typedef {object} Route
+ * @property {string} pattern e.g. "/boards/:id"
+ * @property {Page} page
+ * @property {boolean} [anonymous] true when no login is needed
+ */
+
+/**
+ * @typedef {object} Match
+ * @property {Route} route
+ * @property {Record<string, string>} params
+ */
+
+export class Router {
+  /**
+   * @param {Route[]} routes tried in order; the first match wins
+   * @param {string} fallback the path to go to when no route matches
+   */
+  constructor(routes, fallback) {
+    this._routes = routes.map((route) => ({ route, regex: compile(route.pattern) }));
+    this._fallback = fallback;
+    /** @type {(match: Match) => void} */
+    this._listener = () => {};
+  }
+
+  /**
+   * Call `listener` now and after every change of the hash.
+   * @param {(match: Match) => void} listener
+   */
+  start(listener) {
+    this._listener = listener;
+    window.addEventListener('hashchange', () => this._dispatch());
+    this._dispatch();
+  }
+
+  /** The current path, without the "#". */
+  get path() {
+    return window.location.hash.replace(/^#/, '') || '/';
+  }
+
+  /**
+   * Go to `path` (e.g. "/cases/3"); re-renders even when it is the current path.
+   * @param {string} path
+   */
+  navigate(path) {
+    if (this.path === path) this._dispatch();
+    else window.location.hash = `#${path}`;
+  }
+
+  /** Render the current route again (after a language switch or a login). */
+  refresh() {
+    this._dispatch();
+  }
+
+  _dispatch() {
+    const match = this.match(this.path);
+    if (match) this._listener(match);
+    else this.navigate(this._fallback);
+  }
+
+  /**
+   * @param {string} path
+   * @returns {Match | null}
+   */
+  match(path) {
+    for (const { route, regex } of this._routes) {
+      const found = regex.exec(path);
+      if (found) return { route, params: { ...found.groups } };
+    }
+    return null;
+  }
+}
+
+/**
+ * "/boards/:id" → /^\/boards\/(?<id>[^/]+)$/
+ * @param {string} pattern
+ */
+function compile(pattern) {
+  const source = pattern
+    .split('/')
+    .map((part) => (part.startsWith(':') ? `(?<${part.slice(1)}>[^/]+)` : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('\\/');
+  return new RegExp(`^${source}$`);
+}

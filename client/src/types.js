@@ -1,0 +1,189 @@
+/**
+ * The REST wire shapes the client reads, as JSDoc types (see the server's API contract).
+ * This module has no runtime content; import the types with `import('./types.js').Name`.
+ */
+
+/**
+ * One instant, in UTC, in the board's zone and in the viewer's zone.
+ * @typedef {object} TimeTriple
+ * @property {string} utc
+ * @property {string} board
+ * @property {string} board_tz
+ * @property {string} viewer
+ * @property {string} viewer_tz
+ */
+
+/**
+ * @typedef {object} Institution
+ * @property {number} id
+ * @property {string} name
+ * @property {string} code
+ * @property {string} timezone
+ */
+
+/**
+ * @typedef {'admin'|'coordinator'|'chair'|'specialist'|'observer'|'records'} Role
+ */
+
+/**
+ * @typedef {object} User
+ * @property {number} id
+ * @property {string} username
+ * @property {string} display_name
+ * @property {Role} role
+ * @property {string|null} specialty
+ * @property {Institution} institution
+ * @property {string} timezone
+ * @property {string} locale
+ */
+
+/**
+ * @typedef {object} Session
+ * @property {number} id
+ * @property {number} board_id
+ * @property {string} board_name
+ * @property {TimeTriple} start
+ * @property {TimeTriple} end
+ * @property {'scheduled'|'cancelled'} status
+ * @property {number} agenda_count
+ */
+
+/**
+ * @typedef {object} BoardMember
+ * @property {number} user_id
+ * @property {string} username
+ * @property {string} display_name
+ * @property {string} role
+ * @property {string|null} specialty
+ * @property {number} institution_id
+ */
+
+/**
+ * @typedef {object} Board
+ * @property {number} id
+ * @property {string} name
+ * @property {string} tumor_site
+ * @property {number} home_institution_id
+ * @property {string} timezone
+ * @property {string} rrule
+ * @property {string} start_time
+ * @property {string} start_date
+ * @property {number} duration_minutes
+ * @property {string[]} required_specialties
+ * @property {number} readiness_max_age_days
+ * @property {BoardMember[]} members
+ * @property {Session|null} next_session
+ */
+
+/**
+ * @typedef {'discussion'|'standard_of_care'} Lane
+ */
+
+/**
+ * @typedef {object} AgendaItem
+ * @property {number} id
+ * @property {number} session_id
+ * @property {number} case_id
+ * @property {string} case_number
+ * @property {string} clinical_question
+ * @property {number} position
+ * @property {number} timebox_minutes
+ * @property {Lane} lane
+ * @property {TimeTriple | null} planned_start null for standard-of-care items, which are listed
+ *   but take no time on the session's clock
+ */
+
+/**
+ * @typedef {object} Agenda
+ * @property {AgendaItem[]} items
+ * @property {number} total_minutes the time-boxes of the items that are discussed
+ * @property {number} [session_minutes] the session's length
+ */
+
+/**
+ * @typedef {object} CaseSummary
+ * @property {number} id
+ * @property {string} number
+ * @property {string} state
+ * @property {number} board_id
+ * @property {string} clinical_question
+ * @property {string|null} patient_name
+ * @property {boolean} ready
+ */
+
+/**
+ * The patient as the viewer may see them: identified, or only sex and age for external users.
+ * @typedef {object} Patient
+ * @property {string} [name]
+ * @property {string} [mrn]
+ * @property {string} [birth_date]
+ * @property {string} [sex]
+ * @property {number} [age]
+ */
+
+/**
+ * @typedef {object} Attachment
+ * @property {number} id
+ * @property {string} filename
+ * @property {string} content_type
+ * @property {number} size
+ * @property {string} uploaded_at
+ */
+
+/**
+ * @typedef {object} Study
+ * @property {number} id
+ * @property {string} study_instance_uid
+ * @property {string} description
+ * @property {string} modality
+ * @property {string} study_date
+ */
+
+/**
+ * @typedef {object} ReadinessItem
+ * @property {string} key
+ * @property {boolean} ok
+ * @property {string} detail
+ */
+
+/**
+ * @typedef {object} Case
+ * @property {number} id
+ * @property {string} number
+ * @property {number} board_id
+ * @property {number} home_institution_id
+ * @property {string} state
+ * @property {Patient} patient
+ * @property {boolean} deidentified
+ * @property {string} clinical_question
+ * @property {string} clinical_summary
+ * @property {string} summary_language
+ * @property {string|null} summary_translation
+ * @property {string|null} translation_language
+ * @property {string|null} translator
+ * @property {boolean|null} consent_external
+ * @property {string|null} consent_date
+ * @property {string|null} rejection_reason
+ * @property {Attachment[]} attachments
+ * @property {Study[]} studies
+ * @property {{ready: boolean, items: ReadinessItem[]}} readiness
+ * @property {string[]} allowed_transitions
+ * @property {string} created_at
+ * @property {string} updated_at
+ */
+
+/**
+ * @typedef {object} Opinion
+ * @property {number} user_id
+ * @property {string} display_name
+ * @property {string|null} specialty
+ * @property {string} text
+ * @property {string} updated_at
+ */
+
+/**
+ * @template T
+ * @typedef {{items: T[]}} ItemList
+ */
+
+export {};
