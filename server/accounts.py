@@ -77,7 +77,7 @@ async def create_user(
         username=username,
         display_name=display_name,
         email=email,
-        password_hash=services.passwords.hash(password),
+        password_hash=await services.passwords.hash(password),
         role=role,
         specialty=specialty,
         institution_id=institution_id,
@@ -91,7 +91,7 @@ async def create_user(
 
 async def login(session: AsyncSession, services: Services, username: str, password: str) -> User:
     user = (await session.exec(select(User).where(User.username == username))).first()
-    ok = services.passwords.verify(user.password_hash if user else None, password)
+    ok = await services.passwords.verify(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
         raise Unauthenticated("wrong username or password")
     return user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -40,10 +41,14 @@ class Passwords:
         # Verifying against this keeps unknown usernames as slow as wrong passwords.
         self._dummy = self._hasher.hash(secrets.token_hex(16))
 
-    def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+    async def hash(self, password: str) -> str:
+        # argon2 is deliberately slow (~50 ms): off the event loop.
+        return await asyncio.to_thread(self._hasher.hash, password)
 
-    def verify(self, hashed: str | None, password: str) -> bool:
+    async def verify(self, hashed: str | None, password: str) -> bool:
+        return await asyncio.to_thread(self._verify, hashed, password)
+
+    def _verify(self, hashed: str | None, password: str) -> bool:
         try:
             return self._hasher.verify(hashed or self._dummy, password) and hashed is not None
         except (VerificationError, InvalidHashError):

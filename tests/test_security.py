@@ -46,6 +46,18 @@ async def test_wrong_password_is_refused(client: TestClient[Any, Any], password:
     assert "Set-Cookie" not in resp.headers
 
 
+async def test_failed_login_is_audited(client: TestClient[Any, Any]) -> None:
+    from server.models import AuditRecord
+
+    resp = await client.post("/api/login", json={"username": "chair", "password": "guess-guess"})
+    assert resp.status == 401
+    async with client.app[SERVICES].db.read() as session:
+        rows = list(
+            await session.exec(select(AuditRecord).where(AuditRecord.action == "login.failed"))
+        )
+    assert [(r.target_id, r.actor_id) for r in rows] == [("chair", None)]
+
+
 async def test_expired_token_is_refused(client: TestClient[Any, Any]) -> None:
     tokens = client.app[SERVICES].tokens
     token, _ = tokens.issue("access", "2", -10, role="coordinator")
