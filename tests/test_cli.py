@@ -1,0 +1,109 @@
+"""The `python -m server` commands, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
+    first = _run(
+        "demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-password", "pw-12345678"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "Demo data seeded." in first.stdout and "pw-12345678" in first.stdout
+    for username in (
+        "admin",
+        "coordinator",
+        "chair",
+        "radiologist",
+        "pathologist",
+        "surgeon",
+        "oncologist",
+        "records",
+        "external",
+    ):
+        assert f"  {username} " in first.stdout
+    again = _run("demo", "--data-dir", str(tmp_path), "--seed-only")
+    assert again.returncode == 0 and "already present" in again.stdout
+    with sqlite3.connect(tmp_path / "eboard.sqlite3") as db:
+        assert db.execute('SELECT count(*) FROM "case"').fetchone() == (3,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_migrate_then_user_add(tmp_path: Path) -> None:
+    assert _run("migrate", "--data-dir", str(tmp_path)).returncode == 0
+    assert _run("demo", "--data-dir", str(tmp_path), "--seed-only").returncode == 0
+    added = _run(
+        "user",
+        "add",
+        "--data-dir",
+        str(tmp_path),
+        "--username",
+        "dr.gu",
+        "--role",
+        "specialist",
+        "--specialty",
+        "pathology",
+        "--institution",
+        "HZ",
+        "--display-name",
+        "Dr. Gu",
+        env={"EBOARD_NEW_PASSWORD": "a-good-password"},
+    )
+    assert added.returncode == 0, added.stderr
+    bad = _run(
+        "user",
+        "add",
+        "--data-dir",
+        str(tmp_path),
+        "--username",
+        "dr.gu2",
+        "--role",
+        "wizard",
+        "--institution",
+        "HZ",
+        "--display-name",
+        "X",
+        env={"EBOARD_NEW_PASSWORD": "a-good-password"},
+    )
+    assert bad.returncode == 2 and "role: unknown role 'wizard'" in bad.stderr
+    taken = _run(
+        "user",
+        "add",
+        "--data-dir",
+        str(tmp_path),
+        "--username",
+        "dr.gu",
+        "--role",
+        "specialist",
+        "--institution",
+        "HZ",
+        "--display-name",
+        "X",
+        env={"EBOARD_NEW_PASSWORD": "a-good-password"},
+    )
+    assert taken.returncode == 2 and "is taken" in taken.stderr
+    with sqlite3.connect(tmp_path / "eboard.sqlite3") as db:
+        assert db.execute(
+            "SELECT role, specialty FROM \"user\" WHERE username = 'dr.gu'"
+        ).fetchall() == [("specialist", "pathology")]
+        assert db.execute("SELECT count(*) FROM \"user\" WHERE username = 'dr.gu2'").fetchone() == (
+            0,
+        )
