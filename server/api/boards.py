@@ -84,9 +84,7 @@ async def post_board(call: Call) -> dict[str, object]:
     )
     assert call.me.id is not None
     await add_member(call.session, board, call.me.id, "coordinator")
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="board.create",
         target_type="board",
         target_id=board.id,
@@ -112,9 +110,7 @@ async def get_board(call: Call) -> dict[str, object]:
 async def post_member(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     member = await add_member(call.session, board, call.body.user_id, call.body.role)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="board.member.add",
         target_type="board",
         target_id=board.id,
@@ -160,9 +156,7 @@ async def list_sessions(call: Call) -> dict[str, object]:
 async def post_session(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     item = await add_session(call.session, board, call.body.start, call.body.end)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="session.add",
         target_type="session",
         target_id=item.id,
@@ -191,9 +185,7 @@ async def post_invitation(call: Call) -> dict[str, object]:
         specialty=b.specialty,
         email=b.email,
     )
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="invitation.create",
         target_type="board",
         target_id=board.id,

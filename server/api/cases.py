@@ -120,9 +120,7 @@ async def case_json(call: Call, case: Case) -> dict[str, object]:
     )
     check = await readiness(call.session, case)
     if not external:
-        await call.services.audit.append(
-            call.session,
-            actor_id=call.me.id,
+        await call.audit(
             action="case.read_phi",
             target_type="case",
             target_id=case.id,
@@ -251,9 +249,7 @@ async def list_cases(call: Call) -> dict[str, object]:
 )
 async def lookup_cases(call: Call) -> dict[str, object]:
     found = await _case_list(call, mrn=call.body.mrn)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.lookup_mrn",
         target_type="patient",
         target_id="-",
@@ -276,9 +272,7 @@ async def post_case(call: Call) -> dict[str, object]:
     data = b.model_dump(exclude={"patient"})
     patient = PatientIn(**b.patient.model_dump()) if b.patient else None
     case = await create_case(call.session, call.services, call.me, CaseIn(patient=patient, **data))
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.create",
         target_type="case",
         target_id=case.id,
@@ -308,9 +302,7 @@ async def patch_case(call: Call) -> dict[str, object]:
     _require_home(call, case)
     changes = call.body.model_dump(exclude_unset=True)
     await update_case(call.session, call.services, case, changes)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.update",
         target_type="case",
         target_id=case.id,
@@ -371,9 +363,7 @@ async def post_attachment(call: Call) -> dict[str, object]:
         content_type=part.headers.get("Content-Type", ""),
         data=bytes(data),
     )
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.attach",
         target_type="case",
         target_id=case.id,
@@ -403,9 +393,7 @@ async def get_attachment(call: Call) -> web.Response:
     if attachment is None or attachment.case_id != case.id:
         raise NotFound(f"no attachment {call.int_param('attachment_id')} on case {case.number}")
     c = call.services.cipher
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.read_attachment",
         target_type="case",
         target_id=case.id,
@@ -443,9 +431,7 @@ async def post_study(call: Call) -> dict[str, object]:
         modality=b.modality,
         study_date=b.study_date,
     )
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.add_study",
         target_type="case",
         target_id=case.id,
@@ -499,9 +485,7 @@ async def list_opinions(call: Call) -> dict[str, object]:
 async def put_opinion(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
     opinion = await set_opinion(call.session, call.services, case, call.me, call.body.text)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="case.opinion",
         target_type="case",
         target_id=case.id,

@@ -52,9 +52,7 @@ async def list_institutions(call: Call) -> dict[str, object]:
 async def post_institution(call: Call) -> dict[str, object]:
     b: InstitutionIn = call.body
     inst = await create_institution(call.session, code=b.code, name=b.name, timezone=b.timezone)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="institution.create",
         target_type="institution",
         target_id=inst.id,
@@ -74,9 +72,7 @@ async def list_users(call: Call) -> dict[str, object]:
 async def post_user(call: Call) -> dict[str, object]:
     b: UserIn = call.body
     user = await create_user(call.session, call.services, **b.model_dump())
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="user.create",
         target_type="user",
         target_id=user.id,

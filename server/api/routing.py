@@ -51,6 +51,24 @@ class Call:
             raise NotFound(f"{name} {raw!r} is not an id")
         return int(raw)
 
+    async def audit(
+        self,
+        *,
+        action: str,
+        target_type: str,
+        target_id: object,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit record for the logged-in user in this call's unit of work."""
+        await self.services.audit.append(
+            self.session,
+            actor_id=self.me.id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            detail=detail,
+        )
+
     @property
     def viewer_tz(self) -> ZoneInfo:
         name = self.request.query.get("tz")

@@ -63,9 +63,7 @@ async def get_one(call: Call) -> dict[str, object]:
 async def post_cancel(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     await cancel_session(call.session, item)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="session.cancel",
         target_type="session",
         target_id=item.id,
@@ -165,9 +163,7 @@ async def post_agenda_item(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     b: AgendaItemIn = call.body
     added = await add_item(call.session, item, b.case_id, b.timebox_minutes, b.lane)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="agenda.add",
         target_type="session",
         target_id=item.id,
@@ -188,9 +184,7 @@ async def post_agenda_item(call: Call) -> dict[str, object]:
 async def put_order(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     await reorder(call.session, item, call.body.item_ids)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="agenda.reorder",
         target_type="session",
         target_id=item.id,
@@ -217,9 +211,7 @@ async def patch_agenda_item(call: Call) -> dict[str, object]:
     agenda_item, board_session, board = await _agenda_item(call)
     b: AgendaItemPatch = call.body
     await update_item(call.session, agenda_item, timebox=b.timebox_minutes, lane=b.lane)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="agenda.update",
         target_type="agenda_item",
         target_id=call.int_param("item_id"),
@@ -239,9 +231,7 @@ async def patch_agenda_item(call: Call) -> dict[str, object]:
 async def delete_agenda_item(call: Call) -> None:
     agenda_item, board_session, _ = await _agenda_item(call)
     await remove_item(call.session, agenda_item)
-    await call.services.audit.append(
-        call.session,
-        actor_id=call.me.id,
+    await call.audit(
         action="agenda.remove",
         target_type="session",
         target_id=board_session.id,
