@@ -71,12 +71,13 @@ export class App {
   }
 
   /**
-   * Called by the login page once the server accepted the password.
+   * Called once the server has set the login cookie: the login page accepted the password, or
+   * the join page an invitation.
    * @param {User} user
+   * @param {string} [target] the page to show; by default the one that asked for the login
    */
-  signedIn(user) {
+  signedIn(user, target = this._returnTo) {
     this._user = user;
-    const target = this._returnTo;
     this._returnTo = '/boards';
     this.navigate(target);
   }
@@ -98,9 +99,12 @@ export class App {
   }
 
   _signedOut() {
-    this._user = null;
     const path = this.router.path;
-    if (path !== '/login') this._returnTo = path;
+    // On a page that needs no login a 401 is that page's own answer (an expired invitation),
+    // not a lost session.
+    if (this.router.match(path)?.route.anonymous) return;
+    this._user = null;
+    this._returnTo = path;
     this.navigate('/login');
   }
 

@@ -7,6 +7,7 @@ import { App } from './app.js';
 import { casesPage } from './cases/list.js';
 import { intakePage } from './cases/intake.js';
 import { casePage } from './cases/page.js';
+import { joinPage } from './join.js';
 import { loginPage } from './login.js';
 import { sessionPage } from './schedule/agenda.js';
 import { boardsPage } from './schedule/boards.js';
@@ -21,6 +22,7 @@ import { calendarPage } from './schedule/calendar.js';
 function routes(app) {
   return [
     { pattern: '/login', page: () => loginPage(app), anonymous: true },
+    { pattern: '/join/:boardId', page: (params) => joinPage(app, params), anonymous: true },
     { pattern: '/boards', page: () => boardsPage(app) },
     { pattern: '/boards/:id', page: (params) => calendarPage(app, params) },
     { pattern: '/sessions/:id', page: (params) => sessionPage(app, params) },

@@ -1,9 +1,10 @@
 /**
- * Hash routes ("#/boards/12") mapped to page renderers.
+ * Hash routes ("#/boards/12", "#/join/3?token=abc") mapped to page renderers.
  */
 
 /**
- * A page: given the route's parameters, builds the element that fills the page.
+ * A page: given the route's parameters (the pattern's and the query's), builds the element that
+ * fills the page.
  * @callback Page
  * @param {Record<string, string>} params
  * @returns {Promise<HTMLElement> | HTMLElement}
@@ -70,13 +71,18 @@ export class Router {
   }
 
   /**
+   * The route of `path` and its parameters: those of the pattern, and those of the query after
+   * a "?" ("/join/3?token=abc" → boardId and token); a pattern's wins over a query's of one name.
    * @param {string} path
    * @returns {Match | null}
    */
   match(path) {
+    const mark = path.indexOf('?');
+    const pathname = mark < 0 ? path : path.slice(0, mark);
+    const query = mark < 0 ? {} : Object.fromEntries(new URLSearchParams(path.slice(mark + 1)));
     for (const { route, regex } of this._routes) {
-      const found = regex.exec(path);
-      if (found) return { route, params: { ...found.groups } };
+      const found = regex.exec(pathname);
+      if (found) return { route, params: { ...query, ...found.groups } };
     }
     return null;
   }

@@ -5,6 +5,7 @@
 import { viewerTimeZone } from '../api.js';
 import { formatList, label, t } from '../i18n/index.js';
 import { h, pageHeader } from '../ui.js';
+import { inviteForm } from './invite-form.js';
 import { describeRecurrence } from './recurrence.js';
 import { isUpcoming, timeElement } from './times.js';
 
@@ -12,16 +13,18 @@ import { isUpcoming, timeElement } from './times.js';
 /** @typedef {import('../types.js').Board} Board */
 /** @typedef {import('../types.js').Session} Session */
 /** @typedef {import('../types.js').ItemList<Session>} SessionList */
+/** @typedef {import('../types.js').ItemList<import('../types.js').Institution>} InstitutionList */
 
 /**
  * @param {App} app
  * @param {Record<string, string>} params
  */
 export async function calendarPage(app, { id }) {
-  /** @type {[Board, SessionList]} */
-  const [board, { items }] = await Promise.all([
+  /** @type {[Board, SessionList, InstitutionList | null]} */
+  const [board, { items }, institutions] = await Promise.all([
     app.api.get(`/boards/${id}`),
     app.api.get(`/boards/${id}/sessions`),
+    app.may('schedule') ? app.api.get('/institutions') : null,
   ]);
   const sessions = items.filter((session) => isUpcoming(session));
   return h('section', { class: 'calendar-page' },
@@ -31,7 +34,8 @@ export async function calendarPage(app, { id }) {
     h('h2', null, t('calendar.upcoming')),
     sessions.length === 0
       ? h('p', { class: 'empty' }, t('calendar.empty'))
-      : sessionTable(app, board, sessions));
+      : sessionTable(app, board, sessions),
+    institutions && inviteForm(app, board, institutions.items));
 }
 
 /** @param {Board} board */
