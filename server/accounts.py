@@ -13,7 +13,7 @@ from .scheduling import zone
 from .security import Role
 from .services import Services
 
-__all__ = ["SPECIALTIES", "create_user", "create_institution", "login", "user_json"]
+__all__ = ["SPECIALTIES", "check_email", "create_user", "create_institution", "login", "user_json"]
 
 SPECIALTIES = (
     "surgery",
@@ -28,6 +28,13 @@ SPECIALTIES = (
     "other",
 )
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(email: str, field: str = "email") -> None:
+    """An address is optional, but one that is given must look like one."""
+    if email and not _EMAIL.match(email):
+        raise Invalid.on(field, f"{email!r} is not an e-mail address")
 MIN_PASSWORD = 8
 
 
@@ -61,6 +68,7 @@ async def create_user(
         raise Invalid.on("username", "use 2–64 lowercase letters, digits, '.', '_' or '-'")
     if len(password) < MIN_PASSWORD:
         raise Invalid.on("password", f"must be at least {MIN_PASSWORD} characters")
+    check_email(email)
     if role not in Role.__members__.values():
         raise Invalid.on("role", f"unknown role {role!r}")
     if specialty is not None and specialty not in SPECIALTIES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from .accounts import SPECIALTIES, create_user
+from .accounts import SPECIALTIES, check_email, create_user
 from .boards import add_member
 from .db import AsyncSession
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
@@ -26,6 +26,7 @@ async def invite(
     specialty: str,
     email: str,
 ) -> tuple[Invitation, str]:
+    check_email(email)
     if specialty not in SPECIALTIES:
         raise Invalid.on("specialty", f"unknown specialty {specialty!r}")
     if await session.get(Institution, institution_id) is None:

@@ -136,6 +136,18 @@ async def test_invitation_creates_external_member_once(
     assert await _users(client) == before
 
 
+async def test_invitation_with_a_malformed_email_is_refused(
+    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    resp = await client.post(
+        f"/api/boards/{ids['board_id']}/invitations",
+        headers=auth["coordinator"],
+        json={"institution_id": 2, "specialty": "surgery", "email": "not-an-email"},
+    )
+    assert resp.status == 422
+    assert (await resp.json())["errors"][0]["field"] == "email"
+
+
 async def test_expired_tampered_and_wrong_board_invitations_change_nothing(
     client: TestClient[Any, Any], auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
