@@ -9,7 +9,16 @@ from .errors import Forbidden, NotFound
 from .models import Board, BoardMember, Case, User
 from .security import Role
 
-__all__ = ["MANAGERS", "is_manager", "board_for", "case_for", "is_external", "member_board_ids"]
+__all__ = [
+    "MANAGERS",
+    "is_manager",
+    "board_for",
+    "visible_board_ids",
+    "sees_institution_boards",
+    "case_for",
+    "is_external",
+    "member_board_ids",
+]
 
 MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
 
@@ -23,14 +32,29 @@ async def member_board_ids(session: AsyncSession, user: User) -> set[int]:
     return set(rows)
 
 
+def sees_institution_boards(user: User) -> bool:
+    """Managers and records staff see every board of their own institution."""
+    return is_manager(user) or Role(user.role) == Role.RECORDS
+
+
+async def visible_board_ids(session: AsyncSession, user: User) -> set[int]:
+    """The boards ``user`` may see: those they are a member of, and for managers and records
+    staff every board of their institution (never another institution's)."""
+    ids = await member_board_ids(session, user)
+    if sees_institution_boards(user):
+        rows = await session.exec(
+            select(Board.id).where(Board.home_institution_id == user.institution_id)
+        )
+        ids |= {i for i in rows if i is not None}
+    return ids
+
+
 async def board_for(session: AsyncSession, user: User, board_id: int) -> Board:
-    """The board, if ``user`` may see it: managers see all, others only their boards."""
+    """The board, if ``user`` may see it (see ``visible_board_ids``)."""
     board = await session.get(Board, board_id)
     if board is None:
         raise NotFound(f"no board {board_id}")
-    if is_manager(user):
-        return board
-    if Role(user.role) == Role.RECORDS and user.institution_id == board.home_institution_id:
+    if sees_institution_boards(user) and user.institution_id == board.home_institution_id:
         return board
     if board_id not in await member_board_ids(session, user):
         raise Forbidden(f"you are not a member of board {board_id}")

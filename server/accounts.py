@@ -35,6 +35,8 @@ def check_email(email: str, field: str = "email") -> None:
     """An address is optional, but one that is given must look like one."""
     if email and not _EMAIL.match(email):
         raise Invalid.on(field, f"{email!r} is not an e-mail address")
+
+
 MIN_PASSWORD = 8
 
 

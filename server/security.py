@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from dataclasses import dataclass
@@ -38,8 +39,11 @@ class Passwords:
 
     def __init__(self) -> None:
         self._hasher = PasswordHasher()
+
+    @functools.cached_property
+    def _dummy(self) -> str:
         # Verifying against this keeps unknown usernames as slow as wrong passwords.
-        self._dummy = self._hasher.hash(secrets.token_hex(16))
+        return self._hasher.hash(secrets.token_hex(16))
 
     async def hash(self, password: str) -> str:
         # argon2 is deliberately slow (~50 ms): off the event loop.

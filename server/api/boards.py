@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from ..access import board_for, is_manager, member_board_ids
+from ..access import board_for, visible_board_ids
 from ..boards import (
     BoardSpec,
     add_member,
@@ -56,10 +56,8 @@ class InvitationIn(BaseModel):
 
 @routes.add("GET", "/api/boards", roles=EVERYONE, summary="List boards", tag="boards")
 async def list_boards(call: Call) -> dict[str, object]:
-    query = select(Board).order_by(col(Board.id))
-    if not is_manager(call.me):
-        ids = await member_board_ids(call.session, call.me)
-        query = query.where(col(Board.id).in_(ids))
+    ids = await visible_board_ids(call.session, call.me)
+    query = select(Board).where(col(Board.id).in_(ids)).order_by(col(Board.id))
     boards = list(await call.session.exec(query))
     return {"items": [await board_json(call.session, b, call.viewer_tz) for b in boards]}
 

@@ -8,7 +8,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
 from sqlmodel import col, or_, select
 
-from ..access import case_for, is_external, is_manager, member_board_ids
+from ..access import case_for, is_external, member_board_ids, sees_institution_boards
 from ..cases import (
     STATES,
     CaseIn,
@@ -24,7 +24,6 @@ from ..cases import (
 )
 from ..errors import Forbidden, Invalid, NotFound, TooLarge
 from ..models import Attachment, Case, ImagingStudy, Opinion, Patient, User
-from ..security import Role
 from .roles import CASE_AUTHORS, EVERYONE, MOVERS, OPINION_GIVERS
 from .routing import Call, RouteTable
 
@@ -187,7 +186,7 @@ async def _case_list(call: Call, *, mrn: str | None) -> list[dict[str, object]]:
     me = call.me
     q = call.request.query
     query = select(Case, Patient).where(Case.patient_id == Patient.id)
-    if is_manager(me) or Role(me.role) == Role.RECORDS:
+    if sees_institution_boards(me):
         query = query.where(Case.home_institution_id == me.institution_id)
     else:
         ids = await member_board_ids(call.session, me)

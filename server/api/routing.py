@@ -148,11 +148,16 @@ class RouteTable:
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
+        user = None
+        # Who asks is settled before the body is read: a caller who may not use the route
+        # learns nothing of its schema, and no large body is parsed for them.
+        if not route.public:
+            async with services.db.read() as session:
+                user = await _authenticate(route, request, services, session)
+            request[USER_ID] = user.id
         body = await _parse_body(route, request)
         unit = services.db.write() if route.writes else services.db.read()
         async with unit as session:
-            user = await _authenticate(route, request, services, session)
-            request[USER_ID] = user.id if user else None
             result = await route.handler(Call(request, services, session, user, body))
         return _respond(route, result)
 
@@ -162,22 +167,17 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
 async def _authenticate(
     route: Route, request: web.Request, services: Services, session: AsyncSession
-) -> User | None:
+) -> User:
+    """The logged-in user of a non-public route, who must hold one of its roles."""
     token = bearer_token(request)
     if token is None:
-        if route.public:
-            return None
         raise Unauthenticated("log in first: no token was sent")
-    try:
-        claims = services.tokens.verify("access", token)
-    except Unauthenticated:
-        if route.public:
-            return None
-        raise
+    claims = services.tokens.verify("access", token)
     user = await session.get(User, int(claims.subject))
     if user is None or not user.active:
         raise Unauthenticated("token is for a user who no longer exists or is disabled")
-    if not route.public and Role(user.role) not in route.roles:
+    # The role comes from the user record, never from the token's claims.
+    if Role(user.role) not in route.roles:
         raise Forbidden(f"role {user.role} may not {route.summary[0].lower()}{route.summary[1:]}")
     return user
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from ..access import board_for, is_manager, member_board_ids
+from ..access import board_for, visible_board_ids
 from ..agenda import add_item, agenda_json, get_item, remove_item, reorder, update_item
 from ..boards import cancel_session, get_session, members_of, session_json
 from ..models import AgendaItem, Board, BoardSession, utcnow
@@ -127,12 +127,12 @@ async def get_session_ics(call: Call) -> web.Response:
     tag="sessions",
 )
 async def get_my_ics(call: Call) -> web.Response:
+    ids = await visible_board_ids(call.session, call.me)
     query = select(BoardSession, Board).where(
-        BoardSession.board_id == Board.id, col(BoardSession.start_at) >= utcnow()
+        BoardSession.board_id == Board.id,
+        col(Board.id).in_(ids),
+        col(BoardSession.start_at) >= utcnow(),
     )
-    if not is_manager(call.me):
-        ids = await member_board_ids(call.session, call.me)
-        query = query.where(col(Board.id).in_(ids))
     rows = list(await call.session.exec(query.order_by(col(BoardSession.start_at)).limit(500)))
     entries = [await _entry(call, item, board) for item, board in rows]
     return _ics(calendar_ics(entries, name="eBoard sessions"), "eboard.ics")

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the real server (``python -m server demo``) and Debian's headless Chromium."""
+"""End-to-end fixtures: the real server (``python -m server demo``) and headless Chromium."""
 
 from __future__ import annotations
 
@@ -49,9 +49,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log = (data_dir / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "demo", "--data-dir", str(data_dir),
-         "--port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "server", "demo", "--data-dir", str(data_dir), "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     url = f"http://127.0.0.1:{port}"
