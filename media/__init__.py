@@ -1,0 +1,20 @@
+"""eBoard's media plane: a forwarding SFU over aiortc. Imports nothing of the server."""
+
+from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
+from .ice import IceConfig, turn_credentials
+from .sfu import EventSink, IceServer, MediaError, RoomStats, Sfu
+
+__all__ = [
+    "ActiveSpeaker",
+    "DownOffer",
+    "EventSink",
+    "IceConfig",
+    "IceServer",
+    "MediaError",
+    "MediaEvent",
+    "MediaJoined",
+    "MediaLeft",
+    "RoomStats",
+    "Sfu",
+    "turn_credentials",
+]

@@ -28,6 +28,12 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
     session_horizon_weeks: int = 26
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    reconnect_grace_seconds: float = 10.0
+    event_rate_per_second: float = 20.0
+    event_burst: int = 40
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.
@@ -52,6 +58,8 @@ class Settings:
         for name in ("token_ttl_seconds", "invitation_ttl_seconds", "max_upload_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        if self.turn_urls and not self.turn_secret:
+            raise ConfigError("turn-url needs turn-secret (coturn's static-auth-secret)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls-cert and tls-key must be given together")
         for path in (self.tls_cert, self.tls_key):

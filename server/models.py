@@ -26,6 +26,7 @@ __all__ = [
     "AgendaItem",
     "Invitation",
     "AuditRecord",
+    "Attendance",
 ]
 
 
@@ -225,3 +226,17 @@ class AuditRecord(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class Attendance(SQLModel, table=True):
+    """A span of a participant's media presence in a session, per agenda item (from real media
+    joins and leaves, not typed)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="board_session.id", index=True)
+    user_id: int = Field(foreign_key="user.id")
+    agenda_item_id: int | None = Field(default=None, foreign_key="agenda_item.id")
+    specialty: str | None = Field(default=None, max_length=32)
+    institution_id: int = Field(foreign_key="institution.id")
+    joined_at: datetime = _instant(nullable=False)
+    left_at: datetime | None = _instant(nullable=True)

@@ -1,0 +1,168 @@
+"""LiveSession: who is in a session's live room, in what role, and where the board is."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import Conflict, Forbidden, Invalid, NotFound
+
+__all__ = ["Participant", "AgendaEntry", "LiveSession", "CHAIR_ROLES"]
+
+# Board roles that may run the session: move the agenda, hand over presenting, admit.
+CHAIR_ROLES = frozenset({"chair", "coordinator"})
+CHAT_HISTORY = 100
+
+
+@dataclass
+class Participant:
+    """A person in a live session (one per user; a newer join replaces the older connection)."""
+
+    id: str
+    user_id: int
+    name: str
+    institution: str
+    external: bool
+    role: str
+    specialty: str | None
+    muted: bool = True
+    camera: bool = False
+    hand: bool = False
+    connection: str = "connecting"
+    quality: str = "unknown"
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def chairs(self) -> bool:
+        return self.role in CHAIR_ROLES
+
+
+@dataclass(frozen=True)
+class AgendaEntry:
+    id: int
+    case_id: int
+    case_number: str
+    clinical_question: str
+    timebox_minutes: int
+    lane: str
+
+
+@dataclass
+class LiveSession:
+    """The live state of one session. Pure state: no I/O; the signalling layer persists and
+    broadcasts what changes."""
+
+    session_id: int
+    board_id: int
+    board_name: str
+    agenda: list[AgendaEntry]
+    admission: bool = True  # external participants wait in the lobby until admitted
+    participants: dict[str, Participant] = field(default_factory=dict)
+    lobby: dict[str, Participant] = field(default_factory=dict)
+    presenter: str | None = None
+    speaker: str | None = None
+    current: int | None = None
+    current_started_at: datetime | None = None
+    chat: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=CHAT_HISTORY))
+
+    def arrive(self, person: Participant) -> bool:
+        """Place an arriving participant; True if admitted, False if sent to the lobby."""
+        if person.id in self.participants:
+            kept = self.participants[person.id]
+            person.muted, person.camera, person.hand = kept.muted, kept.camera, kept.hand
+            self.participants[person.id] = person
+            return True
+        if self.admission and person.external and person.id not in self.lobby:
+            person.connection = "lobby"
+            self.lobby[person.id] = person
+            return False
+        if person.id in self.lobby:
+            self.lobby[person.id] = person
+            return False
+        self.participants[person.id] = person
+        return True
+
+    def admit(self, by: Participant, participant_id: str) -> Participant:
+        self._require_chair(by, "admit participants")
+        person = self.lobby.pop(participant_id, None)
+        if person is None:
+            raise NotFound(f"participant {participant_id} is not waiting in the lobby")
+        person.connection = "connecting"
+        self.participants[person.id] = person
+        return person
+
+    def depart(self, participant_id: str) -> Participant | None:
+        self.lobby.pop(participant_id, None)
+        person = self.participants.pop(participant_id, None)
+        if self.presenter == participant_id:
+            self.presenter = None
+        if self.speaker == participant_id:
+            self.speaker = None
+        return person
+
+    def get(self, participant_id: str) -> Participant:
+        person = self.participants.get(participant_id)
+        if person is None:
+            raise Forbidden(f"participant {participant_id} has not been admitted")
+        return person
+
+    def set_presenter(self, by: Participant, participant_id: str | None) -> None:
+        self._require_chair(by, "choose the presenter")
+        if participant_id is not None and participant_id not in self.participants:
+            raise Invalid.on("participant", f"{participant_id} is not in the session")
+        self.presenter = participant_id
+
+    def move_agenda(self, by: Participant, item_id: int | None) -> None:
+        self._require_chair(by, "move the agenda")
+        if item_id is not None and item_id not in {e.id for e in self.agenda}:
+            raise Invalid.on("item_id", f"agenda item {item_id} is not on this session's agenda")
+        if item_id == self.current:
+            raise Conflict.on("item_id", f"agenda item {item_id} is already current")
+        self.current = item_id
+        self.current_started_at = datetime.now(UTC) if item_id is not None else None
+
+    def say(self, by: Participant, text: str) -> dict[str, str]:
+        message = {
+            "from": by.id,
+            "name": by.name,
+            "text": text,
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        self.chat.append(message)
+        return message
+
+    @property
+    def chair(self) -> str | None:
+        chairs = [p for p in self.participants.values() if p.role == "chair"]
+        return chairs[0].id if chairs else None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "board_id": self.board_id,
+            "board_name": self.board_name,
+            "participants": [p.as_json() for p in self.participants.values()],
+            "chair": self.chair,
+            "presenter": self.presenter,
+            "speaker": self.speaker,
+            "agenda": {
+                "items": [asdict(e) for e in self.agenda],
+                "current": self.current,
+                "current_started_at": (
+                    self.current_started_at.isoformat().replace("+00:00", "Z")
+                    if self.current_started_at
+                    else None
+                ),
+            },
+            "chat": list(self.chat),
+            "admission": self.admission,
+        }
+
+    @staticmethod
+    def _require_chair(by: Participant, what: str) -> None:
+        if not by.chairs:
+            raise Forbidden(f"only the chair may {what}")

@@ -1,0 +1,418 @@
+"""Signalling: the socket.io namespace ``/board``. Every event is authenticated, rate-limited,
+validated against its schema, authorised, and only then handed to the live session or the SFU."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from http.cookies import SimpleCookie
+from typing import Any
+
+import socketio
+from sqlmodel import col, select
+
+from media import (
+    ActiveSpeaker,
+    DownOffer,
+    IceConfig,
+    MediaError,
+    MediaEvent,
+    MediaJoined,
+    MediaLeft,
+    Sfu,
+)
+
+from .agenda import items_of
+from .api.routing import TOKEN_COOKIE
+from .attendance import close_spans, open_span, switch_item
+from .contract import EventContract
+from .errors import Conflict, EboardError, Forbidden, Invalid, NotFound, Unauthenticated
+from .live import AgendaEntry, LiveSession, Participant
+from .models import Board, BoardMember, BoardSession, Case, Institution, User, utcnow
+from .ratelimit import TokenBucket
+from .services import Services
+
+__all__ = ["Signalling", "NAMESPACE"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/board"
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+def _room(session_id: int) -> str:
+    return f"session-{session_id}"
+
+
+class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
+    """One instance per server process; live sessions are held here, keyed by session id."""
+
+    def __init__(
+        self, services: Services, sfu: Sfu, contract: EventContract, ice: IceConfig
+    ) -> None:
+        super().__init__(NAMESPACE)
+        self._services = services
+        self._sfu = sfu
+        self._contract = contract
+        self._ice = ice
+        self._live: dict[int, LiveSession] = {}
+        self._sids: dict[tuple[int, str], str] = {}
+        self._grace: dict[tuple[int, str], asyncio.Task[None]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Handler] = {
+            "join": self._join,
+            "leave": self._leave,
+            "publish": self._publish,
+            "answer": self._answer,
+            "candidate": self._candidate,
+            "media-state": self._media_state,
+            "hand": self._hand,
+            "chat": self._chat,
+            "presenter": self._presenter,
+            "agenda": self._agenda,
+            "admit": self._admit,
+        }
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not token:
+            cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+            token = cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else None
+        if not token:
+            raise socketio.exceptions.ConnectionRefusedError("log in first: no token was sent")
+        try:
+            claims = self._services.tokens.verify("access", str(token))
+        except Unauthenticated as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.detail) from exc
+        async with self._services.db.read() as session:
+            user = await session.get(User, int(claims.subject))
+        if user is None or not user.active:
+            raise socketio.exceptions.ConnectionRefusedError("user no longer exists")
+        await self.save_session(sid, {"user_id": user.id})
+        self._buckets[sid] = TokenBucket(
+            self._services.settings.event_rate_per_second, self._services.settings.event_burst
+        )
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._buckets.pop(sid, None)
+        where = await self.get_session(sid)
+        key = self._key(where)
+        if key is None or self._sids.get(key) != sid:
+            return  # never joined, or replaced by a newer connection
+        live = self._live.get(key[0])
+        person = live.participants.get(key[1]) if live else None
+        if live is not None and person is not None:
+            person.connection = "reconnecting"
+            await self.emit("participant", person.as_json(), room=_room(live.session_id))
+        self._grace[key] = self._spawn(self._expire(key, sid))
+
+    async def _expire(self, key: tuple[int, str], sid: str) -> None:
+        await asyncio.sleep(self._services.settings.reconnect_grace_seconds)
+        if self._sids.get(key) == sid:
+            await self._depart(key, "disconnected")
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid = args[0]
+        data = args[1] if len(args) > 1 else None
+        bucket = self._buckets.get(sid)
+        try:
+            if bucket is not None and not bucket.take():
+                raise EboardError("too many events: slow down (rate limited)")
+            handler = self._handlers.get(event)
+            if handler is None or event not in self._contract.inbound():
+                raise Invalid.on("event", f"unknown event {event!r}")
+            self._contract.check(event, data)
+            return await handler(sid, data)
+        except (EboardError, MediaError) as exc:
+            error = self._error(event, exc)
+            await self.emit("error", error, to=sid)
+            return {"ok": False, "error": error}
+
+    @staticmethod
+    def _error(event: str, exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, EboardError):
+            field = exc.errors[0].field if exc.errors else None
+            return {"event": event, "field": field, "message": exc.detail}
+        return {"event": event, "field": "sdp", "message": str(exc)}
+
+    @staticmethod
+    def _key(where: dict[str, Any]) -> tuple[int, str] | None:
+        if "session_id" not in where:
+            return None
+        return int(where["session_id"]), str(where["participant"])
+
+    async def _joined(self, sid: str) -> tuple[LiveSession, Participant]:
+        key = self._key(await self.get_session(sid))
+        live = self._live.get(key[0]) if key else None
+        if key is None or live is None or self._sids.get(key) != sid:
+            raise Forbidden("join a session first")
+        return live, live.get(key[1])
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _join(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        where = await self.get_session(sid)
+        if "session_id" in where:
+            raise Conflict.on("session_id", "this connection has already joined a session")
+        session_id = int(data["session_id"])
+        async with self._services.db.write() as db:
+            user = await db.get(User, int(where["user_id"]))
+            assert user is not None and user.id is not None
+            meeting = await db.get(BoardSession, session_id)
+            if meeting is None:
+                raise NotFound.on("session_id", f"no session {session_id}")
+            if meeting.status == "cancelled":
+                raise Conflict.on("session_id", f"session {session_id} was cancelled")
+            if meeting.end_at <= utcnow():
+                raise Conflict.on("session_id", f"session {session_id} is over")
+            member = (
+                await db.exec(
+                    select(BoardMember).where(
+                        BoardMember.board_id == meeting.board_id, BoardMember.user_id == user.id
+                    )
+                )
+            ).first()
+            if member is None:
+                raise Forbidden(f"you are not invited to session {session_id}")
+            board = await db.get(Board, meeting.board_id)
+            institution = await db.get(Institution, user.institution_id)
+            assert board is not None and institution is not None
+            live = self._live.get(session_id) or await self._load(db, meeting, board)
+            await self._services.audit.append(
+                db,
+                actor_id=user.id,
+                action="session.join",
+                target_type="session",
+                target_id=session_id,
+            )
+        person = Participant(
+            id=f"u{user.id}",
+            user_id=user.id,
+            name=user.display_name,
+            institution=institution.name,
+            external=user.institution_id != board.home_institution_id,
+            role=member.role,
+            specialty=user.specialty,
+        )
+        key = (session_id, person.id)
+        await self._replace_older(key)
+        self._live[session_id] = live
+        admitted = live.arrive(person)
+        self._sids[key] = sid
+        await self.save_session(sid, {**where, "session_id": session_id, "participant": person.id})
+        await self.enter_room(sid, _room(session_id))
+        if admitted:
+            await self.emit("participant", person.as_json(), room=_room(session_id), skip_sid=sid)
+        else:
+            await self._tell_chairs(live)
+        return {
+            "ok": True,
+            "you": person.id,
+            "admitted": admitted,
+            "snapshot": live.snapshot(),
+            "ice_servers": [asdict(s) for s in self._ice.servers_for(person.id)],
+        }
+
+    async def _replace_older(self, key: tuple[int, str]) -> None:
+        grace = self._grace.pop(key, None)
+        if grace is not None:
+            grace.cancel()
+        older = self._sids.pop(key, None)
+        if older is not None:
+            # The newest join wins: the older connection is told why and closed cleanly.
+            await self.emit("kicked", {"reason": "joined again from another connection"}, to=older)
+            await self.disconnect(older)
+
+    async def _load(self, db: Any, meeting: BoardSession, board: Board) -> LiveSession:
+        assert meeting.id is not None and board.id is not None
+        entries = []
+        for item in await items_of(db, meeting.id):
+            case = await db.get(Case, item.case_id)
+            assert case is not None and item.id is not None
+            entries.append(
+                AgendaEntry(
+                    item.id,
+                    case.id,
+                    case.number,
+                    case.clinical_question,
+                    item.timebox_minutes,
+                    item.lane,
+                )
+            )
+        return LiveSession(
+            session_id=meeting.id, board_id=board.id, board_name=board.name, agenda=entries
+        )
+
+    async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        await self._depart((live.session_id, person.id), "left")
+        await self.leave_room(sid, _room(live.session_id))
+        where = await self.get_session(sid)
+        await self.save_session(sid, {"user_id": where["user_id"]})
+        return {"ok": True}
+
+    async def _depart(self, key: tuple[int, str], reason: str) -> None:
+        self._sids.pop(key, None)
+        self._grace.pop(key, None)
+        live = self._live.get(key[0])
+        if live is None:
+            return
+        await self._sfu.leave(str(key[0]), key[1])
+        person = live.depart(key[1])
+        if person is not None:
+            async with self._services.db.write() as db:
+                await close_spans(db, key[0], person.user_id, utcnow())
+            await self.emit(
+                "participant-left", {"id": key[1], "reason": reason}, room=_room(key[0])
+            )
+        if not live.participants and not live.lobby:
+            self._live.pop(key[0], None)
+
+    async def _publish(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        answer = await self._sfu.publish(str(live.session_id), person.id, data["sdp"])
+        return {"ok": True, "sdp": answer, "type": "answer"}
+
+    async def _answer(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        await self._sfu.answer_down(str(live.session_id), person.id, data["sdp"])
+        return {"ok": True}
+
+    async def _candidate(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        await self._sfu.candidate(
+            str(live.session_id), person.id, data["direction"], data["candidate"]
+        )
+        return {"ok": True}
+
+    async def _media_state(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        for name in ("muted", "camera", "quality"):
+            if name in data:
+                setattr(person, name, data[name])
+        await self.emit("participant", person.as_json(), room=_room(live.session_id))
+        return {"ok": True}
+
+    async def _hand(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        person.hand = bool(data["raised"])
+        await self.emit("participant", person.as_json(), room=_room(live.session_id))
+        return {"ok": True}
+
+    async def _chat(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        message = live.say(person, data["text"])
+        await self.emit("chat-message", message, room=_room(live.session_id))
+        return {"ok": True}
+
+    async def _presenter(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        live.set_presenter(person, data["participant"])
+        await self.emit("state", live.snapshot(), room=_room(live.session_id))
+        return {"ok": True}
+
+    async def _agenda(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        live.move_agenda(person, data["item_id"])
+        connected = [p.user_id for p in live.participants.values() if p.connection == "connected"]
+        async with self._services.db.write() as db:
+            users = list(await db.exec(select(User).where(col(User.id).in_(connected))))
+            await switch_item(db, live.session_id, users, live.current, utcnow())
+            await self._services.audit.append(
+                db,
+                actor_id=person.user_id,
+                action="session.agenda",
+                target_type="session",
+                target_id=live.session_id,
+                detail={"item_id": live.current},
+            )
+        await self.emit("state", live.snapshot(), room=_room(live.session_id))
+        return {"ok": True}
+
+    async def _admit(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        admitted = live.admit(person, data["participant"])
+        other = self._sids.get((live.session_id, admitted.id))
+        if other is not None:
+            await self.emit("state", live.snapshot(), to=other)
+        await self.emit("participant", admitted.as_json(), room=_room(live.session_id))
+        await self._tell_chairs(live)
+        return {"ok": True}
+
+    async def _tell_chairs(self, live: LiveSession) -> None:
+        waiting = {"waiting": [p.as_json() for p in live.lobby.values()]}
+        for p in live.participants.values():
+            sid = self._sids.get((live.session_id, p.id))
+            if p.chairs and sid is not None:
+                await self.emit("lobby", waiting, to=sid)
+
+    # -- media events -------------------------------------------------------------------------
+
+    def on_media_event(self, event: MediaEvent) -> None:
+        """The SFU's event sink (called from the media plane; never blocks)."""
+        self._spawn(self._media_event(event))
+
+    async def _media_event(self, event: MediaEvent) -> None:
+        session_id = int(event.room)
+        live = self._live.get(session_id)
+        sid = self._sids.get((session_id, event.participant))
+        if live is None:
+            return
+        if isinstance(event, DownOffer) and sid is not None:
+            await self.emit("down-offer", {"sdp": event.sdp, "type": "offer"}, to=sid)
+        elif isinstance(event, MediaJoined):
+            person = live.participants.get(event.participant)
+            if person is None:
+                return
+            person.connection = "connected"
+            async with self._services.db.write() as db:
+                user = await db.get(User, person.user_id)
+                assert user is not None
+                await close_spans(db, session_id, person.user_id, utcnow())
+                await open_span(db, session_id, user, live.current, utcnow())
+            await self.emit("participant", person.as_json(), room=_room(session_id))
+        elif isinstance(event, MediaLeft):
+            person = live.participants.get(event.participant)
+            if person is None:
+                return
+            async with self._services.db.write() as db:
+                await close_spans(db, session_id, person.user_id, utcnow())
+            if event.reason in ("failed", "timeout"):
+                if sid is not None:
+                    await self.emit(
+                        "error",
+                        {
+                            "event": "publish",
+                            "field": None,
+                            "message": f"media connection {event.reason}",
+                        },
+                        to=sid,
+                    )
+                await self._depart((session_id, event.participant), f"media {event.reason}")
+        elif isinstance(event, ActiveSpeaker):
+            live.speaker = event.participant
+            await self.emit("speaker", {"participant": event.participant}, room=_room(session_id))
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Signalling task failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
