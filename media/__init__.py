@@ -2,6 +2,7 @@
 
 from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
 from .ice import IceConfig, turn_credentials
+from .local import LocalSfu
 from .sfu import EventSink, IceServer, MediaError, RoomStats, Sfu
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "EventSink",
     "IceConfig",
     "IceServer",
+    "LocalSfu",
     "MediaError",
     "MediaEvent",
     "MediaJoined",

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import socketio
 from aiohttp import web
+
+from media import EventSink, IceConfig, IceServer, Sfu
 
 from .api import auth, boards, cases, invitations, people, sessions, system
 from .api.openapi import ROUTES
 from .api.routing import RouteTable
 from .config import Settings
+from .contract import EventContract
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .services import SERVICES, Services
+from .signalling import Signalling
 
-__all__ = ["create_app", "route_table"]
+__all__ = ["create_app", "route_table", "SIGNALLING", "SFU"]
+
+SIGNALLING = web.AppKey("signalling", Signalling)
+SFU = web.AppKey("sfu", Sfu)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,16 @@ def route_table() -> RouteTable:
     return table
 
 
-def create_app(settings: Settings) -> web.Application:
+SfuFactory = Callable[[EventSink, list[IceServer]], Sfu]
+
+
+def _local_sfu(sink: EventSink, ice_servers: list[IceServer]) -> Sfu:
+    from media.local import LocalSfu
+
+    return LocalSfu(sink, ice_servers)
+
+
+def create_app(settings: Settings, *, sfu_factory: SfuFactory = _local_sfu) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, headers_middleware, error_middleware],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
@@ -44,9 +61,39 @@ def create_app(settings: Settings) -> web.Application:
     table = route_table()
     app[ROUTES] = table
     table.wire(app)
+    _wire_signalling(app, services, sfu_factory)
     _wire_client(app, settings.client_dir)
     app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_signalling_ctx)
     return app
+
+
+def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuFactory) -> None:
+    settings = services.settings
+    ice = IceConfig(settings.stun_urls, settings.turn_urls, settings.turn_secret)
+    relay: list[Signalling] = []
+    sfu = sfu_factory(lambda event: relay[0].on_media_event(event), ice.servers_for("sfu"))
+    signalling = Signalling(services, sfu, EventContract(), ice)
+    relay.append(signalling)
+    # Websocket only: no long-polling, so no sticky sessions are needed behind a balancer.
+    server = socketio.AsyncServer(
+        async_mode="aiohttp",
+        transports=["websocket"],
+        cors_allowed_origins=[],
+        max_http_buffer_size=256 * 1024,
+    )
+    server.register_namespace(signalling)
+    server.attach(app)
+    app[SIGNALLING] = signalling
+    app[SFU] = sfu
+
+
+async def _signalling_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    # The SFU first, so its last events still reach signalling, which then drains its tasks
+    # while the database is still open.
+    await app[SFU].close()
+    await app[SIGNALLING].close()
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -62,6 +62,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         self._grace: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
@@ -359,7 +360,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def on_media_event(self, event: MediaEvent) -> None:
         """The SFU's event sink (called from the media plane; never blocks)."""
-        self._spawn(self._media_event(event))
+        if not self._closing:
+            self._spawn(self._media_event(event))
 
     async def _media_event(self, event: MediaEvent) -> None:
         session_id = int(event.room)
@@ -414,5 +416,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             log.error("Signalling task failed", exc_info=task.exception())
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        self._closing = True
+        for task in list(self._grace.values()):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,176 @@
+"""Peers: a participant's up connection (answered by the server) and down connection (offered by
+the server), over aiortc's public RTCPeerConnection API. Their tracks are ``UpTrack`` and
+``DownTrack`` from the forwarder module, which alone touches aiortc's internals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+
+from .forwarder import DownTrack, Forwarder, UpTrack
+from .sdp import codec_preferences, parse_candidate, parse_description
+from .sfu import MediaError
+
+__all__ = ["Peer", "UpPeer", "DownPeer"]
+
+logger = logging.getLogger(__name__)
+
+StateCallback = Callable[[str], None]
+# What aiortc raises when a description does not fit the negotiation.
+_NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidStateError, InvalidAccessError,
+                       InternalError, AssertionError, KeyError, IndexError, AttributeError)
+
+
+class Peer:
+    """One RTCPeerConnection, its state reported through ``on_state`` until it is closed."""
+
+    direction = "peer"
+
+    def __init__(self, configuration: RTCConfiguration, on_state: StateCallback) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self.connected = asyncio.Event()
+        self._on_state = on_state
+        self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self.pc.on("connectionstatechange", self._state_changed)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def watch(self, seconds: float, on_timeout: Callable[[], None]) -> None:
+        """Call ``on_timeout`` unless the connection is up within ``seconds``."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch(seconds, on_timeout))
+
+    async def add_candidate(self, candidate: dict[str, Any]) -> None:
+        parsed = parse_candidate(candidate)
+        transceivers = self.pc.getTransceivers()
+        mid = candidate.get("sdpMid")
+        if mid is not None:
+            if mid not in {t.mid for t in transceivers if t.mid is not None}:
+                raise MediaError(f"ICE candidate for unknown mid {mid!r} on the {self.direction} "
+                                 "connection")
+        elif candidate.get("sdpMLineIndex") not in range(len(transceivers)):
+            raise MediaError(f"ICE candidate for unknown m-line {candidate.get('sdpMLineIndex')!r}"
+                             f" on the {self.direction} connection")
+        if parsed is not None and transceivers and transceivers[0].mid is not None:
+            # Everything is bundled on the first transport: aiortc ignores candidates that
+            # name any other mid.
+            parsed.sdpMid = transceivers[0].mid
+            parsed.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self.pc.close()
+
+    def _state_changed(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self.connected.set()
+        if not self._closed:
+            self._on_state(state)
+
+    async def _watch(self, seconds: float, on_timeout: Callable[[], None]) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.connected.wait()
+        except TimeoutError:
+            if not self._closed:
+                on_timeout()
+
+
+class UpPeer(Peer):
+    """A participant's up connection: they offer their camera and microphone, we answer with
+    Opus and VP8 only, and every received track feeds a forwarder instead of a decoder."""
+
+    direction = "up"
+
+    def __init__(self, configuration: RTCConfiguration, on_state: StateCallback) -> None:
+        super().__init__(configuration, on_state)
+        self.tracks: list[UpTrack] = []
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the participant's offer; return our answer (with our candidates)."""
+        description = parse_description(offer_sdp, "offer")
+        # Our own receive-only transceivers, in the offer's order, so aiortc answers each
+        # section with our codecs instead of everything it could decode.
+        for media in description.media:
+            if media.kind in ("audio", "video"):
+                transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+                transceiver.setCodecPreferences(codec_preferences(media.kind))
+                self.tracks.append(UpTrack(transceiver))
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except _NEGOTIATION_ERRORS as exc:
+            raise MediaError(f"offer refused: {exc or type(exc).__name__}") from exc
+        return str(self.pc.localDescription.sdp)
+
+
+class DownPeer(Peer):
+    """A participant's down connection: we offer everyone else's tracks and renegotiate as
+    they come and go; one offer is outstanding at a time, later changes wait for its answer."""
+
+    direction = "down"
+
+    def __init__(self, configuration: RTCConfiguration, on_state: StateCallback,
+                 on_offer: Callable[[str], None]) -> None:
+        super().__init__(configuration, on_state)
+        self._on_offer = on_offer
+        self._lock = asyncio.Lock()
+        self._dirty = False
+        self.tracks: dict[Forwarder, DownTrack] = {}
+
+    def add(self, forwarder: Forwarder, stream_id: str, track_id: str) -> DownTrack:
+        """Subscribe to ``forwarder``; takes effect with the next negotiation."""
+        down = DownTrack.create(self.pc, forwarder.kind, stream_id, track_id)
+        self.tracks[forwarder] = down
+        forwarder.add(down)
+        return down
+
+    async def remove(self, forwarder: Forwarder) -> None:
+        down = self.tracks.pop(forwarder, None)
+        if down is not None:
+            await down.close()
+
+    async def negotiate(self) -> None:
+        """Send a new offer now, or as soon as the outstanding one is answered."""
+        async with self._lock:
+            if self._closed:
+                return
+            if self.pc.signalingState != "stable":
+                self._dirty = True
+                return
+            self._dirty = False
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            sdp = str(self.pc.localDescription.sdp)
+        self._on_offer(sdp)
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        async with self._lock:
+            if self._closed or self.pc.signalingState != "have-local-offer":
+                raise MediaError("no down offer is waiting for an answer")
+            parse_description(answer_sdp, "answer")
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+            except _NEGOTIATION_ERRORS as exc:
+                raise MediaError(f"down answer refused: {exc or type(exc).__name__}") from exc
+        if self._dirty:
+            await self.negotiate()
+
+    async def close(self) -> None:
+        for down in self.tracks.values():
+            down.detach()
+        self.tracks.clear()
+        await super().close()

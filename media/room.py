@@ -1,0 +1,235 @@
+"""Room: the participants of one board session and who forwards to whom.
+
+Everyone publishes on an up connection and receives everyone else's up-tracks on a down
+connection. The room keeps that true as people publish, republish, leave and fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+from aiortc import RTCConfiguration
+
+from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
+from .forwarder import Forwarder
+from .peer import DownPeer, UpPeer
+from .sfu import MediaError, RoomStats
+from .speaker import SpeakerDetector
+
+__all__ = ["Room", "Participant"]
+
+logger = logging.getLogger(__name__)
+
+LeaveReason = Literal["left", "closed", "failed", "timeout"]
+_MSID_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,48}")
+
+
+@dataclass(eq=False)
+class Participant:
+    """One participant's media: their up connection, its forwarders, their down connection."""
+
+    id: str
+    generation: int
+    up: UpPeer
+    forwarders: list[Forwarder] = field(default_factory=list)
+    down: DownPeer | None = None
+
+    @property
+    def stream_id(self) -> str:
+        """The msid stream id others see this participant's tracks under."""
+        if _MSID_TOKEN.fullmatch(self.id):
+            return self.id
+        return "p" + self.id.encode().hex()[:46]
+
+
+class Room:
+    """The participants of one room; every change leaves each down connection offering exactly
+    the other participants' up-tracks."""
+
+    def __init__(self, name: str, configuration: RTCConfiguration,
+                 emit: Callable[[MediaEvent], None], *, ice_timeout: float,
+                 keyframe_interval: float) -> None:
+        self.name = name
+        self._configuration = configuration
+        self._emit = emit
+        self._ice_timeout = ice_timeout
+        self._keyframe_interval = keyframe_interval
+        self._participants: dict[str, Participant] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._packets_forwarded_before = 0  # by forwarders since gone
+        # Per participant id, never reset: a rejoiner's tracks get ids its subscribers'
+        # connections have not seen yet.
+        self._generations: dict[str, int] = {}
+        self._speakers = SpeakerDetector(
+            lambda participant: self._emit_safely(ActiveSpeaker(self.name, participant)))
+
+    @property
+    def empty(self) -> bool:
+        return not self._participants
+
+    def participant(self, participant: str) -> Participant:
+        found = self._participants.get(participant)
+        if found is None:
+            raise MediaError(f"unknown participant {participant!r} in room {self.name!r}")
+        return found
+
+    async def publish(self, participant: str, offer_sdp: str) -> str:
+        async with self._lock:
+            old = self._participants.get(participant)
+
+            def up_state(state: str) -> None:
+                self._up_state(new, state)
+
+            generation = self._generations.get(participant, -1) + 1
+            new = Participant(participant, generation, UpPeer(self._configuration, up_state))
+            try:
+                answer = await new.up.accept(offer_sdp)
+            except MediaError:
+                await new.up.close()
+                raise
+            for track in new.up.tracks:
+                forwarder = Forwarder(track.kind, track,
+                                      keyframe_interval=self._keyframe_interval)
+                track.deliver_to(forwarder.forward)
+                if track.kind == "audio":
+                    forwarder.on_audio_level(partial(self._speakers.level, participant))
+                new.forwarders.append(forwarder)
+            self._generations[participant] = generation
+            changed: set[Participant] = set()
+            if old is not None:  # the newest connection wins; no MediaLeft for the old one
+                changed |= await self._retire(old)
+            self._participants[participant] = new
+            new.up.watch(self._ice_timeout, lambda: self._schedule_drop(new, "timeout"))
+            for other in self._participants.values():
+                if other is not new:
+                    self._subscribe(other, new)
+                    self._subscribe(new, other)
+                    changed.add(other)
+            changed.add(new)
+            await self._renegotiate(changed)
+            logger.info("Room(%s) %s published %d tracks", self.name, participant,
+                        len(new.forwarders))
+            return answer
+
+    async def answer_down(self, participant: str, answer_sdp: str) -> None:
+        down = self.participant(participant).down
+        if down is None:
+            raise MediaError(f"participant {participant!r} has no down connection to answer")
+        await down.accept_answer(answer_sdp)
+
+    async def leave(self, participant: str, reason: LeaveReason = "left") -> None:
+        async with self._lock:
+            found = self._participants.get(participant)
+            if found is not None:
+                await self._drop(found, reason)
+
+    def request_keyframe(self, participant: str) -> None:
+        for forwarder in self.participant(participant).forwarders:
+            forwarder.request_keyframe()
+
+    def stats(self) -> RoomStats:
+        forwarders = [f for p in self._participants.values() for f in p.forwarders]
+        return RoomStats(
+            participants=len(self._participants),
+            up_tracks=len(forwarders),
+            down_tracks=sum(f.down_tracks for f in forwarders),
+            packets_forwarded=self._packets_forwarded_before
+            + sum(f.packets_forwarded for f in forwarders),
+            extra={
+                "packets_received": sum(f.packets_received for f in forwarders),
+                "keyframe_requests": sum(f.keyframe_requests for f in forwarders),
+                "keyframes_seen": sum(f.keyframes_seen for f in forwarders),
+                "retransmissions": sum(f.retransmissions for f in forwarders),
+            },
+        )
+
+    async def close(self) -> None:
+        async with self._lock:
+            for found in list(self._participants.values()):
+                await self._close_peers(found)
+            self._participants.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # Keeping the graph right.
+
+    def _subscribe(self, subscriber: Participant, publisher: Participant) -> None:
+        if not publisher.forwarders:
+            return
+        if subscriber.down is None:
+            down = DownPeer(self._configuration, lambda state: self._down_state(subscriber, state),
+                            lambda sdp: self._emit_safely(DownOffer(self.name, subscriber.id, sdp)))
+            subscriber.down = down
+            down.watch(self._ice_timeout, lambda: self._schedule_drop(subscriber, "timeout"))
+        for forwarder in publisher.forwarders:
+            track_id = f"{publisher.stream_id}-{forwarder.kind}-{publisher.generation}"
+            subscriber.down.add(forwarder, publisher.stream_id, track_id)
+
+    async def _retire(self, gone: Participant) -> set[Participant]:
+        """Close ``gone``'s connections and unsubscribe everyone from its tracks; return whose
+        down connection must renegotiate."""
+        changed: set[Participant] = set()
+        for other in self._participants.values():
+            if other is not gone and other.down is not None:
+                for forwarder in gone.forwarders:
+                    if forwarder in other.down.tracks:
+                        await other.down.remove(forwarder)
+                        changed.add(other)
+        self._packets_forwarded_before += sum(f.packets_forwarded for f in gone.forwarders)
+        await self._close_peers(gone)
+        if self._participants.get(gone.id) is gone:
+            del self._participants[gone.id]
+            self._speakers.remove(gone.id)
+        return changed
+
+    async def _drop(self, gone: Participant, reason: LeaveReason) -> None:
+        changed = await self._retire(gone)
+        await self._renegotiate(changed)
+        logger.info("Room(%s) %s left (%s)", self.name, gone.id, reason)
+        self._emit_safely(MediaLeft(self.name, gone.id, reason))
+
+    async def _renegotiate(self, changed: set[Participant]) -> None:
+        for found in changed:
+            if found.down is not None and self._participants.get(found.id) is found:
+                await found.down.negotiate()
+
+    @staticmethod
+    async def _close_peers(found: Participant) -> None:
+        await found.up.close()
+        if found.down is not None:
+            await found.down.close()
+
+    # Connection states.
+
+    def _up_state(self, found: Participant, state: str) -> None:
+        if state == "connected":
+            self._emit_safely(MediaJoined(self.name, found.id))
+        elif state in ("failed", "closed"):
+            self._schedule_drop(found, "failed" if state == "failed" else "closed")
+
+    def _down_state(self, found: Participant, state: str) -> None:
+        if state in ("failed", "closed"):
+            self._schedule_drop(found, "failed" if state == "failed" else "closed")
+
+    def _schedule_drop(self, found: Participant, reason: LeaveReason) -> None:
+        task = asyncio.ensure_future(self._drop_if_current(found, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop_if_current(self, found: Participant, reason: LeaveReason) -> None:
+        async with self._lock:
+            if self._participants.get(found.id) is found:
+                await self._drop(found, reason)
+
+    def _emit_safely(self, event: MediaEvent) -> None:
+        try:
+            self._emit(event)
+        except Exception:  # the owner's bug must not break the media plane's state
+            logger.exception("Room(%s) event sink failed on %s", self.name, type(event).__name__)

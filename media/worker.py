@@ -1,0 +1,176 @@
+"""WorkerSfu: the SFU in its own process, behind the same ``Sfu`` interface.
+
+The server's event loop can be busy (a slow query, a PDF, a large upload) without delaying a
+video packet, and media gets the second core. Parent and worker speak JSON lines over the
+worker's stdin/stdout: requests ``{"id", "op", "args"}``, replies ``{"id", "ok"|"error"}`` and
+events ``{"event": <kind>, ...}``. Run the worker alone with ``python -m media.worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from typing import Any, Literal
+
+from . import events as ev
+from .sfu import EventSink, IceServer, MediaError, RoomStats
+
+__all__ = ["WorkerSfu"]
+
+log = logging.getLogger(__name__)
+
+_EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (ev.DownOffer, ev.MediaJoined, ev.MediaLeft, ev.ActiveSpeaker)
+}
+_LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
+
+
+class WorkerSfu:
+    """Parent side: starts ``python -m media.worker`` on first use and forwards every call."""
+
+    def __init__(self, sink: EventSink, ice_servers: list[IceServer]) -> None:
+        self._sink = sink
+        self._ice = [dataclasses.asdict(s) for s in ice_servers]
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next = 0
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        async with self._lock:
+            if self._proc is None or self._proc.returncode is not None:
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "media.worker",
+                    json.dumps(self._ice),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=_LIMIT,
+                )
+                self._reader = asyncio.ensure_future(self._read(self._proc))
+            return self._proc
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            message = json.loads(line)
+            if "event" in message:
+                kind = _EVENT_TYPES[message.pop("event")]
+                self._sink(kind(**message))
+                continue
+            future = self._pending.pop(message["id"], None)
+            if future is None or future.done():
+                continue
+            if "error" in message:
+                future.set_exception(MediaError(message["error"]))
+            else:
+                future.set_result(message.get("ok"))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(MediaError("the media worker exited"))
+        self._pending.clear()
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        proc = await self._ensure()
+        assert proc.stdin is not None
+        self._next += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[self._next] = future
+        line = json.dumps({"id": self._next, "op": op, "args": args}) + "\n"
+        proc.stdin.write(line.encode())
+        await proc.stdin.drain()
+        return await future
+
+    async def publish(self, room: str, participant: str, offer_sdp: str) -> str:
+        return str(
+            await self._call("publish", room=room, participant=participant, offer_sdp=offer_sdp)
+        )
+
+    async def answer_down(self, room: str, participant: str, answer_sdp: str) -> None:
+        await self._call("answer_down", room=room, participant=participant, answer_sdp=answer_sdp)
+
+    async def candidate(
+        self,
+        room: str,
+        participant: str,
+        direction: Literal["up", "down"],
+        candidate: dict[str, Any],
+    ) -> None:
+        await self._call(
+            "candidate",
+            room=room,
+            participant=participant,
+            direction=direction,
+            candidate=candidate,
+        )
+
+    async def leave(self, room: str, participant: str) -> None:
+        await self._call("leave", room=room, participant=participant)
+
+    async def request_keyframe(self, room: str, participant: str) -> None:
+        await self._call("request_keyframe", room=room, participant=participant)
+
+    async def stats(self, room: str) -> RoomStats:
+        return RoomStats(**await self._call("stats", room=room))
+
+    async def close(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+async def _serve(ice: list[dict[str, Any]]) -> None:
+    """Worker side: one LocalSfu, driven by the parent's JSON lines."""
+    from .local import LocalSfu
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+
+    def write(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    def sink(event: ev.MediaEvent) -> None:
+        write({"event": type(event).__name__, **dataclasses.asdict(event)})
+
+    sfu = LocalSfu(sink, [IceServer(**s) for s in ice])
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(request: dict[str, Any]) -> None:
+        try:
+            result = await getattr(sfu, request["op"])(**request["args"])
+            if isinstance(result, RoomStats):
+                result = dataclasses.asdict(result)
+            write({"id": request["id"], "ok": result})
+        except MediaError as exc:
+            write({"id": request["id"], "error": str(exc)})
+
+    while line := await reader.readline():
+        request = json.loads(line)
+        # Each call runs on its own, as it would in-process: a slow negotiation for one
+        # participant does not hold up another's.
+        task = asyncio.ensure_future(handle(request))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await sfu.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    asyncio.run(_serve(json.loads(sys.argv[1]) if len(sys.argv) > 1 else []))

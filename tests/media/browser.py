@@ -1,0 +1,146 @@
+"""A participant's browser, played by aiortc: publishes a small camera and a silent microphone on
+an up connection, answers the SFU's down offers, and counts the frames it decodes per track."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from av import VideoFrame
+
+from media.events import DownOffer, MediaEvent
+from media.local import LocalSfu
+
+CONFIGURATION = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+class SmallCamera(VideoStreamTrack):
+    """160×120 at 30 fps: cheap to encode and decode on a 2-core machine."""
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(width=160, height=120)
+        for plane in frame.planes:
+            plane.update(bytes([pts // 3000 % 256]) * plane.buffer_size)
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+class EventLog:
+    """The SFU's event sink: keeps every event and hands down offers to their browser."""
+
+    def __init__(self) -> None:
+        self.events: list[MediaEvent] = []
+        self.browsers: dict[str, BrowserPeer] = {}
+        self.sfu: LocalSfu | None = None
+        self.changed = asyncio.Event()
+
+    def __call__(self, event: MediaEvent) -> None:
+        self.events.append(event)
+        self.changed.set()
+        if isinstance(event, DownOffer) and event.participant in self.browsers:
+            self.browsers[event.participant].offers.put_nowait(event.sdp)
+
+    def of(self, kind: type, participant: str | None = None) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)
+                and (participant is None or getattr(e, "participant", None) == participant)]
+
+    async def wait_for(self, kind: type, participant: str, seconds: float = 15.0) -> Any:
+        async with asyncio.timeout(seconds):
+            while True:
+                found = self.of(kind, participant)
+                if found:
+                    return found[-1]
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class BrowserPeer:
+    def __init__(self, log: EventLog, room: str, name: str) -> None:
+        assert log.sfu is not None
+        self.sfu = log.sfu
+        self.room = room
+        self.name = name
+        self.up = RTCPeerConnection(CONFIGURATION)
+        self.down: RTCPeerConnection | None = None
+        self.offers: asyncio.Queue[str] = asyncio.Queue()
+        self.frames: Counter[str] = Counter()
+        self.answers = 0
+        self.last_offer = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._progress = asyncio.Event()
+        log.browsers[name] = self
+        self._tasks.append(asyncio.ensure_future(self._answer_offers()))
+
+    async def publish(self, *tracks: MediaStreamTrack) -> str:
+        for track in tracks or (SmallCamera(), AudioStreamTrack()):
+            self.up.addTrack(track)
+        await self.up.setLocalDescription(await self.up.createOffer())
+        answer = await self.sfu.publish(self.room, self.name, self.up.localDescription.sdp)
+        await self.up.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        return answer
+
+    async def wait_frames(self, track_ids: list[str], count: int, seconds: float = 20.0) -> None:
+        async with asyncio.timeout(seconds):
+            while any(self.frames[t] < count for t in track_ids):
+                self._progress.clear()
+                await self._progress.wait()
+
+    async def wait_answers(self, count: int, seconds: float = 10.0) -> None:
+        """Until this browser has answered ``count`` down offers in all."""
+        async with asyncio.timeout(seconds):
+            while self.answers < count:
+                self._progress.clear()
+                await self._progress.wait()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.up.close()
+        if self.down is not None:
+            await self.down.close()
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self.offers.get()
+            self.last_offer = offer
+            if self.down is None:
+                self.down = RTCPeerConnection(CONFIGURATION)
+                self.down.on("track", self._consume)
+            await self.down.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            await self.down.setLocalDescription(await self.down.createAnswer())
+            await self.sfu.answer_down(self.room, self.name, self.down.localDescription.sdp)
+            self.answers += 1
+            self._progress.set()
+
+    def _consume(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._count(track)))
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.frames[track.id] += 1
+                self._progress.set()
+        except MediaStreamError:
+            pass
+
+
+def track_id(participant: str, kind: str, generation: int = 0) -> str:
+    """The msid track id the SFU gives ``participant``'s ``kind`` track."""
+    return f"{participant}-{kind}-{generation}"
+
+
+__all__ = ["BrowserPeer", "EventLog", "SmallCamera", "track_id"]

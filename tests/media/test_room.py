@@ -1,0 +1,142 @@
+"""Rooms as people come, go, come back and fail, seen through real aiortc browsers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from aiortc import AudioStreamTrack
+
+from media.events import DownOffer, MediaJoined, MediaLeft
+from media.local import LocalSfu
+from media.sfu import MediaError
+
+from .browser import BrowserPeer, EventLog, track_id
+
+
+def sections(sdp: str) -> dict[str, str]:
+    """msid track id → direction of each m-section of an offer."""
+    found = {}
+    for block in sdp.split("m=")[1:]:
+        msid = re.search(r"a=msid:\S+ (\S+)", block)
+        direction = re.search(r"a=(sendonly|recvonly|sendrecv|inactive)", block)
+        if msid and direction:
+            found[msid.group(1)] = direction.group(1)
+    return found
+
+
+async def test_leaver_tracks_are_dropped_from_the_others_down_connections(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    a, b, c = (BrowserPeer(events, "board", n) for n in ("a", "b", "c"))
+    try:
+        for browser in (a, b, c):
+            await browser.publish()
+        await a.wait_frames([track_id("c", "video"), track_id("c", "audio")], 5)
+        await b.wait_frames([track_id("c", "video")], 5)
+        answered = {x.name: x.answers for x in (a, b)}
+
+        await sfu.leave("board", "c")
+
+        assert events.of(MediaLeft, "c")[-1].reason == "left"
+        for browser in (a, b):
+            offer = events.of(DownOffer, browser.name)[-1].sdp
+            assert sections(offer)[track_id("c", "video")] == "inactive"
+            assert sections(offer)[track_id("c", "audio")] == "inactive"
+            other = "b" if browser is a else "a"
+            assert sections(offer)[track_id(other, "video")] == "sendonly"
+        for browser in (a, b):
+            await browser.wait_answers(answered[browser.name] + 1)
+        stats = await sfu.stats("board")
+        assert (stats.participants, stats.up_tracks, stats.down_tracks) == (2, 4, 4)
+
+        before = a.frames[track_id("c", "video")], a.frames[track_id("b", "video")]
+        await asyncio.sleep(0.5)
+        assert a.frames[track_id("c", "video")] == before[0]  # nothing more from c
+        assert a.frames[track_id("b", "video")] > before[1]  # b still flows
+        await sfu.leave("board", "c")  # leaving twice is harmless
+    finally:
+        for browser in (a, b, c):
+            await browser.close()
+
+
+async def test_second_publish_replaces_the_first(sfu: LocalSfu, events: EventLog) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    a2: BrowserPeer | None = None
+    try:
+        await a.publish()
+        await b.publish()
+        await b.wait_frames([track_id("a", "video")], 5)
+
+        # The same participant again, e.g. after a network change: the server has not
+        # noticed the old connections are dead, and the newest publish wins.
+        a2 = BrowserPeer(events, "board", "a")
+        await a2.publish()
+        await a.close()  # closing the replaced connections changes nothing
+
+        await b.wait_frames([track_id("a", "video", 1), track_id("a", "audio", 1)], 5)
+        await a2.wait_frames([track_id("b", "video"), track_id("b", "audio")], 5)
+        assert sections(events.of(DownOffer, "b")[-1].sdp)[track_id("a", "video")] == "inactive"
+        assert events.of(MediaLeft, "a") == []  # replaced, not gone
+        assert len(events.of(MediaJoined, "a")) == 2
+        stats = await sfu.stats("board")
+        assert (stats.participants, stats.up_tracks, stats.down_tracks) == (2, 4, 4)
+    finally:
+        for browser in (a, b, a2):
+            if browser is not None:
+                await browser.close()
+
+
+async def test_participant_who_never_completes_ice_times_out(events: EventLog) -> None:
+    sfu = LocalSfu(events, [], ice_timeout=1.0)
+    events.sfu = sfu
+    a = BrowserPeer(events, "board", "a")
+    try:
+        a.up.addTrack(AudioStreamTrack())
+        await a.up.setLocalDescription(await a.up.createOffer())
+        offer = "".join(line for line in a.up.localDescription.sdp.splitlines(keepends=True)
+                        if not line.startswith(("a=candidate", "a=end-of-candidates")))
+        await sfu.publish("board", "a", offer)
+
+        left = await events.wait_for(MediaLeft, "a", seconds=5)
+
+        assert left.reason == "timeout"
+        assert (await sfu.stats("board")).participants == 0
+    finally:
+        await a.close()
+        await sfu.close()
+
+
+async def test_candidate_for_unknown_mid_is_refused(sfu: LocalSfu, events: EventLog) -> None:
+    a = BrowserPeer(events, "board", "a")
+    try:
+        await a.publish()
+        line = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"
+
+        with pytest.raises(MediaError, match="unknown mid '7'"):
+            await sfu.candidate("board", "a", "up", {"candidate": line, "sdpMid": "7"})
+        with pytest.raises(MediaError, match="no down connection"):
+            await sfu.candidate("board", "a", "down", {"candidate": line, "sdpMid": "0"})
+        with pytest.raises(MediaError, match="unknown participant"):
+            await sfu.candidate("board", "z", "up", {"candidate": line, "sdpMid": "0"})
+        await sfu.candidate("board", "a", "up", {"candidate": line, "sdpMid": "0",
+                                                  "sdpMLineIndex": 0})
+        await sfu.candidate("board", "a", "up", {"candidate": "", "sdpMid": "0"})
+    finally:
+        await a.close()
+
+
+async def test_down_answer_without_an_offer_is_refused(sfu: LocalSfu, events: EventLog) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    try:
+        await a.publish()
+        with pytest.raises(MediaError, match="no down connection"):
+            await sfu.answer_down("board", "a", "v=0\r\n")
+        await b.publish()
+        await b.wait_frames([track_id("a", "video")], 1)
+        with pytest.raises(MediaError, match="no down offer is waiting"):
+            await sfu.answer_down("board", "b", b.down.localDescription.sdp)  # type: ignore
+    finally:
+        for browser in (a, b):
+            await browser.close()

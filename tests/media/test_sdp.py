@@ -1,0 +1,73 @@
+"""Bad offers never reach a peer connection: each is a MediaError naming the problem."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender
+
+from media.local import LocalSfu
+from media.sdp import parse_description
+from media.sfu import MediaError
+
+from .browser import CONFIGURATION, SmallCamera
+
+
+async def offer_with(video_codec: str | None = None, audio: bool = True) -> str:
+    pc = RTCPeerConnection(CONFIGURATION)
+    try:
+        if video_codec is not None:
+            transceiver = pc.addTransceiver(SmallCamera(), direction="sendonly")
+            capabilities = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(
+                [c for c in capabilities if c.mimeType == video_codec])
+        if audio:
+            pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+@pytest.mark.parametrize("sdp, problem", [
+    ("hello", "malformed SDP offer: it must start with 'v=0'"),
+    ("", "malformed SDP offer"),
+    ("v=0\r\nm=video abc\r\n", "malformed SDP offer"),
+    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "has no audio or video section"),
+])
+async def test_malformed_offer_is_refused(sfu: LocalSfu, sdp: str, problem: str) -> None:
+    with pytest.raises(MediaError, match=problem):
+        await sfu.publish("board", "a", sdp)
+    assert (await sfu.stats("board")).participants == 0
+
+
+async def test_offer_with_only_h264_video_has_no_usable_codec(sfu: LocalSfu) -> None:
+    offer = await offer_with("video/H264")
+    with pytest.raises(MediaError, match=r"m=video \(mid 0\) has no usable codec: offered "
+                                         r"video/h264.*need video/VP8"):
+        await sfu.publish("board", "a", offer)
+
+
+async def test_offer_without_ice_credentials_is_refused() -> None:
+    offer = await offer_with("video/VP8")
+    stripped = "".join(line for line in offer.splitlines(keepends=True)
+                       if not line.startswith("a=ice-pwd"))
+    with pytest.raises(MediaError, match="lacks a=ice-ufrag / a=ice-pwd"):
+        parse_description(stripped, "offer")
+
+
+async def test_vp8_and_opus_offer_is_accepted_with_nothing_else() -> None:
+    offer = await offer_with("video/VP8")
+    description = parse_description(offer, "offer")
+    assert [m.kind for m in description.media] == ["video", "audio"]
+
+
+async def test_answer_accepts_vp8_only(sfu: LocalSfu) -> None:
+    pc = RTCPeerConnection(CONFIGURATION)
+    try:
+        pc.addTrack(SmallCamera())  # offers VP8 and H264
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await sfu.publish("board", "a", pc.localDescription.sdp)
+        video = parse_description(answer, "answer").media[0]
+        assert {c.mimeType.lower() for c in video.rtp.codecs} == {"video/vp8", "video/rtx"}
+    finally:
+        await pc.close()

@@ -1,0 +1,218 @@
+"""A live session end to end below the browser: real socket.io clients carry the signalling,
+real aiortc peers send and receive media through the SFU (in-process and in its worker
+process), and attendance is written from the media joins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import aioice.ice
+import pytest
+import socketio
+from aiohttp.test_utils import TestServer
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from sqlmodel import col, select
+
+from media.worker import WorkerSfu
+from server.app import create_app
+from server.config import Settings
+from server.models import Attendance
+from server.services import SERVICES
+from tests.media.browser import SmallCamera
+
+CONFIG = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The test's own peers gather loopback candidates only (see tests/media/conftest.py).
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    yield
+
+
+class Participant:
+    """A participant's browser played by aiortc, signalling over a real socket.io client."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.up = RTCPeerConnection(CONFIG)
+        self.down: RTCPeerConnection | None = None
+        self.frames: Counter[str] = Counter()
+        self.streams: set[str] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.offers: asyncio.Queue[str] = asyncio.Queue()
+        self.sio.on("down-offer", self._on_offer, namespace="/board")
+
+    async def _on_offer(self, data: dict[str, Any]) -> None:
+        await self.offers.put(data["sdp"])
+
+    async def connect(self, url: str, token: str) -> None:
+        await self.sio.connect(
+            url, namespaces=["/board"], auth={"token": token}, transports=["websocket"]
+        )
+        self.tasks.append(asyncio.ensure_future(self._answer()))
+
+    async def call(self, event: str, data: Any) -> Any:
+        return await self.sio.call(event, data, namespace="/board", timeout=20)
+
+    async def publish(self) -> None:
+        self.up.addTrack(SmallCamera())
+        self.up.addTrack(AudioStreamTrack())
+        await self.up.setLocalDescription(await self.up.createOffer())
+        reply = await self.call("publish", {"sdp": self.up.localDescription.sdp, "type": "offer"})
+        assert reply["ok"], reply
+        await self.up.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    async def _answer(self) -> None:
+        while True:
+            offer = await self.offers.get()
+            if self.down is None:
+                self.down = RTCPeerConnection(CONFIG)
+                self.down.on("track", self._consume)
+            await self.down.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            await self.down.setLocalDescription(await self.down.createAnswer())
+            reply = await self.call(
+                "answer", {"sdp": self.down.localDescription.sdp, "type": "answer"}
+            )
+            assert reply["ok"], reply
+
+    def _consume(self, track: MediaStreamTrack) -> None:
+        self.tasks.append(asyncio.ensure_future(self._count(track)))
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.frames[f"{track.kind}"] += 1
+        except MediaStreamError:
+            pass
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.up.close()
+        if self.down is not None:
+            await self.down.close()
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+async def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(params=["in-process", "worker"])
+async def server(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> AsyncIterator[TestServer]:
+    if request.param == "worker":
+        app = create_app(settings, sfu_factory=WorkerSfu)
+    else:
+        app = create_app(settings)
+    yield await aiohttp_server(app)
+
+
+async def _spans(server: TestServer) -> list[Attendance]:
+    async with server.app[SERVICES].db.read() as session:
+        return list(await session.exec(select(Attendance).order_by(col(Attendance.id))))
+
+
+async def test_two_participants_see_each_other_and_attendance_follows_media(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    url = str(server.make_url("/"))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            sid = (await resp.json())["items"][0]["id"]
+        async with http.post(
+            server.make_url(f"/api/sessions/{sid}/agenda"),
+            headers=auth["coordinator"],
+            json={"case_id": ids["ready_case"], "timebox_minutes": 10},
+        ) as resp:
+            item = (await resp.json())["id"]
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    try:
+        for p in (chair, surgeon):
+            await p.connect(url, auth[p.name]["Authorization"].split(" ", 1)[1])
+            joined = await p.call("join", {"session_id": sid})
+            assert joined["ok"], joined
+        await chair.publish()
+        await surgeon.publish()
+        await _wait(
+            lambda: all(
+                p.frames["video"] >= 10 and p.frames["audio"] >= 10 for p in (chair, surgeon)
+            ),
+            30,
+            "media both ways",
+        )
+
+        spans = await _spans(server)
+        assert sorted(s.user_id for s in spans) == [3, 6]
+        assert all(s.left_at is None and s.agenda_item_id is None for s in spans)
+        assert {s.specialty for s in spans} == {"medical_oncology", "surgery"}
+
+        assert (await chair.call("agenda", {"item_id": item}))["ok"]
+        spans = await _spans(server)
+        open_spans = [s for s in spans if s.left_at is None]
+        assert sorted((s.user_id, s.agenda_item_id) for s in open_spans) == [(3, item), (6, item)]
+
+        assert (await surgeon.call("leave", {}))["ok"]
+        spans = await _spans(server)
+        assert [s for s in spans if s.user_id == 6 and s.left_at is None] == []
+        assert [s.user_id for s in spans if s.left_at is None] == [3]
+    finally:
+        await chair.close()
+        await surgeon.close()
+
+
+async def test_malformed_sdp_is_refused_and_others_are_unaffected(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    url = str(server.make_url("/"))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            sid = (await resp.json())["items"][0]["id"]
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    try:
+        for p in (chair, surgeon):
+            await p.connect(url, auth[p.name]["Authorization"].split(" ", 1)[1])
+            assert (await p.call("join", {"session_id": sid}))["ok"]
+        await chair.publish()
+        bad = await surgeon.call("publish", {"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"})
+        assert bad["ok"] is False and bad["error"]["field"] == "sdp"
+        no_codec = surgeon.up
+        no_codec.addTrack(AudioStreamTrack())
+        await no_codec.setLocalDescription(await no_codec.createOffer())
+        stripped = "\r\n".join(
+            line.replace("opus/48000/2", "speex/16000") if line.startswith("a=rtpmap") else line
+            for line in no_codec.localDescription.sdp.split("\r\n")
+        )
+        refused = await surgeon.call("publish", {"sdp": stripped, "type": "offer"})
+        assert refused["ok"] is False and "codec" in refused["error"]["message"].lower()
+        assert (await chair.call("chat", {"text": "still fine"}))["ok"]
+    finally:
+        await chair.close()
+        await surgeon.close()
