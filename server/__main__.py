@@ -60,6 +60,29 @@ def _serving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="PEM certificate (EBOARD_TLS_CERT)")
     p.add_argument("--tls-key", default=_env("TLS_KEY"), help="PEM private key (EBOARD_TLS_KEY)")
     p.add_argument(
+        "--media",
+        choices=["worker", "in-process"],
+        default=_env("MEDIA", "worker"),
+        help="run the SFU in its own process (default) or in the server's (EBOARD_MEDIA)",
+    )
+    p.add_argument(
+        "--stun-url",
+        action="append",
+        default=[u for u in _env("STUN_URLS").split(",") if u],
+        help="STUN server for participants, repeatable (EBOARD_STUN_URLS, comma-separated)",
+    )
+    p.add_argument(
+        "--turn-url",
+        action="append",
+        default=[u for u in _env("TURN_URLS").split(",") if u],
+        help="coturn URL, repeatable, e.g. turn:turn.example.org:3478 (EBOARD_TURN_URLS)",
+    )
+    p.add_argument(
+        "--turn-secret",
+        default=_env("TURN_SECRET"),
+        help="coturn static-auth-secret for REST-API credentials (EBOARD_TURN_SECRET)",
+    )
+    p.add_argument(
         "--insecure-http",
         action="store_true",
         default=_env("INSECURE_HTTP") == "1",
@@ -110,6 +133,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if getattr(args, name, ""):
             kwargs[name] = Path(getattr(args, name)).resolve()
     kwargs["insecure_http"] = bool(getattr(args, "insecure_http", False))
+    if hasattr(args, "media"):
+        kwargs["media_worker"] = args.media == "worker"
+        kwargs["stun_urls"] = tuple(args.stun_url)
+        kwargs["turn_urls"] = tuple(args.turn_url)
+        kwargs["turn_secret"] = args.turn_secret or ""
     return Settings(**kwargs)  # type: ignore[arg-type]
 
 

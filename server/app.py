@@ -9,7 +9,8 @@ from pathlib import Path
 import socketio
 from aiohttp import web
 
-from media import EventSink, IceConfig, IceServer, Sfu
+from media import EventSink, IceConfig, IceServer, LocalSfu, Sfu
+from media.worker import WorkerSfu
 
 from .api import auth, boards, cases, invitations, people, sessions, system
 from .api.openapi import ROUTES
@@ -44,13 +45,7 @@ def route_table() -> RouteTable:
 SfuFactory = Callable[[EventSink, list[IceServer]], Sfu]
 
 
-def _local_sfu(sink: EventSink, ice_servers: list[IceServer]) -> Sfu:
-    from media.local import LocalSfu
-
-    return LocalSfu(sink, ice_servers)
-
-
-def create_app(settings: Settings, *, sfu_factory: SfuFactory = _local_sfu) -> web.Application:
+def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, headers_middleware, error_middleware],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
@@ -61,6 +56,8 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory = _local_sfu) -> w
     table = route_table()
     app[ROUTES] = table
     table.wire(app)
+    if sfu_factory is None:
+        sfu_factory = WorkerSfu if settings.media_worker else LocalSfu
     _wire_signalling(app, services, sfu_factory)
     _wire_client(app, settings.client_dir)
     app.cleanup_ctx.append(_database_ctx)

@@ -28,6 +28,8 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
     session_horizon_weeks: int = 26
+    # The SFU in its own worker process (production) or in the server's process (tests).
+    media_worker: bool = False
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
