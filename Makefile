@@ -40,8 +40,8 @@ client/dist/index.html: client/node_modules/.installed $(CLIENT_SOURCES)
 
 # Debian packages the tests use, installed only where missing: Chromium for the end-to-end tests
 # (Playwright's own browser download does not work offline), a CJK font so zh-CN renders, and
-# PostgreSQL 15, which the PostgreSQL test starts as a throwaway cluster.
-DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15
+# PostgreSQL 15 and coturn, which the tests start as throwaway servers on loopback.
+DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15 coturn
 test-deps:
 	@dpkg -s $(DEBIAN_TEST_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \

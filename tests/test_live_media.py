@@ -48,6 +48,7 @@ class Participant:
     def __init__(self, name: str) -> None:
         self.name = name
         self.sio = socketio.AsyncClient(reconnection=False)
+        self.config = CONFIG
         self.up = RTCPeerConnection(CONFIG)
         self.down: RTCPeerConnection | None = None
         self.frames: Counter[str] = Counter()
@@ -80,7 +81,7 @@ class Participant:
         while True:
             offer = await self.offers.get()
             if self.down is None:
-                self.down = RTCPeerConnection(CONFIG)
+                self.down = RTCPeerConnection(self.config)
                 self.down.on("track", self._consume)
             await self.down.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             await self.down.setLocalDescription(await self.down.createAnswer())
