@@ -217,3 +217,72 @@ async def test_malformed_sdp_is_refused_and_others_are_unaffected(
     finally:
         await chair.close()
         await surgeon.close()
+
+
+async def test_candidate_for_an_unknown_mid_is_refused(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            sid = (await resp.json())["items"][0]["id"]
+    chair = Participant("chair")
+    try:
+        await chair.connect(str(server.make_url("/")), auth["chair"]["Authorization"].split()[1])
+        assert (await chair.call("join", {"session_id": sid}))["ok"]
+        await chair.publish()
+        reply = await chair.call(
+            "candidate",
+            {
+                "direction": "up",
+                "candidate": {
+                    "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
+                    "sdpMid": "99",
+                    "sdpMLineIndex": 7,
+                },
+            },
+        )
+        assert reply["ok"] is False and "99" in reply["error"]["message"]
+    finally:
+        await chair.close()
+
+
+async def test_participant_who_never_completes_ice_is_timed_out_and_removed(
+    settings: Settings,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    auth: dict[str, dict[str, str]],
+    ids: dict[str, int],
+) -> None:
+    from media import LocalSfu
+
+    app = create_app(settings, sfu_factory=lambda sink, ice: LocalSfu(sink, ice, ice_timeout=1.5))
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            sid = (await resp.json())["items"][0]["id"]
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    left: list[Any] = []
+    errors: list[Any] = []
+    chair.sio.on("participant-left", left.append, namespace="/board")
+    surgeon.sio.on("error", errors.append, namespace="/board")
+    try:
+        for p in (chair, surgeon):
+            await p.connect(str(server.make_url("/")), auth[p.name]["Authorization"].split()[1])
+            assert (await p.call("join", {"session_id": sid}))["ok"]
+        # The surgeon offers but its browser goes away before ICE can complete.
+        surgeon.up.addTrack(SmallCamera())
+        await surgeon.up.setLocalDescription(await surgeon.up.createOffer())
+        offer = surgeon.up.localDescription.sdp
+        await surgeon.up.close()
+        assert (await surgeon.call("publish", {"sdp": offer, "type": "offer"}))["ok"]
+        await _wait(lambda: bool(left), 10, "the timed-out participant to be removed")
+        assert left == [{"id": "u6", "reason": "media timeout"}]
+        assert errors and "timeout" in errors[0]["message"]
+        reply = await surgeon.call("chat", {"text": "am I still here?"})
+        assert reply["ok"] is False
+    finally:
+        await chair.close()
+        await surgeon.close()
