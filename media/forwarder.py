@@ -239,22 +239,34 @@ class UpTrack:
                 fraction = min(255, (lost_interval << 8) // expected_interval)
             dlsr = int((time.monotonic() - self._lsr_time) * 65536) if self._lsr else 0
             report = RtcpReceiverInfo(
-                ssrc=self.media_ssrc, fraction_lost=fraction,
+                ssrc=self.media_ssrc,
+                fraction_lost=fraction,
                 packets_lost=max(0, min(expected - self.packets_received, 0x7FFFFF)),
-                highest_sequence=(self._cycles + self._max_seq) & 0xFFFFFFFF, jitter=0,
-                lsr=self._lsr, dlsr=dlsr & 0xFFFFFFFF)
+                highest_sequence=(self._cycles + self._max_seq) & 0xFFFFFFFF,
+                jitter=0,
+                lsr=self._lsr,
+                dlsr=dlsr & 0xFFFFFFFF,
+            )
             await self._write_rtcp(bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc(), reports=[report])))
 
     def send_pli(self) -> None:
         if self.media_ssrc is not None:
-            self._send_rtcp(RtcpPsfbPacket(
-                fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc(), media_ssrc=self.media_ssrc))
+            self._send_rtcp(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc(), media_ssrc=self.media_ssrc
+                )
+            )
 
     def send_nack(self, lost: list[int]) -> None:
         if self.media_ssrc is not None and lost:
-            self._send_rtcp(RtcpRtpfbPacket(
-                fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc(), media_ssrc=self.media_ssrc,
-                lost=sorted(lost)))
+            self._send_rtcp(
+                RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK,
+                    ssrc=self._rtcp_ssrc(),
+                    media_ssrc=self.media_ssrc,
+                    lost=sorted(lost),
+                )
+            )
 
     def _rtcp_ssrc(self) -> int:
         ssrc = getattr(self._receiver, RECEIVER_RTCP_SSRC)
@@ -299,6 +311,10 @@ class DownTrack:
         self._initial_ts = random.randrange(0, 1 << 32)
         self._rtx_seq = random.randrange(0, 32768)
         self.waiting = True  # for its first packet (video: its first keyframe)
+        self.ready = False  # negotiated and connected
+        self.paused = False  # Last-N: this subscriber does not get this video now
+        self._last_seq_out = 0
+        self._sent_at_start = 0
         self.seq_offset = 0
         self._ts_offset = 0
         self._first_seq = 0
@@ -369,20 +385,28 @@ class DownTrack:
             self._forwarder.activate(self)
 
     def start(self, packet: RtpPacket) -> None:
-        """Begin this down-track's numbering at ``packet`` (its first keyframe for video)."""
+        """Begin (or, after a pause, resume) this down-track's numbering at ``packet`` (for
+        video a keyframe). A resumed track continues its sequence numbers without a gap, so
+        the subscriber does not NACK what was deliberately not sent; timestamps keep their
+        offset, so the media clock runs on through the pause."""
         self._first_seq = packet.sequence_number
-        self.seq_offset = (self._initial_seq - packet.sequence_number) & 0xFFFF
-        self._ts_offset = (self._initial_ts - packet.timestamp) & 0xFFFFFFFF
+        self._sent_at_start = self.packets_sent
+        if self.packets_sent:
+            self.seq_offset = (self._last_seq_out + 1 - packet.sequence_number) & 0xFFFF
+        else:
+            self.seq_offset = (self._initial_seq - packet.sequence_number) & 0xFFFF
+            self._ts_offset = (self._initial_ts - packet.timestamp) & 0xFFFFFFFF
         self.waiting = False
 
     async def send(self, packet: RtpPacket, ntp: int, abs_send_time: bytes) -> None:
         """Rewrite ``packet`` for this down-track, protect it and put it on the wire."""
         up_seq = packet.sequence_number
-        if self.packets_sent < 4096 and (up_seq - self._first_seq) & 0x8000:
+        if self.packets_sent - self._sent_at_start < 4096 and (up_seq - self._first_seq) & 0x8000:
             return  # late or reordered from before this subscriber started
         ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        data = self._serialize(packet, self._pt, (up_seq + self.seq_offset) & 0xFFFF, ts,
-                               self._ssrc, packet.payload, abs_send_time)
+        seq = (up_seq + self.seq_offset) & 0xFFFF
+        data = self._serialize(packet, self._pt, seq, ts, self._ssrc, packet.payload, abs_send_time)
+        self._last_seq_out = seq
         await self._write(data)
         state = self._sender_state
         state[SENDER_NTP] = ntp
@@ -396,17 +420,33 @@ class DownTrack:
         seq = (packet.sequence_number + self.seq_offset) & 0xFFFF
         ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         if self._rtx_pt is None:
-            data = self._serialize(packet, self._pt, seq, ts, self._ssrc, packet.payload,
-                                   abs_send_time)
+            data = self._serialize(
+                packet, self._pt, seq, ts, self._ssrc, packet.payload, abs_send_time
+            )
         else:
-            data = self._serialize(packet, self._rtx_pt, self._rtx_seq, ts, self._rtx_ssrc,
-                                   _RTX_OSN.pack(seq) + packet.payload, abs_send_time)
+            data = self._serialize(
+                packet,
+                self._rtx_pt,
+                self._rtx_seq,
+                ts,
+                self._rtx_ssrc,
+                _RTX_OSN.pack(seq) + packet.payload,
+                abs_send_time,
+            )
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         await self._write(data)
         self.retransmissions += 1
 
-    def _serialize(self, packet: RtpPacket, pt: int, seq: int, ts: int, ssrc: int,
-                   payload: bytes, abs_send_time: bytes) -> bytes:
+    def _serialize(
+        self,
+        packet: RtpPacket,
+        pt: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        payload: bytes,
+        abs_send_time: bytes,
+    ) -> bytes:
         ext = self._ext_mid
         if self._abs_hdr:
             ext += self._abs_hdr + abs_send_time
@@ -421,8 +461,9 @@ class DownTrack:
         if packet.padding_size:
             first = 0xB0
             payload += b"\x00" * (packet.padding_size - 1) + bytes([packet.padding_size])
-        header = _HEADER.pack(first, (packet.marker << 7) | pt, seq, ts, ssrc, 0xBEDE,
-                              len(ext) >> 2)
+        header = _HEADER.pack(
+            first, (packet.marker << 7) | pt, seq, ts, ssrc, 0xBEDE, len(ext) >> 2
+        )
         return header + ext + payload
 
     async def _write(self, data: bytes) -> None:
@@ -451,8 +492,14 @@ class DownTrack:
 class Forwarder:
     """Moves one up-track's media to its down-tracks without decoding it."""
 
-    def __init__(self, kind: str, up: Upstream, *, keyframe_interval: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        kind: str,
+        up: Upstream,
+        *,
+        keyframe_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kind = kind
         self._video = kind == "video"
         self._up = up
@@ -484,12 +531,32 @@ class Forwarder:
         down.attach(self)
 
     def activate(self, down: DownTrack) -> None:
-        """``down`` is negotiated and connected: start feeding it."""
-        if down not in self._downs or down in self._active:
+        """``down`` is negotiated and connected: start feeding it (unless it is paused)."""
+        down.ready = True
+        if down not in self._downs or down in self._active or down.paused:
             return
         self._active = (*self._active, down)
+        down.waiting = True
         self._waiting += 1
         self.request_keyframe()  # a new subscriber cannot decode until the next keyframe
+
+    def pause(self, down: DownTrack) -> None:
+        """Stop feeding ``down`` for now (Last-N); it stays negotiated."""
+        if down.paused:
+            return
+        down.paused = True
+        if down in self._active:
+            self._active = tuple(d for d in self._active if d is not down)
+            if down.waiting:
+                self._waiting -= 1
+
+    def resume(self, down: DownTrack) -> None:
+        """Feed ``down`` again from the next keyframe."""
+        if not down.paused:
+            return
+        down.paused = False
+        if down.ready:
+            self.activate(down)
 
     def remove(self, down: DownTrack) -> None:
         self._downs.discard(down)

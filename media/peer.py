@@ -22,8 +22,17 @@ logger = logging.getLogger(__name__)
 
 StateCallback = Callable[[str], None]
 # What aiortc raises when a description does not fit the negotiation.
-_NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidStateError, InvalidAccessError,
-                       InternalError, AssertionError, KeyError, IndexError, AttributeError)
+_NEGOTIATION_ERRORS = (
+    ValueError,
+    OperationError,
+    InvalidStateError,
+    InvalidAccessError,
+    InternalError,
+    AssertionError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
 
 
 class Peer:
@@ -54,11 +63,14 @@ class Peer:
         mid = candidate.get("sdpMid")
         if mid is not None:
             if mid not in {t.mid for t in transceivers if t.mid is not None}:
-                raise MediaError(f"ICE candidate for unknown mid {mid!r} on the {self.direction} "
-                                 "connection")
+                raise MediaError(
+                    f"ICE candidate for unknown mid {mid!r} on the {self.direction} connection"
+                )
         elif candidate.get("sdpMLineIndex") not in range(len(transceivers)):
-            raise MediaError(f"ICE candidate for unknown m-line {candidate.get('sdpMLineIndex')!r}"
-                             f" on the {self.direction} connection")
+            raise MediaError(
+                f"ICE candidate for unknown m-line {candidate.get('sdpMLineIndex')!r}"
+                f" on the {self.direction} connection"
+            )
         if parsed is not None and transceivers and transceivers[0].mid is not None:
             # Everything is bundled on the first transport: aiortc ignores candidates that
             # name any other mid.
@@ -124,8 +136,12 @@ class DownPeer(Peer):
 
     direction = "down"
 
-    def __init__(self, configuration: RTCConfiguration, on_state: StateCallback,
-                 on_offer: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        on_state: StateCallback,
+        on_offer: Callable[[str], None],
+    ) -> None:
         super().__init__(configuration, on_state)
         self._on_offer = on_offer
         self._lock = asyncio.Lock()

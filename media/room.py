@@ -52,9 +52,16 @@ class Room:
     """The participants of one room; every change leaves each down connection offering exactly
     the other participants' up-tracks."""
 
-    def __init__(self, name: str, configuration: RTCConfiguration,
-                 emit: Callable[[MediaEvent], None], *, ice_timeout: float,
-                 keyframe_interval: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        configuration: RTCConfiguration,
+        emit: Callable[[MediaEvent], None],
+        *,
+        ice_timeout: float,
+        keyframe_interval: float,
+        last_n: int = 6,
+    ) -> None:
         self.name = name
         self._configuration = configuration
         self._emit = emit
@@ -67,8 +74,12 @@ class Room:
         # Per participant id, never reset: a rejoiner's tracks get ids its subscribers'
         # connections have not seen yet.
         self._generations: dict[str, int] = {}
-        self._speakers = SpeakerDetector(
-            lambda participant: self._emit_safely(ActiveSpeaker(self.name, participant)))
+        self._speakers = SpeakerDetector(self._speaker_changed)
+        # Last-N video: a subscriber gets video from the N most recent speakers (then the
+        # earliest arrivals) plus the presenter; audio from everyone.
+        self._last_n = last_n
+        self._recent: list[str] = []
+        self._presenter: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -95,8 +106,7 @@ class Room:
                 await new.up.close()
                 raise
             for track in new.up.tracks:
-                forwarder = Forwarder(track.kind, track,
-                                      keyframe_interval=self._keyframe_interval)
+                forwarder = Forwarder(track.kind, track, keyframe_interval=self._keyframe_interval)
                 track.deliver_to(forwarder.forward)
                 if track.kind == "audio":
                     forwarder.on_audio_level(partial(self._speakers.level, participant))
@@ -113,9 +123,11 @@ class Room:
                     self._subscribe(new, other)
                     changed.add(other)
             changed.add(new)
+            self._apply_last_n()
             await self._renegotiate(changed)
-            logger.info("Room(%s) %s published %d tracks", self.name, participant,
-                        len(new.forwarders))
+            logger.info(
+                "Room(%s) %s published %d tracks", self.name, participant, len(new.forwarders)
+            )
             return answer
 
     async def answer_down(self, participant: str, answer_sdp: str) -> None:
@@ -129,6 +141,36 @@ class Room:
             found = self._participants.get(participant)
             if found is not None:
                 await self._drop(found, reason)
+
+    def set_presenter(self, participant: str | None) -> None:
+        self._presenter = participant
+        self._apply_last_n()
+
+    def _speaker_changed(self, participant: str) -> None:
+        self._recent = [participant, *(p for p in self._recent if p != participant)]
+        self._apply_last_n()
+        self._emit_safely(ActiveSpeaker(self.name, participant))
+
+    def _apply_last_n(self) -> None:
+        present = list(self._participants)
+        ranking = [p for p in self._recent if p in self._participants]
+        ranking += [p for p in present if p not in ranking]
+        for subscriber in self._participants.values():
+            if subscriber.down is None:
+                continue
+            others = [p for p in ranking if p != subscriber.id]
+            allowed = set(others[: self._last_n])
+            if self._presenter is not None:
+                allowed.add(self._presenter)
+            for publisher in self._participants.values():
+                for forwarder in publisher.forwarders:
+                    down = subscriber.down.tracks.get(forwarder)
+                    if down is None or forwarder.kind != "video":
+                        continue
+                    if publisher.id in allowed:
+                        forwarder.resume(down)
+                    else:
+                        forwarder.pause(down)
 
     def request_keyframe(self, participant: str) -> None:
         for forwarder in self.participant(participant).forwarders:
@@ -164,8 +206,11 @@ class Room:
         if not publisher.forwarders:
             return
         if subscriber.down is None:
-            down = DownPeer(self._configuration, lambda state: self._down_state(subscriber, state),
-                            lambda sdp: self._emit_safely(DownOffer(self.name, subscriber.id, sdp)))
+            down = DownPeer(
+                self._configuration,
+                lambda state: self._down_state(subscriber, state),
+                lambda sdp: self._emit_safely(DownOffer(self.name, subscriber.id, sdp)),
+            )
             subscriber.down = down
             down.watch(self._ice_timeout, lambda: self._schedule_drop(subscriber, "timeout"))
         for forwarder in publisher.forwarders:
@@ -187,6 +232,10 @@ class Room:
         if self._participants.get(gone.id) is gone:
             del self._participants[gone.id]
             self._speakers.remove(gone.id)
+            self._recent = [p for p in self._recent if p != gone.id]
+            if self._presenter == gone.id:
+                self._presenter = None
+            self._apply_last_n()
         return changed
 
     async def _drop(self, gone: Participant, reason: LeaveReason) -> None:

@@ -16,7 +16,11 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from .sfu import MediaError
 
 __all__ = [
-    "AUDIO_CODEC", "VIDEO_CODEC", "codec_preferences", "parse_description", "parse_candidate",
+    "AUDIO_CODEC",
+    "VIDEO_CODEC",
+    "codec_preferences",
+    "parse_description",
+    "parse_candidate",
 ]
 
 AUDIO_CODEC = "audio/opus"
@@ -32,8 +36,7 @@ def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
     capabilities = RTCRtpReceiver.getCapabilities(kind)
     assert capabilities is not None
     return [
-        codec for codec in capabilities.codecs
-        if codec.mimeType.lower() in (wanted, "video/rtx")
+        codec for codec in capabilities.codecs if codec.mimeType.lower() in (wanted, "video/rtx")
     ]
 
 
@@ -64,8 +67,10 @@ def parse_description(sdp: str, kind: str) -> SessionDescription:
         offered = {c.mimeType.lower() for c in m.rtp.codecs}
         if _WANTED[m.kind] not in offered:
             names = ", ".join(sorted(offered)) or "none"
-            raise MediaError(f"{where} has no usable codec: offered {names}, need "
-                             f"{AUDIO_CODEC if m.kind == 'audio' else VIDEO_CODEC}")
+            raise MediaError(
+                f"{where} has no usable codec: offered {names}, need "
+                f"{AUDIO_CODEC if m.kind == 'audio' else VIDEO_CODEC}"
+            )
     return description
 
 

@@ -60,6 +60,9 @@ class Sfu(Protocol):
     async def leave(self, room: str, participant: str) -> None:
         """Close both of the participant's connections; others' down connections renegotiate."""
 
+    async def set_presenter(self, room: str, participant: str | None) -> None:
+        """The presenter's video goes to everyone, whatever Last-N says."""
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         """Ask ``participant``'s video up-track for a keyframe (rate-limited)."""
 

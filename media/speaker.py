@@ -16,9 +16,16 @@ class SpeakerDetector:
     dBov, for ``hold`` seconds. Loudness is a moving average of the packet levels; a participant
     whose packets stopped (muted, DTX) counts as silent after ``stale`` seconds."""
 
-    def __init__(self, on_change: Callable[[str], None], *, hold: float = 1.0,
-                 threshold: int = -50, stale: float = 0.5, smoothing: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[str], None],
+        *,
+        hold: float = 1.0,
+        threshold: int = -50,
+        stale: float = 0.5,
+        smoothing: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._on_change = on_change
         self._hold = hold
         self._floor = _SILENCE + threshold  # loudness = 127 - level; above floor = speech

@@ -31,9 +31,10 @@ _LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
 class WorkerSfu:
     """Parent side: starts ``python -m media.worker`` on first use and forwards every call."""
 
-    def __init__(self, sink: EventSink, ice_servers: list[IceServer]) -> None:
+    def __init__(self, sink: EventSink, ice_servers: list[IceServer], *, last_n: int = 6) -> None:
         self._sink = sink
         self._ice = [dataclasses.asdict(s) for s in ice_servers]
+        self._options = {"last_n": last_n}
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next = 0
@@ -48,6 +49,7 @@ class WorkerSfu:
                     "-m",
                     "media.worker",
                     json.dumps(self._ice),
+                    json.dumps(self._options),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     limit=_LIMIT,
@@ -112,6 +114,9 @@ class WorkerSfu:
     async def leave(self, room: str, participant: str) -> None:
         await self._call("leave", room=room, participant=participant)
 
+    async def set_presenter(self, room: str, participant: str | None) -> None:
+        await self._call("set_presenter", room=room, participant=participant)
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         await self._call("request_keyframe", room=room, participant=participant)
 
@@ -133,7 +138,7 @@ class WorkerSfu:
             await self._reader
 
 
-async def _serve(ice: list[dict[str, Any]]) -> None:
+async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
     """Worker side: one LocalSfu, driven by the parent's JSON lines."""
     from .local import LocalSfu
 
@@ -149,7 +154,7 @@ async def _serve(ice: list[dict[str, Any]]) -> None:
     def sink(event: ev.MediaEvent) -> None:
         write({"event": type(event).__name__, **dataclasses.asdict(event)})
 
-    sfu = LocalSfu(sink, [IceServer(**s) for s in ice])
+    sfu = LocalSfu(sink, [IceServer(**s) for s in ice], **options)
     tasks: set[asyncio.Task[None]] = set()
 
     async def handle(request: dict[str, Any]) -> None:
@@ -173,4 +178,9 @@ async def _serve(ice: list[dict[str, Any]]) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    asyncio.run(_serve(json.loads(sys.argv[1]) if len(sys.argv) > 1 else []))
+    asyncio.run(
+        _serve(
+            json.loads(sys.argv[1]) if len(sys.argv) > 1 else [],
+            json.loads(sys.argv[2]) if len(sys.argv) > 2 else {},
+        )
+    )

@@ -66,6 +66,11 @@ def _serving(p: argparse.ArgumentParser) -> None:
         help="run the SFU in its own process (default) or in the server's (EBOARD_MEDIA)",
     )
     p.add_argument(
+        "--last-n",
+        default=_env("LAST_N", "6"),
+        help="video from the N most recent speakers plus the presenter (EBOARD_LAST_N)",
+    )
+    p.add_argument(
         "--stun-url",
         action="append",
         default=[u for u in _env("STUN_URLS").split(",") if u],
@@ -135,6 +140,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     kwargs["insecure_http"] = bool(getattr(args, "insecure_http", False))
     if hasattr(args, "media"):
         kwargs["media_worker"] = args.media == "worker"
+        if not str(args.last_n).isdigit() or int(args.last_n) < 1:
+            raise ConfigError(f"last-n must be a whole number of at least 1, not {args.last_n!r}")
+        kwargs["last_n"] = int(args.last_n)
         kwargs["stun_urls"] = tuple(args.stun_url)
         kwargs["turn_urls"] = tuple(args.turn_url)
         kwargs["turn_secret"] = args.turn_secret or ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import socketio
@@ -57,7 +58,9 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[ROUTES] = table
     table.wire(app)
     if sfu_factory is None:
-        sfu_factory = WorkerSfu if settings.media_worker else LocalSfu
+        sfu_factory = partial(
+            WorkerSfu if settings.media_worker else LocalSfu, last_n=settings.last_n
+        )
     _wire_signalling(app, services, sfu_factory)
     _wire_client(app, settings.client_dir)
     app.cleanup_ctx.append(_database_ctx)

@@ -30,6 +30,7 @@ class Settings:
     session_horizon_weeks: int = 26
     # The SFU in its own worker process (production) or in the server's process (tests).
     media_worker: bool = False
+    last_n: int = 6  # video from the N most recent speakers plus the presenter
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""

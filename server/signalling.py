@@ -318,6 +318,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _presenter(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         live, person = await self._joined(sid)
         live.set_presenter(person, data["participant"])
+        await self._sfu.set_presenter(str(live.session_id), live.presenter)
         await self.emit("state", live.snapshot(), room=_room(live.session_id))
         return {"ok": True}
 

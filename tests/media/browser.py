@@ -54,8 +54,12 @@ class EventLog:
             self.browsers[event.participant].offers.put_nowait(event.sdp)
 
     def of(self, kind: type, participant: str | None = None) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)
-                and (participant is None or getattr(e, "participant", None) == participant)]
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind)
+            and (participant is None or getattr(e, "participant", None) == participant)
+        ]
 
     async def wait_for(self, kind: type, participant: str, seconds: float = 15.0) -> Any:
         async with asyncio.timeout(seconds):

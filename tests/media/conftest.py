@@ -16,8 +16,7 @@ from .browser import EventLog
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """aioice never gathers 127.0.0.1 (RFC 8445 forbids loopback host candidates) and has no
     option for it; the tests want exactly one candidate per peer, on loopback, so patch it."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
     yield
 
 

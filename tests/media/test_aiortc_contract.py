@@ -37,27 +37,35 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 def require(owner: Any, name: str, why: str) -> Any:
     if not hasattr(owner, name):
         label = getattr(owner, "__name__", type(owner).__name__)
-        pytest.fail(f"aiortc {version('aiortc')}: {label}.{name} is gone; the forwarder uses "
-                    f"it {why}. Update media/forwarder.py and the pins in pyproject.toml.")
+        pytest.fail(
+            f"aiortc {version('aiortc')}: {label}.{name} is gone; the forwarder uses "
+            f"it {why}. Update media/forwarder.py and the pins in pyproject.toml."
+        )
     return getattr(owner, name)
 
 
 def require_source(function: Any, fragment: str, why: str) -> None:
     source = inspect.getsource(function)
     if fragment not in source:
-        pytest.fail(f"aiortc {version('aiortc')}: {function.__qualname__} no longer contains "
-                    f"{fragment!r}; the forwarder relies on it {why}.")
+        pytest.fail(
+            f"aiortc {version('aiortc')}: {function.__qualname__} no longer contains "
+            f"{fragment!r}; the forwarder relies on it {why}."
+        )
 
 
 def test_pinned_versions_are_the_installed_ones() -> None:
     dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
-    pins = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups()  # type: ignore[union-attr]
-                for d in dependencies if "==" in d)
+    pins = dict(
+        re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups()  # type: ignore[union-attr]
+        for d in dependencies
+        if "==" in d
+    )
     for package in ("aiortc", "aioice", "pylibsrtp", "av"):
         assert package in pins, f"pyproject.toml must pin {package}==<version> exactly"
         assert version(package) == pins[package], (
             f"{package} {version(package)} is installed but {pins[package]} is pinned: run "
-            "this contract test against the new version before moving the pin")
+            "this contract test against the new version before moving the pin"
+        )
 
 
 async def test_receiver_internals() -> None:
@@ -67,12 +75,17 @@ async def test_receiver_internals() -> None:
         for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet"):
             require(receiver, name, "as the hook that keeps RTP away from the decoder")
         assert list(inspect.signature(receiver._handle_rtp_packet).parameters) == [
-            "packet", "arrival_time_ms"], "RTCRtpReceiver._handle_rtp_packet changed signature"
+            "packet",
+            "arrival_time_ms",
+        ], "RTCRtpReceiver._handle_rtp_packet changed signature"
         require(receiver, RECEIVER_RTCP_SSRC, "as the sender SSRC of PLI/NACK upstream")
         require(receiver, "_RTCRtpReceiver__decoder_thread", "in tests, to prove no decoding")
         # The decoder thread must start in receive(), the method the forwarder replaces.
-        require_source(aiortc.rtcrtpreceiver.RTCRtpReceiver.receive, "decoder_worker",
-                       "to start no decoder thread when receive() is replaced")
+        require_source(
+            aiortc.rtcrtpreceiver.RTCRtpReceiver.receive,
+            "decoder_worker",
+            "to start no decoder thread when receive() is replaced",
+        )
         require(aiortc.rtcrtpreceiver, "get_decoder", "in tests, to count decoders")
     finally:
         await pc.close()
@@ -84,20 +97,28 @@ async def test_sender_internals() -> None:
         sender = pc.addTransceiver(ForwardedTrack("video", "t"), direction="sendonly").sender
         for name in ("send", "stop", "_handle_rtcp_packet"):
             require(sender, name, "as the hook that learns parameters and receives PLI/NACK")
-        for name, why in (("_ssrc", "as the down-track SSRC"), ("_rtx_ssrc", "for RTX"),
-                          ("_stream_id", "as the msid stream id (whose track it is)"),
-                          (SENDER_NTP, "for sender reports"), (SENDER_RTP, "for sender reports"),
-                          (SENDER_PACKETS, "for sender reports"),
-                          (SENDER_OCTETS, "for sender reports"),
-                          ("_RTCRtpSender__encoder", "in tests, to prove no encoding")):
+        for name, why in (
+            ("_ssrc", "as the down-track SSRC"),
+            ("_rtx_ssrc", "for RTX"),
+            ("_stream_id", "as the msid stream id (whose track it is)"),
+            (SENDER_NTP, "for sender reports"),
+            (SENDER_RTP, "for sender reports"),
+            (SENDER_PACKETS, "for sender reports"),
+            (SENDER_OCTETS, "for sender reports"),
+            ("_RTCRtpSender__encoder", "in tests, to prove no encoding"),
+        ):
             require(sender, name, why)
         # The encoder is only created after the track yields a frame, which ours never does.
         source = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame)
         assert source.index("self.__track.recv()") < source.index("get_encoder("), (
             "RTCRtpSender now creates its encoder before reading the track: the forwarder's "
-            "down senders would build encoders")
-        require_source(aiortc.rtcrtpsender.RTCRtpSender._run_rtcp, "__packet_count",
-                       "to put the forwarded packet counts in sender reports")
+            "down senders would build encoders"
+        )
+        require_source(
+            aiortc.rtcrtpsender.RTCRtpSender._run_rtcp,
+            "__packet_count",
+            "to put the forwarded packet counts in sender reports",
+        )
         require(aiortc.rtcrtpsender, "get_encoder", "in tests, to count encoders")
         require(ForwardedTrack("audio", "x"), "_id", "as the msid track id")
     finally:
@@ -109,12 +130,21 @@ def test_dtls_transport_internals() -> None:
     for name in ("_register_rtp_receiver", "_unregister_rtp_receiver", "_send_rtp"):
         require(dtls, name, "to register the hooked receiver and send RTCP upstream")
     require_source(dtls._setup_srtp, "self._tx_srtp", "as the down peer's SRTP context")
-    require_source(dtls._setup_srtp, "allow_repeat_tx = True",
-                   "to retransmit a packet with its original sequence number")
-    require_source(dtls._handle_rtp_data, "_handle_rtp_packet(",
-                   "to hand each parsed RTP packet to the (hooked) receiver")
-    require_source(dtls._handle_rtcp_data, "_handle_rtcp_packet(",
-                   "to hand subscriber RTCP to the (hooked) sender")
+    require_source(
+        dtls._setup_srtp,
+        "allow_repeat_tx = True",
+        "to retransmit a packet with its original sequence number",
+    )
+    require_source(
+        dtls._handle_rtp_data,
+        "_handle_rtp_packet(",
+        "to hand each parsed RTP packet to the (hooked) receiver",
+    )
+    require_source(
+        dtls._handle_rtcp_data,
+        "_handle_rtcp_packet(",
+        "to hand subscriber RTCP to the (hooked) sender",
+    )
     ice = aiortc.rtcicetransport.RTCIceTransport
     require_source(ice.__init__, "self._connection", "to reach the aioice Connection")
 
@@ -127,14 +157,23 @@ def test_aioice_internals() -> None:
     require_source(pair.__init__, "self.protocol", "to send on the pair's protocol")
     assert "remote_addr" in dir(pair), "aioice CandidatePair.remote_addr is gone"
     assert inspect.iscoroutinefunction(aioice.ice.StunProtocol.send_data), (
-        "aioice StunProtocol.send_data is no longer a coroutine")
+        "aioice StunProtocol.send_data is no longer a coroutine"
+    )
     require(aioice.ice, "get_host_addresses", "in tests, to gather loopback candidates")
 
 
 def test_rtp_packet_fields() -> None:
     packet = aiortc.rtp.RtpPacket()
-    for name in ("sequence_number", "timestamp", "payload_type", "marker", "payload", "ssrc",
-                 "padding_size", "extensions"):
+    for name in (
+        "sequence_number",
+        "timestamp",
+        "payload_type",
+        "marker",
+        "payload",
+        "ssrc",
+        "padding_size",
+        "extensions",
+    ):
         require(packet, name, "to rewrite the packet for each down-track")
     require(packet.extensions, "audio_level", "to copy the RFC 6464 level to subscribers")
     require(aiortc.rtp.RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=2), "lost", "to answer NACKs")

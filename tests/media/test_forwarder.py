@@ -34,6 +34,8 @@ class FakeDown:
     """Stands in for a DownTrack: records what it was sent."""
 
     waiting: bool = True
+    ready: bool = False
+    paused: bool = False
     seq_offset: int = 0
     sent: list[int] = field(default_factory=list)
     resent: list[int] = field(default_factory=list)
@@ -142,3 +144,23 @@ async def test_nacks_are_answered_from_the_ring_and_the_rest_asked_upstream() ->
     assert down.resent == [600, newest]
     assert up.nacks == [[10]]
     assert forwarder.retransmissions == 2
+
+
+async def test_paused_subscriber_gets_nothing_and_resumes_at_the_next_keyframe() -> None:
+    up = FakeUpstream()
+    forwarder = Forwarder("video", up, keyframe_interval=0.0)
+    shown, hidden = FakeDown(), FakeDown()
+    for down in (shown, hidden):
+        forwarder.add(down)  # type: ignore[arg-type]
+    await forwarder.forward(vp8(1, KEYFRAME))
+    forwarder.pause(hidden)  # type: ignore[arg-type]
+    await forwarder.forward(vp8(2, DELTA))
+    await forwarder.forward(vp8(3, KEYFRAME))
+    assert shown.sent == [1, 2, 3] and hidden.sent == [1]
+    plis = up.plis
+    forwarder.resume(hidden)  # type: ignore[arg-type]
+    assert hidden.waiting and up.plis == plis + 1  # it cannot decode before a keyframe
+    await forwarder.forward(vp8(4, DELTA))
+    await forwarder.forward(vp8(5, KEYFRAME))
+    await forwarder.forward(vp8(6, DELTA))
+    assert hidden.sent == [1, 5, 6] and shown.sent == [1, 2, 3, 4, 5, 6]

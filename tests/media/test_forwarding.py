@@ -43,8 +43,7 @@ def server_side(sfu: LocalSfu, room: str) -> tuple[list[Any], list[Any]]:
     """The SFU's aiortc receivers (up) and senders (down) in ``room``."""
     participants = sfu._rooms[room]._participants.values()
     receivers = [t.receiver for p in participants for t in p.up.pc.getTransceivers()]
-    senders = [t.sender for p in participants if p.down
-               for t in p.down.pc.getTransceivers()]
+    senders = [t.sender for p in participants if p.down for t in p.down.pc.getTransceivers()]
     return receivers, senders
 
 
@@ -82,10 +81,14 @@ async def test_three_participants_receive_each_other_without_server_transcoding(
 
         # Only the browsers coded media: 3 cameras + 3 microphones encoded, and each browser
         # decodes the 2 others' video and audio. One more call would be the server's.
-        assert codec_calls == Counter({
-            "encoder video/VP8": 3, "encoder audio/opus": 3,
-            "decoder video/VP8": 6, "decoder audio/opus": 6,
-        })
+        assert codec_calls == Counter(
+            {
+                "encoder video/VP8": 3,
+                "encoder audio/opus": 3,
+                "decoder video/VP8": 6,
+                "decoder audio/opus": 6,
+            }
+        )
         receivers, senders = server_side(sfu, "board")
         assert len(receivers) == 6 and len(senders) == 12
         for receiver in receivers:

@@ -95,8 +95,11 @@ async def test_participant_who_never_completes_ice_times_out(events: EventLog) -
     try:
         a.up.addTrack(AudioStreamTrack())
         await a.up.setLocalDescription(await a.up.createOffer())
-        offer = "".join(line for line in a.up.localDescription.sdp.splitlines(keepends=True)
-                        if not line.startswith(("a=candidate", "a=end-of-candidates")))
+        offer = "".join(
+            line
+            for line in a.up.localDescription.sdp.splitlines(keepends=True)
+            if not line.startswith(("a=candidate", "a=end-of-candidates"))
+        )
         await sfu.publish("board", "a", offer)
 
         left = await events.wait_for(MediaLeft, "a", seconds=5)
@@ -120,8 +123,9 @@ async def test_candidate_for_unknown_mid_is_refused(sfu: LocalSfu, events: Event
             await sfu.candidate("board", "a", "down", {"candidate": line, "sdpMid": "0"})
         with pytest.raises(MediaError, match="unknown participant"):
             await sfu.candidate("board", "z", "up", {"candidate": line, "sdpMid": "0"})
-        await sfu.candidate("board", "a", "up", {"candidate": line, "sdpMid": "0",
-                                                  "sdpMLineIndex": 0})
+        await sfu.candidate(
+            "board", "a", "up", {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}
+        )
         await sfu.candidate("board", "a", "up", {"candidate": "", "sdpMid": "0"})
     finally:
         await a.close()

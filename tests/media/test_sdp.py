@@ -18,8 +18,7 @@ async def offer_with(video_codec: str | None = None, audio: bool = True) -> str:
         if video_codec is not None:
             transceiver = pc.addTransceiver(SmallCamera(), direction="sendonly")
             capabilities = RTCRtpSender.getCapabilities("video").codecs
-            transceiver.setCodecPreferences(
-                [c for c in capabilities if c.mimeType == video_codec])
+            transceiver.setCodecPreferences([c for c in capabilities if c.mimeType == video_codec])
         if audio:
             pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createOffer())
@@ -28,12 +27,15 @@ async def offer_with(video_codec: str | None = None, audio: bool = True) -> str:
         await pc.close()
 
 
-@pytest.mark.parametrize("sdp, problem", [
-    ("hello", "malformed SDP offer: it must start with 'v=0'"),
-    ("", "malformed SDP offer"),
-    ("v=0\r\nm=video abc\r\n", "malformed SDP offer"),
-    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "has no audio or video section"),
-])
+@pytest.mark.parametrize(
+    "sdp, problem",
+    [
+        ("hello", "malformed SDP offer: it must start with 'v=0'"),
+        ("", "malformed SDP offer"),
+        ("v=0\r\nm=video abc\r\n", "malformed SDP offer"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "has no audio or video section"),
+    ],
+)
 async def test_malformed_offer_is_refused(sfu: LocalSfu, sdp: str, problem: str) -> None:
     with pytest.raises(MediaError, match=problem):
         await sfu.publish("board", "a", sdp)
@@ -42,15 +44,19 @@ async def test_malformed_offer_is_refused(sfu: LocalSfu, sdp: str, problem: str)
 
 async def test_offer_with_only_h264_video_has_no_usable_codec(sfu: LocalSfu) -> None:
     offer = await offer_with("video/H264")
-    with pytest.raises(MediaError, match=r"m=video \(mid 0\) has no usable codec: offered "
-                                         r"video/h264.*need video/VP8"):
+    with pytest.raises(
+        MediaError,
+        match=r"m=video \(mid 0\) has no usable codec: offered "
+        r"video/h264.*need video/VP8",
+    ):
         await sfu.publish("board", "a", offer)
 
 
 async def test_offer_without_ice_credentials_is_refused() -> None:
     offer = await offer_with("video/VP8")
-    stripped = "".join(line for line in offer.splitlines(keepends=True)
-                       if not line.startswith("a=ice-pwd"))
+    stripped = "".join(
+        line for line in offer.splitlines(keepends=True) if not line.startswith("a=ice-pwd")
+    )
     with pytest.raises(MediaError, match="lacks a=ice-ufrag / a=ice-pwd"):
         parse_description(stripped, "offer")
 

@@ -73,8 +73,10 @@ class Tone(AudioStreamTrack):
         start = silent.pts or 0
         data = b"".join(
             int(12000 * math.sin(2 * math.pi * 440 * (start + i) / 8000)).to_bytes(
-                2, "little", signed=True)
-            for i in range(samples))
+                2, "little", signed=True
+            )
+            for i in range(samples)
+        )
         frame.planes[0].update(data)
         frame.pts = start
         frame.sample_rate = 8000
