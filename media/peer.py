@@ -13,7 +13,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
 from .forwarder import DownTrack, Forwarder, UpTrack
-from .sdp import codec_preferences, parse_candidate, parse_description
+from .sdp import codec_preferences, parse_candidate, parse_description, with_opus_dtx
 from .sfu import MediaError
 
 __all__ = ["Peer", "UpPeer", "DownPeer"]
@@ -127,7 +127,7 @@ class UpPeer(Peer):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except _NEGOTIATION_ERRORS as exc:
             raise MediaError(f"offer refused: {exc or type(exc).__name__}") from exc
-        return str(self.pc.localDescription.sdp)
+        return with_opus_dtx(str(self.pc.localDescription.sdp))
 
 
 class DownPeer(Peer):

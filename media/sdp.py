@@ -21,6 +21,7 @@ __all__ = [
     "codec_preferences",
     "parse_description",
     "parse_candidate",
+    "with_opus_dtx",
 ]
 
 AUDIO_CODEC = "audio/opus"
@@ -96,3 +97,27 @@ def parse_candidate(candidate: dict[str, Any]) -> RTCIceCandidate | None:
     parsed.sdpMid = mid
     parsed.sdpMLineIndex = index
     return parsed
+
+
+def with_opus_dtx(answer_sdp: str) -> str:
+    """Ask the publisher for Opus DTX (RFC 7587 ``usedtx=1``) in our answer: a participant who
+    is silent then sends almost nothing, and the SFU forwards almost nothing for them. In-band
+    FEC is asked for too; both only change what the publisher sends, which we forward as is."""
+    lines = answer_sdp.split("\r\n")
+    opus = [
+        line.split(":", 1)[1].split(" ", 1)[0]
+        for line in lines
+        if line.startswith("a=rtpmap:") and line.lower().endswith(" opus/48000/2")
+    ]
+    out: list[str] = []
+    for line in lines:
+        pt = line[7:].split(" ", 1)[0] if line.startswith("a=fmtp:") else None
+        if pt in opus:
+            if "usedtx=" not in line:
+                line += ";usedtx=1"
+            opus.remove(pt)
+        out.append(line)
+    for pt in opus:  # no fmtp line yet: add one after the rtpmap
+        at = out.index(next(x for x in out if x.startswith(f"a=rtpmap:{pt} ")))
+        out.insert(at + 1, f"a=fmtp:{pt} minptime=10;useinbandfec=1;usedtx=1")
+    return "\r\n".join(out)

@@ -9,11 +9,27 @@ from typing import Any
 
 from .errors import Conflict, Forbidden, Invalid, NotFound
 
-__all__ = ["Participant", "AgendaEntry", "LiveSession", "CHAIR_ROLES"]
+__all__ = ["Participant", "AgendaEntry", "LiveSession", "CHAIR_ROLES", "media_caps"]
 
 # Board roles that may run the session: move the agenda, hand over presenting, admit.
 CHAIR_ROLES = frozenset({"chair", "coordinator"})
 CHAT_HISTORY = 100
+
+
+def media_caps(role: str) -> dict[str, dict[str, int]]:
+    """What the browser is asked to send, by role (RTCRtpEncodingParameters names). Cameras
+    stay near 360p so a 15-person board fits; the presenter's screen share gets more bits at a
+    low frame rate, so text and images stay sharp."""
+    camera = {
+        "maxBitrate": 150_000 if role == "observer" else 500_000,
+        "maxFramerate": 30,
+        "maxHeight": 360,
+    }
+    return {
+        "camera": camera,
+        "screen": {"maxBitrate": 1_500_000, "maxFramerate": 5},
+        "audio": {"maxBitrate": 32_000},
+    }
 
 
 @dataclass

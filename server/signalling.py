@@ -29,7 +29,7 @@ from .api.routing import TOKEN_COOKIE
 from .attendance import close_spans, open_span, switch_item
 from .contract import EventContract
 from .errors import Conflict, EboardError, Forbidden, Invalid, NotFound, Unauthenticated
-from .live import AgendaEntry, LiveSession, Participant
+from .live import AgendaEntry, LiveSession, Participant, media_caps
 from .models import Board, BoardMember, BoardSession, Case, Institution, User, utcnow
 from .ratelimit import TokenBucket
 from .services import Services
@@ -221,6 +221,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             "admitted": admitted,
             "snapshot": live.snapshot(),
             "ice_servers": [asdict(s) for s in self._ice.servers_for(person.id)],
+            "media_caps": media_caps(person.role),
         }
 
     async def _replace_older(self, key: tuple[int, str]) -> None:

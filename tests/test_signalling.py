@@ -123,6 +123,8 @@ async def test_join_returns_snapshot_and_others_see_the_newcomer(
     assert joined["ok"] is True and joined["you"] == "u3" and joined["admitted"] is True
     snap = joined["snapshot"]
     assert snap["board_name"] == "Thoracic MDT" and snap["chair"] == "u3"
+    assert joined["media_caps"]["camera"]["maxBitrate"] == 500_000
+    assert joined["media_caps"]["screen"]["maxFramerate"] == 5
     surgeon = await connect("surgeon")
     second = await surgeon.call("join", {"session_id": sid})
     assert [p["name"] for p in second["snapshot"]["participants"]] == [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from media.local import LocalSfu
 from media.sdp import parse_description
@@ -75,5 +75,20 @@ async def test_answer_accepts_vp8_only(sfu: LocalSfu) -> None:
         answer = await sfu.publish("board", "a", pc.localDescription.sdp)
         video = parse_description(answer, "answer").media[0]
         assert {c.mimeType.lower() for c in video.rtp.codecs} == {"video/vp8", "video/rtx"}
+    finally:
+        await pc.close()
+
+
+async def test_answer_asks_the_publisher_for_opus_dtx(sfu: LocalSfu) -> None:
+    pc = RTCPeerConnection(CONFIGURATION)
+    try:
+        pc.addTrack(AudioStreamTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await sfu.publish("board", "a", pc.localDescription.sdp)
+        opus_pt = next(line.split(":")[1].split()[0] for line in answer.splitlines()
+                       if line.lower().endswith("opus/48000/2"))
+        fmtp = [line for line in answer.splitlines() if line.startswith(f"a=fmtp:{opus_pt} ")]
+        assert len(fmtp) == 1 and fmtp[0].endswith(";usedtx=1")
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))  # still valid
     finally:
         await pc.close()
