@@ -9,6 +9,7 @@ import { intakePage } from './cases/intake.js';
 import { casePage } from './cases/page.js';
 import { joinPage } from './join.js';
 import { loginPage } from './login.js';
+import { roomPage } from './room/page.js';
 import { sessionPage } from './schedule/agenda.js';
 import { boardsPage } from './schedule/boards.js';
 import { calendarPage } from './schedule/calendar.js';
@@ -26,6 +27,7 @@ function routes(app) {
     { pattern: '/boards', page: () => boardsPage(app) },
     { pattern: '/boards/:id', page: (params) => calendarPage(app, params) },
     { pattern: '/sessions/:id', page: (params) => sessionPage(app, params) },
+    { pattern: '/sessions/:id/room', page: (params) => roomPage(app, params) },
     { pattern: '/cases', page: () => casesPage(app) },
     { pattern: '/cases/new', page: () => intakePage(app) },
     { pattern: '/cases/:id', page: (params) => casePage(app, params) },

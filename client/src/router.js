@@ -23,6 +23,13 @@
  * @property {Record<string, string>} params
  */
 
+/**
+ * @typedef {object} Held
+ * @property {string} path
+ * @property {unknown} value
+ * @property {() => void} dispose
+ */
+
 export class Router {
   /**
    * @param {Route[]} routes tried in order; the first match wins
@@ -33,6 +40,28 @@ export class Router {
     this._fallback = fallback;
     /** @type {(match: Match) => void} */
     this._listener = () => {};
+    /** @type {Held | null} */
+    this._held = null;
+  }
+
+  /**
+   * A resource that lives as long as the current path: made on the first call, the same one
+   * handed back when the page is shown again (a language switch), disposed when the path
+   * changes. A live session's connection is one: it must outlast a re-render, not a visit.
+   * @template T
+   * @param {() => T} make
+   * @param {(value: T) => void} dispose
+   * @returns {T}
+   */
+  hold(make, dispose) {
+    const path = this.path;
+    if (this._held?.path !== path) {
+      this._release();
+      const value = make();
+      this._held = { path, value, dispose: () => dispose(value) };
+      return value;
+    }
+    return /** @type {T} */ (this._held.value);
   }
 
   /**
@@ -64,7 +93,14 @@ export class Router {
     this._dispatch();
   }
 
+  _release() {
+    const held = this._held;
+    this._held = null;
+    held?.dispose();
+  }
+
   _dispatch() {
+    if (this._held && this._held.path !== this.path) this._release();
     const match = this.match(this.path);
     if (match) this._listener(match);
     else this.navigate(this._fallback);

@@ -135,4 +135,12 @@ export function formatSize(bytes) {
   return `${format.format(bytes / (1024 * 1024))} MB`;
 }
 
+/**
+ * A fraction as a percentage ("2.5%"), in the current language.
+ * @param {number} fraction
+ */
+export function formatPercent(fraction) {
+  return new Intl.NumberFormat(current, { style: 'percent', maximumFractionDigits: 1 }).format(fraction);
+}
+
 document.documentElement.lang = current;

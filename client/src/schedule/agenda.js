@@ -31,13 +31,24 @@ export async function sessionPage(app, { id }) {
     h('p', { class: 'breadcrumb' },
       h('a', { href: '#/boards' }, t('nav.boards')), ' › ',
       h('a', { href: `#/boards/${session.board_id}` }, session.board_name)),
-    pageHeader(t('session.title', { board: session.board_name }), icsLink(app, session, { asButton: true })),
+    pageHeader(t('session.title', { board: session.board_name }),
+      joinable(session) && h('a', { href: `#/sessions/${session.id}/room`, class: 'button-primary', 'data-testid': 'join-room' }, t('session.join_room')),
+      icsLink(app, session, { asButton: true })),
     h('div', { class: 'session-facts' },
       bothZones(session.start, { viewerTestid: 'session-viewer-time', boardTestid: 'session-board-time' }),
       h('p', null,
         h('span', { class: `badge status-${session.status}`, 'data-testid': 'session-status' }, label('session_status', session.status)),
         ' ', t('common.minutes', { count: sessionMinutes(session) }))),
     editor.el);
+}
+
+/**
+ * Whether the session's live room is open to join: scheduled and not over yet (the server
+ * decides; this only hides a link that would be refused).
+ * @param {Session} session
+ */
+function joinable(session) {
+  return session.status === 'scheduled' && Date.parse(session.end.utc) > Date.now();
 }
 
 /** Shows a session's agenda and sends the user's changes to the server. */

@@ -1,0 +1,773 @@
+/**
+ * The live session's protocol: the socket.io connection to the `/board` namespace and the two
+ * WebRTC peer connections of one participant (up: our camera and microphone to the server; down:
+ * everyone else's tracks from the server). No DOM access: the room page (src/room/) shows what
+ * this reports and calls its methods.
+ *
+ * Wire contract: schemas/events/*.json. ICE: each side's description is sent once gathering has
+ * completed (host candidates take milliseconds; aiortc answers with all of its own), or after
+ * GATHER_WAIT_MS with what is there so far, the rest trickled with `candidate`. aiortc has no ICE
+ * restart, so a media connection that failed is replaced by a fresh one.
+ */
+
+import { io } from 'socket.io-client';
+
+/** @typedef {'good'|'fair'|'poor'|'unknown'} Quality */
+
+/**
+ * A person in the live session (schemas/events/participant.json).
+ * @typedef {object} Participant
+ * @property {string} id "u" + user id; also the MediaStream id of their tracks on our down connection
+ * @property {number} user_id
+ * @property {string} name
+ * @property {string} institution
+ * @property {boolean} external
+ * @property {'chair'|'specialist'|'observer'|'coordinator'} role
+ * @property {string|null} specialty
+ * @property {boolean} muted
+ * @property {boolean} camera
+ * @property {boolean} hand
+ * @property {'lobby'|'connecting'|'connected'|'reconnecting'} connection
+ * @property {Quality} quality
+ */
+
+/**
+ * @typedef {object} AgendaEntry
+ * @property {number} id agenda item id
+ * @property {number} case_id
+ * @property {string} case_number
+ * @property {string} [clinical_question]
+ * @property {number} timebox_minutes
+ * @property {string} lane
+ */
+
+/**
+ * @typedef {object} ChatMessage
+ * @property {string} from participant id
+ * @property {string} name
+ * @property {string} text
+ * @property {string} at ISO instant
+ */
+
+/**
+ * The live state of a session (schemas/events/snapshot.json).
+ * @typedef {object} Snapshot
+ * @property {number} session_id
+ * @property {number} board_id
+ * @property {string} board_name
+ * @property {Participant[]} participants
+ * @property {string|null} chair
+ * @property {string|null} presenter
+ * @property {string|null} speaker
+ * @property {{items: AgendaEntry[], current: number|null, current_started_at: string|null}} agenda
+ * @property {ChatMessage[]} chat
+ * @property {boolean} admission
+ */
+
+/**
+ * Why the server refused an event (schemas/events/error.json).
+ * @typedef {object} EventError
+ * @property {string} event
+ * @property {string|null} field
+ * @property {string} message
+ */
+
+/**
+ * @typedef {object} IceServerInfo
+ * @property {string[]} urls
+ * @property {string|null} [username]
+ * @property {string|null} [credential]
+ */
+
+/**
+ * Where the participant is: `connecting` (first join), `lobby` (waiting to be admitted), `live`,
+ * `reconnecting` (socket lost; the client comes back by itself), or an end: `left`, `kicked`
+ * (joined again elsewhere), `refused` (the join or the connection was refused).
+ * @typedef {'connecting'|'lobby'|'live'|'reconnecting'|'left'|'kicked'|'refused'} Phase
+ */
+
+/**
+ * How the media connections fare, from getStats.
+ * @typedef {object} Link
+ * @property {Quality} quality
+ * @property {number|null} rtt round-trip time in seconds
+ * @property {number|null} loss fraction of packets lost since the last measurement
+ * @property {RTCPeerConnectionState|'none'} up
+ * @property {RTCPeerConnectionState|'none'} down
+ */
+
+/**
+ * The events a LiveClient dispatches (as CustomEvents, with this detail); listen with `on`.
+ * @typedef {object} LiveEvents
+ * @property {Phase} phase
+ * @property {Snapshot} state anything in the snapshot changed
+ * @property {ChatMessage} chat a new chat message (already in the snapshot)
+ * @property {Participant[]} lobby who waits in the lobby (chairs only)
+ * @property {Map<string, MediaStream>} streams remote streams came or went
+ * @property {MediaStream|null} local our own stream, mute or camera changed
+ * @property {Link} link
+ * @property {EventError} error
+ */
+
+const GATHER_WAIT_MS = 1500;
+const CALL_TIMEOUT_MS = 10000;
+const MEASURE_EVERY_MS = 2000;
+const CAMERA_MAX_BITRATE = 600_000;
+/**
+ * Away longer than this, the server may have let our place go (its grace period is 10 s by
+ * default) and closed our media with it, though the browser may not have noticed yet: come back
+ * with fresh media connections rather than wait for the old ones to fail.
+ */
+const RESUME_WINDOW_MS = 8000;
+
+/** An event the server (or the connection) refused. */
+export class LiveError extends Error {
+  /** @param {EventError} error */
+  constructor(error) {
+    super(error.message);
+    this.name = 'LiveError';
+    this.event = error.event;
+    this.field = error.field;
+  }
+}
+
+/**
+ * A `.catch` for the page's calls: a refusal has already been reported through the `error`
+ * event (the page shows it); anything else is a bug and goes on.
+ * @param {unknown} error
+ */
+export function reported(error) {
+  if (!(error instanceof LiveError)) throw error;
+}
+
+/**
+ * One participant's live session: socket, state, and media.
+ */
+export class LiveClient extends EventTarget {
+  /**
+   * @param {number} sessionId
+   * @param {object} [options]
+   * @param {string} [options.namespace] socket.io namespace URL, same origin by default
+   */
+  constructor(sessionId, { namespace = '/board' } = {}) {
+    super();
+    this.sessionId = sessionId;
+    /** @type {Phase} */
+    this.phase = 'connecting';
+    /** Our participant id, once joined. */
+    this.you = '';
+    /** @type {Snapshot | null} */
+    this.snapshot = null;
+    /** @type {Participant[]} */
+    this.waiting = [];
+    /** Remote streams by participant id (or by stream id when one carries no participant id). */
+    this.remote = /** @type {Map<string, MediaStream>} */ (new Map());
+    /** @type {MediaStream | null} */
+    this.local = null;
+    this.muted = false;
+    this.camera = true;
+    /** @type {Link} */
+    this.link = { quality: 'unknown', rtt: null, loss: null, up: 'none', down: 'none' };
+    /** How many joins succeeded (the first and every rejoin after a reconnect). */
+    this.joins = 0;
+    /** @type {RTCPeerConnection | null} */
+    this.up = null;
+    /** @type {RTCPeerConnection | null} */
+    this.down = null;
+    /** @type {IceServerInfo[]} */
+    this._iceServers = [];
+    /** Down negotiations run one after another, in the order the offers came. */
+    this._downChain = Promise.resolve();
+    /** @type {Promise<void> | null} a media restart under way */
+    this._restarting = null;
+    /** @type {{lost: number, total: number}} packet counters at the last measurement */
+    this._counters = { lost: 0, total: 0 };
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this._measuring = undefined;
+    this._leaving = false;
+    /** @type {number | null} when the socket was lost (performance.now()) */
+    this._lostAt = null;
+    this.socket = io(namespace, {
+      transports: ['websocket'],
+      autoConnect: false,
+      reconnectionDelay: 250,
+      reconnectionDelayMax: 1000,
+      randomizationFactor: 0.3,
+      timeout: 5000,
+    });
+    this._listen();
+  }
+
+  /**
+   * Listen to one kind of event; the listener gets the event's detail.
+   * @template {keyof LiveEvents} K
+   * @param {K} type
+   * @param {(detail: LiveEvents[K]) => void} listener
+   * @param {AbortSignal} [signal] removes the listener when aborted
+   */
+  on(type, listener, signal) {
+    this.addEventListener(type, (event) => listener(/** @type {CustomEvent<LiveEvents[K]>} */ (event).detail), { signal });
+  }
+
+  /**
+   * Connect and join; publish `stream` (camera and microphone) once admitted. Without a stream
+   * the participant only watches and listens.
+   * @param {MediaStream | null} stream
+   */
+  start(stream) {
+    this.local = stream;
+    this.socket.connect();
+  }
+
+  /** Our own entry in the live state, once admitted. */
+  get me() {
+    return this.snapshot?.participants.find((p) => p.id === this.you) ?? null;
+  }
+
+  /** Whether we may run the session: move the agenda, hand over presenting, admit. */
+  get chairs() {
+    const role = this.me?.role;
+    return role === 'chair' || role === 'coordinator';
+  }
+
+  // -- what the participant does ----------------------------------------------------------
+
+  /** @param {boolean} muted */
+  async setMuted(muted) {
+    this.muted = muted;
+    for (const track of this.local?.getAudioTracks() ?? []) track.enabled = !muted;
+    this._emit('local', this.local);
+    await this._call('media-state', { muted });
+  }
+
+  /** @param {boolean} on */
+  async setCamera(on) {
+    this.camera = on;
+    for (const track of this.local?.getVideoTracks() ?? []) track.enabled = on;
+    this._emit('local', this.local);
+    await this._call('media-state', { camera: on });
+  }
+
+  /**
+   * Send from other devices: the new stream's tracks replace the old ones on the up connection
+   * (no renegotiation, so nobody else's view flickers); a kind the up connection does not carry
+   * yet means a fresh publish.
+   * @param {MediaStream} stream
+   */
+  async useStream(stream) {
+    const old = this.local;
+    this.local = stream;
+    for (const track of stream.getAudioTracks()) track.enabled = !this.muted;
+    for (const track of stream.getVideoTracks()) track.enabled = this.camera;
+    this._emit('local', stream);
+    const senders = this.up?.getSenders() ?? [];
+    const replaceable = this.up?.connectionState === 'connected'
+      && stream.getTracks().every((track) => senders.some((s) => s.track?.kind === track.kind));
+    if (replaceable) {
+      for (const track of stream.getTracks()) {
+        await senders.find((s) => s.track?.kind === track.kind)?.replaceTrack(track);
+      }
+    } else if (this.phase === 'live') {
+      await this._publish();
+    }
+    if (old && old !== stream) for (const track of old.getTracks()) track.stop();
+  }
+
+  /** @param {boolean} raised */
+  async raiseHand(raised) {
+    await this._call('hand', { raised });
+  }
+
+  /** @param {string} text */
+  async say(text) {
+    await this._call('chat', { text });
+  }
+
+  /**
+   * Chair: make an agenda item current (null: no case under discussion).
+   * @param {number | null} itemId
+   */
+  async moveAgenda(itemId) {
+    await this._call('agenda', { item_id: itemId });
+  }
+
+  /**
+   * Chair: hand presenting to a participant (null: nobody).
+   * @param {string | null} participant
+   */
+  async present(participant) {
+    await this._call('presenter', { participant });
+  }
+
+  /**
+   * Chair: admit someone waiting in the lobby.
+   * @param {string} participant
+   */
+  async admit(participant) {
+    await this._call('admit', { participant });
+  }
+
+  /** Leave the session: tell the server, then close everything. */
+  async leave() {
+    this._leaving = true;
+    if (this.socket.connected && (this.phase === 'live' || this.phase === 'lobby')) {
+      try {
+        await this._call('leave', {});
+      } catch {
+        // closing either way; the server's grace period covers a leave that did not arrive
+      }
+    }
+    this.close('left');
+  }
+
+  /**
+   * Close the socket and both media connections and stop our camera and microphone.
+   * @param {Phase} [phase]
+   */
+  close(phase = 'left') {
+    this._stopMedia();
+    for (const track of this.local?.getTracks() ?? []) track.stop();
+    this._setPhase(phase);
+    this.socket.disconnect();
+  }
+
+  // -- socket -----------------------------------------------------------------------------
+
+  _listen() {
+    const socket = this.socket;
+    socket.on('connect', () => void this._join());
+    socket.on('disconnect', (reason) => {
+      if (this._ended()) return;
+      this._lostAt ??= performance.now();
+      if (reason === 'io server disconnect') {
+        // The server closed this connection without a `kicked` first: try again.
+        socket.connect();
+      }
+      this._setPhase('reconnecting');
+    });
+    socket.on('connect_error', (error) => {
+      // A refusal by the server (not logged in) is final; anything else is retried by itself.
+      if (!socket.active) {
+        this._emit('error', { event: 'connect', field: null, message: error.message });
+        this._setPhase('refused');
+      }
+    });
+    socket.on('state', (/** @type {Snapshot} */ snapshot) => {
+      const wasWaiting = this.phase === 'lobby';
+      this._setSnapshot(snapshot);
+      if (wasWaiting && this.me) {
+        // Admitted from the lobby: the server sends the state to the one it admitted.
+        this._setPhase('live');
+        void this._ensureMedia(false);
+      }
+    });
+    socket.on('participant', (/** @type {Participant} */ person) => {
+      if (!this.snapshot) return;
+      const others = this.snapshot.participants.filter((p) => p.id !== person.id);
+      this.waiting = this.waiting.filter((p) => p.id !== person.id);
+      this._setSnapshot({ ...this.snapshot, participants: [...others, person] });
+    });
+    socket.on('participant-left', (/** @type {{id: string, reason: string}} */ { id }) => {
+      if (id === this.you && this.phase === 'live' && !this._leaving) {
+        // The server let us go (our media failed or timed out) while the socket stayed up.
+        void this._rejoin();
+        return;
+      }
+      if (this.remote.delete(id)) this._emit('streams', this.remote);
+      if (!this.snapshot) return;
+      const snapshot = this.snapshot;
+      this._setSnapshot({
+        ...snapshot,
+        participants: snapshot.participants.filter((p) => p.id !== id),
+        presenter: snapshot.presenter === id ? null : snapshot.presenter,
+        speaker: snapshot.speaker === id ? null : snapshot.speaker,
+      });
+    });
+    socket.on('speaker', (/** @type {{participant: string}} */ { participant }) => {
+      if (this.snapshot) this._setSnapshot({ ...this.snapshot, speaker: participant });
+    });
+    socket.on('chat-message', (/** @type {ChatMessage} */ message) => {
+      if (this.snapshot) this.snapshot = { ...this.snapshot, chat: [...this.snapshot.chat, message] };
+      this._emit('chat', message);
+    });
+    socket.on('lobby', (/** @type {{waiting: Participant[]}} */ { waiting }) => {
+      this.waiting = waiting;
+      this._emit('lobby', waiting);
+    });
+    socket.on('down-offer', (/** @type {{sdp: string}} */ { sdp }) => {
+      this._downChain = this._downChain.then(() => this._answerDown(sdp)).catch((error) => this._mediaFailed('answer', error));
+    });
+    socket.on('kicked', (/** @type {{reason: string}} */ { reason }) => {
+      this._emit('error', { event: 'kicked', field: null, message: reason });
+      this.close('kicked');
+    });
+    socket.on('error', (/** @type {EventError} */ error) => this._emit('error', error));
+  }
+
+  /** Join (or, after a reconnect, join again) and bring the media up. */
+  async _join() {
+    /** @type {{you: string, admitted: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[]}} */
+    let ack;
+    try {
+      ack = await this._call('join', { session_id: this.sessionId });
+    } catch {
+      // Refused (not invited, session over or cancelled): final. A socket lost meanwhile
+      // connects again by itself and this runs once more.
+      if (this.socket.connected) this.close('refused');
+      return;
+    }
+    const away = this._lostAt === null ? 0 : performance.now() - this._lostAt;
+    this._lostAt = null;
+    this.joins += 1;
+    this.you = ack.you;
+    this._iceServers = ack.ice_servers;
+    this._setSnapshot(ack.snapshot);
+    this._setPhase(ack.admitted ? 'live' : 'lobby');
+    if (ack.admitted) await this._ensureMedia(away > RESUME_WINDOW_MS);
+  }
+
+  /**
+   * The server let our participant go (its media failed or timed out) while the socket stayed
+   * up. That socket's join is spent, so join again on a new one, with fresh media.
+   */
+  _rejoin() {
+    this._stopMedia();
+    this._setPhase('reconnecting');
+    this.socket.disconnect();
+    this.socket.connect();
+  }
+
+  /**
+   * Send an event and wait for its acknowledgement.
+   * @param {string} event
+   * @param {unknown} data
+   * @returns {Promise<any>} the acknowledgement, when `ok`
+   */
+  async _call(event, data) {
+    if (!this.socket.connected) {
+      const error = { event, field: null, message: 'not connected to the live session' };
+      this._emit('error', error);
+      throw new LiveError(error);
+    }
+    let ack;
+    try {
+      ack = await this.socket.timeout(CALL_TIMEOUT_MS).emitWithAck(event, data);
+    } catch {
+      const error = { event, field: null, message: 'the server did not answer in time' };
+      this._emit('error', error);
+      throw new LiveError(error);
+    }
+    // The server also sends an `error` event for every refusal, which the page shows.
+    if (!ack?.ok) throw new LiveError(ack?.error ?? { event, field: null, message: 'refused' });
+    return ack;
+  }
+
+  // -- media ------------------------------------------------------------------------------
+
+  /**
+   * After a join: keep media connections that are up; replace what is not (aiortc has no ICE
+   * restart, so a connection that failed is replaced rather than repaired).
+   * @param {boolean} stale whether we were away so long that the server may have closed them
+   */
+  async _ensureMedia(stale) {
+    const fresh = stale || !this.up || !healthy(this.up) || (this.down !== null && !healthy(this.down));
+    try {
+      if (fresh) {
+        // The server offers a new down connection when a participant publishes afresh.
+        this._closeDown();
+        await this._publish();
+      }
+      // After every join: a rejoin may have reset what the server knew of us.
+      await this._call('media-state', {
+        muted: this.muted || !this.local?.getAudioTracks().length,
+        camera: this.camera && Boolean(this.local?.getVideoTracks().length),
+        quality: this.link.quality,
+      });
+    } catch (error) {
+      this._mediaFailed('publish', error);
+    }
+    this._startMeasuring();
+  }
+
+  /** A fresh up connection carrying our stream: offer, wait for candidates, send, apply the answer. */
+  async _publish() {
+    const stream = this.local;
+    if (!stream) return;
+    this.up?.close();
+    const pc = this._peer('up');
+    this.up = pc;
+    for (const track of stream.getTracks()) {
+      pc.addTransceiver(track, {
+        direction: 'sendonly',
+        streams: [stream],
+        // A board needs faces, not film: keep a camera under the cap.
+        sendEncodings: track.kind === 'video' ? [{ maxBitrate: CAMERA_MAX_BITRATE }] : undefined,
+      });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    const { sdp, late } = await this._described(pc);
+    const ack = await this._call('publish', { sdp, type: 'offer' });
+    if (pc !== this.up) return; // replaced meanwhile
+    await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
+    this._trickle(pc, 'up', late);
+  }
+
+  /**
+   * Answer the server's (re)offer for the down connection. A new ICE user fragment means the
+   * server made a fresh connection, so a fresh one answers it.
+   * @param {string} sdp
+   */
+  async _answerDown(sdp) {
+    if (this._ended()) return;
+    if (!this.down || this.down.signalingState === 'closed' || iceUfrag(sdp) !== iceUfrag(this.down.remoteDescription?.sdp)) {
+      this._closeDown();
+      this.down = this._peer('down');
+      this.down.ontrack = (event) => this._onTrack(event);
+    }
+    const pc = this.down;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription();
+    const { sdp: answer, late } = await this._described(pc);
+    await this._call('answer', { sdp: answer, type: 'answer' });
+    this._trickle(pc, 'down', late);
+    this._pruneStreams();
+  }
+
+  /** @param {RTCTrackEvent} event */
+  _onTrack(event) {
+    const stream = event.streams[0] ?? new MediaStream([event.track]);
+    this.remote.set(stream.id, stream);
+    const changed = () => {
+      this._pruneStreams();
+      this._emit('streams', this.remote);
+    };
+    stream.onremovetrack = changed;
+    stream.onaddtrack = changed;
+    this._emit('streams', this.remote);
+  }
+
+  /** Forget remote streams none of whose tracks the down connection still receives. */
+  _pruneStreams() {
+    const live = new Set((this.down?.getTransceivers() ?? [])
+      .filter((t) => t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv')
+      .map((t) => t.receiver.track));
+    let changed = false;
+    for (const [id, stream] of this.remote) {
+      if (!stream.getTracks().some((track) => live.has(track))) {
+        this.remote.delete(id);
+        changed = true;
+      }
+    }
+    if (changed) this._emit('streams', this.remote);
+  }
+
+  /**
+   * A peer connection that reports its state and restarts media when it fails.
+   * @param {'up'|'down'} direction
+   */
+  _peer(direction) {
+    const pc = new RTCPeerConnection({
+      iceServers: this._iceServers.map((s) => ({ urls: s.urls, username: s.username ?? undefined, credential: s.credential ?? undefined })),
+      bundlePolicy: 'max-bundle',
+    });
+    pc.onconnectionstatechange = () => {
+      const current = direction === 'up' ? this.up : this.down;
+      if (pc !== current) return;
+      this.link = { ...this.link, [direction]: pc.connectionState };
+      this._emit('link', this.link);
+      if (pc.connectionState === 'failed') this._mediaFailed(direction, new Error(`${direction} connection failed`));
+    };
+    return pc;
+  }
+
+  /**
+   * The local description once ICE gathering completed, or after GATHER_WAIT_MS with the
+   * candidates so far; those gathered later are kept for `_trickle`.
+   * @param {RTCPeerConnection} pc
+   * @returns {Promise<{sdp: string, late: RTCIceCandidateInit[]}>}
+   */
+  async _described(pc) {
+    await gathered(pc, GATHER_WAIT_MS);
+    const sdp = pc.localDescription?.sdp;
+    if (!sdp) throw new Error('no local description');
+    /** @type {RTCIceCandidateInit[]} */
+    const late = [];
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate?.candidate) late.push(candidate.toJSON());
+    };
+    return { sdp, late };
+  }
+
+  /**
+   * Once the server holds our description: send the candidates that missed it, and any to come.
+   * @param {RTCPeerConnection} pc
+   * @param {'up'|'down'} direction
+   * @param {RTCIceCandidateInit[]} late
+   */
+  _trickle(pc, direction, late) {
+    const send = (/** @type {RTCIceCandidateInit} */ c) => {
+      const candidate = { candidate: c.candidate ?? '', sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null };
+      void this._call('candidate', { direction, candidate }).catch(() => {});
+    };
+    for (const c of late.splice(0)) send(c);
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate?.candidate) send(candidate.toJSON());
+    };
+  }
+
+  /**
+   * A media step failed: report it, and if the socket is fine, start media afresh (once at a time).
+   * @param {string} event
+   * @param {unknown} error
+   */
+  _mediaFailed(event, error) {
+    if (!(error instanceof LiveError)) {
+      this._emit('error', { event, field: null, message: error instanceof Error ? error.message : String(error) });
+    }
+    if (this._ended() || this.phase !== 'live' || !this.socket.connected || this._restarting) return;
+    if (event !== 'up' && event !== 'down') return; // refusals are reported, not retried
+    this._restarting = (async () => {
+      this._closeDown();
+      try {
+        await this._publish();
+      } catch (failure) {
+        if (!(failure instanceof LiveError)) this._emit('error', { event: 'publish', field: null, message: String(failure) });
+      }
+    })().finally(() => { this._restarting = null; });
+  }
+
+  _closeDown() {
+    this.down?.close();
+    this.down = null;
+    if (this.remote.size) {
+      this.remote.clear();
+      this._emit('streams', this.remote);
+    }
+  }
+
+  _stopMedia() {
+    clearInterval(this._measuring);
+    this._measuring = undefined;
+    this.up?.close();
+    this.up = null;
+    this._closeDown();
+  }
+
+  // -- connection quality -----------------------------------------------------------------
+
+  _startMeasuring() {
+    if (this._measuring !== undefined) return;
+    this._measuring = setInterval(() => void this._measure(), MEASURE_EVERY_MS);
+  }
+
+  /** Round-trip time and packet loss of both connections; the grade goes to the server when it changes. */
+  async _measure() {
+    let rtt = /** @type {number|null} */ (null);
+    let lost = 0;
+    let total = 0;
+    for (const pc of [this.up, this.down]) {
+      if (!pc || pc.connectionState === 'closed') continue;
+      const report = await pc.getStats();
+      report.forEach((s) => {
+        if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') {
+          rtt = Math.max(rtt ?? 0, s.currentRoundTripTime);
+        } else if (s.type === 'inbound-rtp') {
+          lost += Math.max(0, s.packetsLost ?? 0);
+          total += (s.packetsReceived ?? 0) + Math.max(0, s.packetsLost ?? 0);
+        } else if (s.type === 'remote-inbound-rtp') {
+          lost += Math.max(0, s.packetsLost ?? 0);
+        } else if (s.type === 'outbound-rtp') {
+          total += s.packetsSent ?? 0;
+        }
+      });
+    }
+    const dLost = Math.max(0, lost - this._counters.lost);
+    const dTotal = Math.max(0, total - this._counters.total);
+    this._counters = { lost, total };
+    const loss = dTotal > 0 ? Math.min(1, dLost / dTotal) : null;
+    const quality = grade(rtt, loss);
+    const before = this.link.quality;
+    this.link = {
+      quality, rtt, loss, up: this.up?.connectionState ?? 'none', down: this.down?.connectionState ?? 'none',
+    };
+    this._emit('link', this.link);
+    if (quality !== before && this.phase === 'live' && this.socket.connected) {
+      await this._call('media-state', { quality }).catch(() => {});
+    }
+  }
+
+  // -- plumbing ---------------------------------------------------------------------------
+
+  /** @param {Snapshot} snapshot */
+  _setSnapshot(snapshot) {
+    this.snapshot = snapshot;
+    this._emit('state', snapshot);
+  }
+
+  /** @param {Phase} phase */
+  _setPhase(phase) {
+    if (this.phase === phase) return;
+    this.phase = phase;
+    this._emit('phase', phase);
+  }
+
+  _ended() {
+    return this.phase === 'left' || this.phase === 'kicked' || this.phase === 'refused';
+  }
+
+  /**
+   * @template {keyof LiveEvents} K
+   * @param {K} type
+   * @param {LiveEvents[K]} detail
+   */
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** @param {RTCPeerConnection} pc */
+function healthy(pc) {
+  return pc.connectionState === 'connected' || pc.connectionState === 'connecting' || pc.connectionState === 'new';
+}
+
+/**
+ * Resolve when `pc` has gathered all its candidates, or after `ms`.
+ * @param {RTCPeerConnection} pc
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+function gathered(pc, ms) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const timer = setTimeout(done, ms);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+/**
+ * The first `a=ice-ufrag` of a session description.
+ * @param {string | undefined} sdp
+ */
+function iceUfrag(sdp) {
+  return /^a=ice-ufrag:(\S+)/m.exec(sdp ?? '')?.[1] ?? null;
+}
+
+/**
+ * @param {number | null} rtt seconds
+ * @param {number | null} loss fraction
+ * @returns {Quality}
+ */
+function grade(rtt, loss) {
+  if (rtt === null && loss === null) return 'unknown';
+  const r = rtt ?? 0;
+  const l = loss ?? 0;
+  if (r < 0.2 && l < 0.02) return 'good';
+  if (r < 0.5 && l < 0.08) return 'fair';
+  return 'poor';
+}

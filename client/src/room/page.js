@@ -1,0 +1,154 @@
+/**
+ * The live session's room (`#/sessions/:id/room`): videos and controls on the stage; agenda,
+ * lobby, participants and chat beside them. The viewer and note panels of later features sit
+ * beside the videos too.
+ *
+ * The live connection outlasts a re-render of the page (a language switch) and ends when the
+ * user goes elsewhere: the router holds it for as long as the path stays.
+ */
+
+import './room.css';
+import { LiveClient } from '../protocol.js';
+import { label, t } from '../i18n/index.js';
+import { h, mount } from '../ui.js';
+import { AgendaPanel } from './agenda.js';
+import { ChatPanel } from './chat.js';
+import { ConnectionIndicator } from './connection.js';
+import { Controls } from './controls.js';
+import { openMedia } from './devices.js';
+import { VideoGrid } from './grid.js';
+import { LobbyPanel } from './lobby.js';
+import { ParticipantList } from './participants.js';
+
+/** @typedef {import('../app.js').App} App */
+/** @typedef {import('../types.js').Session} Session */
+/** @typedef {import('../protocol.js').Phase} Phase */
+/** @typedef {import('../protocol.js').EventError} EventError */
+
+/**
+ * What the router holds for the room: the live client, and the views of the latest render.
+ * @typedef {object} Room
+ * @property {LiveClient} live
+ * @property {AbortController | null} views
+ */
+
+/**
+ * @param {App} app
+ * @param {Record<string, string>} params `id`; `debug` (or `localStorage['eboard.debug']`) exposes
+ *   the live client as `window.__eboard.live`, for tests and support: it holds nothing the
+ *   user could not see
+ */
+export async function roomPage(app, { id, debug }) {
+  const path = app.router.path;
+  /** @type {Session} */
+  const session = await app.api.get(`/sessions/${id}`);
+  if (app.router.path !== path) return h('section'); // the user went elsewhere meanwhile
+  const room = app.router.hold(() => startRoom(session.id), (held) => {
+    held.views?.abort();
+    held.live.close('left');
+    const hook = /** @type {any} */ (window).__eboard;
+    if (hook?.live === held.live) delete (/** @type {any} */ (window).__eboard);
+  });
+  if (debug !== undefined || debugging()) /** @type {any} */ (window).__eboard = { live: room.live };
+  room.views?.abort();
+  const views = new AbortController();
+  room.views = views;
+  return roomView(app, session, room.live, views.signal);
+}
+
+/** Whether this browser asked for the debug hook (`localStorage['eboard.debug']`, e.g. tests). */
+function debugging() {
+  try {
+    return window.localStorage.getItem('eboard.debug') !== null;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Open camera and microphone, then connect and join.
+ * @param {number} sessionId
+ * @returns {Room}
+ */
+function startRoom(sessionId) {
+  const live = new LiveClient(sessionId);
+  void openMedia().then((stream) => {
+    if (live.phase === 'left') {
+      for (const track of stream?.getTracks() ?? []) track.stop();
+      return;
+    }
+    live.start(stream);
+  });
+  return { live, views: null };
+}
+
+/**
+ * @param {App} app
+ * @param {Session} session
+ * @param {LiveClient} live
+ * @param {AbortSignal} signal
+ */
+function roomView(app, session, live, signal) {
+  const sessionPath = `/sessions/${session.id}`;
+  const notice = h('div', { class: 'room-notice', 'data-testid': 'room-notice', 'aria-live': 'polite' });
+  const errors = h('div', { class: 'room-errors', 'aria-live': 'assertive' });
+  const el = h('section', { class: 'room', 'data-testid': 'room', 'data-session': session.id },
+    h('div', { class: 'room-header' },
+      h('div', null,
+        h('p', { class: 'breadcrumb' },
+          h('a', { href: '#/boards' }, t('nav.boards')), ' › ',
+          h('a', { href: `#/boards/${session.board_id}` }, session.board_name), ' › ',
+          h('a', { href: `#${sessionPath}` }, t('room.session'))),
+        h('h1', null, t('room.title', { board: session.board_name }))),
+      new ConnectionIndicator(live, signal).el),
+    notice,
+    errors,
+    h('div', { class: 'room-body' },
+      h('div', { class: 'room-stage' },
+        new VideoGrid(live, signal).el,
+        new Controls(live, signal, () => app.navigate(sessionPath)).el),
+      h('aside', { class: 'room-side' },
+        new AgendaPanel(live, signal).el,
+        new LobbyPanel(live, signal).el,
+        new ParticipantList(live, signal).el,
+        new ChatPanel(live, signal).el)));
+
+  const showPhase = (/** @type {Phase} */ phase) => {
+    el.dataset.phase = phase;
+    mount(notice, phaseNotice(phase, sessionPath));
+  };
+  live.on('phase', showPhase, signal);
+  showPhase(live.phase);
+  live.on('error', (error) => showError(errors, error), signal);
+  return el;
+}
+
+/**
+ * What the participant should know about where they are, or nothing while all is well.
+ * @param {Phase} phase
+ * @param {string} sessionPath
+ */
+function phaseNotice(phase, sessionPath) {
+  const back = h('a', { href: `#${sessionPath}` }, t('room.back_to_session'));
+  switch (phase) {
+    case 'connecting': return h('p', { class: 'notice' }, t('room.connecting'));
+    case 'lobby': return h('p', { class: 'notice', 'data-testid': 'room-lobby-wait' }, t('room.lobby_wait'));
+    case 'reconnecting': return h('p', { class: 'notice' }, label('phase', 'reconnecting'));
+    case 'kicked': return h('p', { class: 'notice danger' }, t('room.kicked'), ' ', back);
+    case 'refused': return h('p', { class: 'notice danger' }, t('room.refused'), ' ', back);
+    case 'left': return h('p', { class: 'notice' }, t('room.left'), ' ', back);
+    default: return null;
+  }
+}
+
+/**
+ * Show one refused event (replacing the one before) for a while.
+ * @param {HTMLElement} slot
+ * @param {EventError} error
+ */
+function showError(slot, error) {
+  const box = h('div', { class: 'alert', role: 'alert', 'data-testid': 'room-error', 'data-event': error.event },
+    error.field ? `${error.message} (${error.field})` : error.message);
+  mount(slot, box);
+  setTimeout(() => box.remove(), 8000);
+}

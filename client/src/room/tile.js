@@ -1,0 +1,100 @@
+/**
+ * One tile of the video grid: a participant's video (or a placeholder while there is none) with
+ * their name, institution and specialty, and what they are doing (speaking, presenting, muted,
+ * hand raised).
+ */
+
+import { label, t } from '../i18n/index.js';
+import { h, mount } from '../ui.js';
+import { icon } from './icons.js';
+
+/** @typedef {import('../protocol.js').Participant} Participant */
+
+/**
+ * @typedef {object} TileState
+ * @property {Participant | null} person null for a stream the live state names nobody for
+ * @property {MediaStream | null} stream
+ * @property {boolean} speaking
+ * @property {boolean} presenting
+ */
+
+export class VideoTile {
+  /**
+   * @param {string} key participant id (or stream id of an unlabeled stream)
+   * @param {{local?: boolean, onSoundBlocked?: () => void}} [options]
+   */
+  constructor(key, { local = false, onSoundBlocked = () => {} } = {}) {
+    this.key = key;
+    this._local = local;
+    this._onSoundBlocked = onSoundBlocked;
+    this.video = h('video', {
+      autoplay: true,
+      playsinline: true,
+      'data-testid': local ? 'room-video-local' : 'room-video-remote',
+      'data-participant': local ? null : key,
+    });
+    // Our own voice must never come back out of our speakers.
+    this.video.muted = local;
+    this._placeholder = h('div', { class: 'tile-placeholder', 'aria-hidden': 'true' });
+    this._label = h('div', { class: 'tile-label' });
+    this.el = h('figure', { class: `tile${local ? ' local' : ''}`, 'data-testid': 'room-tile', 'data-participant': key },
+      this._placeholder, this._label);
+  }
+
+  /** @param {TileState} state */
+  update({ person, stream, speaking, presenting }) {
+    this.el.classList.toggle('speaking', speaking);
+    this.el.classList.toggle('presenting', presenting);
+    this.el.classList.toggle('camera-off', !stream || stream.getVideoTracks().length === 0 || person?.camera === false);
+    this._setStream(stream);
+    mount(this._placeholder, initials(person?.name ?? '?'));
+    mount(this._label,
+      h('span', { class: 'tile-name' }, this._local ? t('room.you') : person?.name ?? t('room.unknown_participant')),
+      person && h('span', { class: 'tile-meta' }, [person.institution, label('specialty', person.specialty)].filter((x) => x && x !== '—').join(' · ')),
+      h('span', { class: 'tile-flags' },
+        presenting && h('span', { class: 'badge presenter' }, t('room.presenter')),
+        person?.hand && h('span', { class: 'flag hand' }, icon('hand', t('room.hand_raised'))),
+        person?.muted && h('span', { class: 'flag' }, icon('mic-off', t('room.muted')))));
+  }
+
+  /** @param {MediaStream | null} stream */
+  _setStream(stream) {
+    if (this.video.srcObject === stream) return;
+    this.video.srcObject = stream;
+    if (!stream) {
+      this.video.remove();
+      return;
+    }
+    this.el.prepend(this.video);
+    this.video.play().catch((error) => {
+      // Sound without a click first may be blocked: play muted and offer a button for sound.
+      if (error instanceof DOMException && error.name === 'NotAllowedError' && !this.video.muted) {
+        this.video.muted = true;
+        void this.video.play().catch(() => {});
+        this._onSoundBlocked();
+      }
+    });
+  }
+
+  /** Let a remote video make sound again (after the user clicked for it). */
+  unmute() {
+    if (this._local) return;
+    this.video.muted = false;
+    void this.video.play().catch(() => {});
+  }
+
+  dispose() {
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
+
+/**
+ * "Dr. Zhang Wei" → "ZW"; a CJK name → its first character.
+ * @param {string} name
+ */
+function initials(name) {
+  const words = name.replace(/^(Dr\.?|Prof\.?)\s+/i, '').replace(/\(.*\)/, '').trim().split(/\s+/);
+  if (/[\u3400-\u9fff]/.test(words[0] ?? '')) return (words[0] ?? '?').slice(0, 1);
+  return words.slice(0, 2).map((w) => w.charAt(0).toUpperCase()).join('') || '?';
+}
