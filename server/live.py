@@ -84,12 +84,17 @@ class LiveSession:
     current: int | None = None
     current_started_at: datetime | None = None
     chat: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=CHAT_HISTORY))
+    # Whose media reaches the server now (from the SFU's joins and leaves).
+    media_up: set[str] = field(default_factory=set)
 
     def arrive(self, person: Participant) -> bool:
         """Place an arriving participant; True if admitted, False if sent to the lobby."""
         if person.id in self.participants:
             kept = self.participants[person.id]
             person.muted, person.camera, person.hand = kept.muted, kept.camera, kept.hand
+            person.quality = kept.quality
+            if person.id in self.media_up:  # a socket reconnect; the media never dropped
+                person.connection = "connected"
             self.participants[person.id] = person
             return True
         if self.admission and person.external and person.id not in self.lobby:
@@ -113,6 +118,7 @@ class LiveSession:
 
     def depart(self, participant_id: str) -> Participant | None:
         self.lobby.pop(participant_id, None)
+        self.media_up.discard(participant_id)
         person = self.participants.pop(participant_id, None)
         if self.presenter == participant_id:
             self.presenter = None
@@ -155,6 +161,19 @@ class LiveSession:
     def chair(self) -> str | None:
         chairs = [p for p in self.participants.values() if p.role == "chair"]
         return chairs[0].id if chairs else None
+
+    def lobby_view(self) -> dict[str, Any]:
+        """What someone waiting in the lobby may see: the board, nothing of the discussion."""
+        view = self.snapshot()
+        view.update(
+            participants=[],
+            chair=None,
+            presenter=None,
+            speaker=None,
+            chat=[],
+            agenda={"items": [], "current": None, "current_started_at": None},
+        )
+        return view
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,11 @@ def _room(session_id: int) -> str:
     return f"session-{session_id}"
 
 
+def _lobby(session_id: int) -> str:
+    # Those waiting for admission hear nothing of the session's own room.
+    return f"lobby-{session_id}"
+
+
 class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     """One instance per server process; live sessions are held here, keyed by session id."""
 
@@ -187,7 +192,10 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             board = await db.get(Board, meeting.board_id)
             institution = await db.get(Institution, user.institution_id)
             assert board is not None and institution is not None
-            live = self._live.get(session_id) or await self._load(db, meeting, board)
+            live = self._live.get(session_id) or LiveSession(
+                session_id=session_id, board_id=board.id or 0, board_name=board.name, agenda=[]
+            )
+            live.agenda = await self._agenda_of(db, session_id)
             await self._services.audit.append(
                 db,
                 actor_id=user.id,
@@ -210,16 +218,19 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         admitted = live.arrive(person)
         self._sids[key] = sid
         await self.save_session(sid, {**where, "session_id": session_id, "participant": person.id})
-        await self.enter_room(sid, _room(session_id))
         if admitted:
+            await self.enter_room(sid, _room(session_id))
             await self.emit("participant", person.as_json(), room=_room(session_id), skip_sid=sid)
         else:
+            await self.enter_room(sid, _lobby(session_id))
             await self._tell_chairs(live)
         return {
             "ok": True,
             "you": person.id,
             "admitted": admitted,
-            "snapshot": live.snapshot(),
+            # True when this is a reconnect whose media never dropped: keep the peer connections.
+            "resumed": admitted and person.id in live.media_up,
+            "snapshot": live.snapshot() if admitted else live.lobby_view(),
             "ice_servers": [asdict(s) for s in self._ice.servers_for(person.id)],
             "media_caps": media_caps(person.role),
         }
@@ -234,12 +245,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.emit("kicked", {"reason": "joined again from another connection"}, to=older)
             await self.disconnect(older)
 
-    async def _load(self, db: Any, meeting: BoardSession, board: Board) -> LiveSession:
-        assert meeting.id is not None and board.id is not None
+    @staticmethod
+    async def _agenda_of(db: Any, session_id: int) -> list[AgendaEntry]:
+        """The agenda as stored now (coordinators may edit it during the session)."""
         entries = []
-        for item in await items_of(db, meeting.id):
+        for item in await items_of(db, session_id):
             case = await db.get(Case, item.case_id)
-            assert case is not None and item.id is not None
+            assert case is not None and item.id is not None and case.id is not None
             entries.append(
                 AgendaEntry(
                     item.id,
@@ -250,21 +262,28 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                     item.lane,
                 )
             )
-        return LiveSession(
-            session_id=meeting.id, board_id=board.id, board_name=board.name, agenda=entries
-        )
+        return entries
 
     async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
         live, person = await self._joined(sid)
         await self._depart((live.session_id, person.id), "left")
-        await self.leave_room(sid, _room(live.session_id))
-        where = await self.get_session(sid)
-        await self.save_session(sid, {"user_id": where["user_id"]})
         return {"ok": True}
 
+    async def _unbind(self, sid: str, session_id: int) -> None:
+        """The connection (if still open) is no longer in the session and may join again."""
+        try:
+            where = await self.get_session(sid)
+        except KeyError:
+            return  # already disconnected
+        await self.save_session(sid, {"user_id": where["user_id"]})
+        await self.leave_room(sid, _room(session_id))
+        await self.leave_room(sid, _lobby(session_id))
+
     async def _depart(self, key: tuple[int, str], reason: str) -> None:
-        self._sids.pop(key, None)
+        sid = self._sids.pop(key, None)
         self._grace.pop(key, None)
+        if sid is not None:
+            await self._unbind(sid, key[0])
         live = self._live.get(key[0])
         if live is None:
             return
@@ -325,6 +344,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _agenda(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         live, person = await self._joined(sid)
+        async with self._services.db.read() as db:
+            live.agenda = await self._agenda_of(db, live.session_id)
         live.move_agenda(person, data["item_id"])
         connected = [p.user_id for p in live.participants.values() if p.connection == "connected"]
         async with self._services.db.write() as db:
@@ -346,6 +367,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         admitted = live.admit(person, data["participant"])
         other = self._sids.get((live.session_id, admitted.id))
         if other is not None:
+            await self.leave_room(other, _lobby(live.session_id))
+            await self.enter_room(other, _room(live.session_id))
             await self.emit("state", live.snapshot(), to=other)
         await self.emit("participant", admitted.as_json(), room=_room(live.session_id))
         await self._tell_chairs(live)
@@ -378,6 +401,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             if person is None:
                 return
             person.connection = "connected"
+            live.media_up.add(person.id)
             async with self._services.db.write() as db:
                 user = await db.get(User, person.user_id)
                 assert user is not None
@@ -385,6 +409,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                 await open_span(db, session_id, user, live.current, utcnow())
             await self.emit("participant", person.as_json(), room=_room(session_id))
         elif isinstance(event, MediaLeft):
+            live.media_up.discard(event.participant)
             person = live.participants.get(event.participant)
             if person is None:
                 return

@@ -283,6 +283,46 @@ async def test_participant_who_never_completes_ice_is_timed_out_and_removed(
         assert errors and "timeout" in errors[0]["message"]
         reply = await surgeon.call("chat", {"text": "am I still here?"})
         assert reply["ok"] is False
+        again = await surgeon.call("join", {"session_id": sid})  # the same socket may rejoin
+        assert again["ok"] is True and again["resumed"] is False
+    finally:
+        await chair.close()
+        await surgeon.close()
+
+
+async def test_socket_reconnect_with_media_still_up_resumes_as_connected(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            sid = (await resp.json())["items"][0]["id"]
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    updates: list[Any] = []
+    chair.sio.on("participant", updates.append, namespace="/board")
+    try:
+        for p in (chair, surgeon):
+            await p.connect(str(server.make_url("/")), auth[p.name]["Authorization"].split()[1])
+            assert (await p.call("join", {"session_id": sid}))["ok"]
+        await chair.publish()
+        await surgeon.publish()
+        await _wait(lambda: chair.frames["video"] >= 5, 30, "video at the chair")
+        # A new socket for the surgeon (the old one dropped); its media connections live on.
+        again = socketio.AsyncClient(reconnection=False)
+        await again.connect(
+            str(server.make_url("/")),
+            namespaces=["/board"],
+            auth={"token": auth["surgeon"]["Authorization"].split()[1]},
+            transports=["websocket"],
+        )
+        rejoined = await again.call("join", {"session_id": sid}, namespace="/board", timeout=10)
+        assert rejoined["resumed"] is True
+        me = next(p for p in rejoined["snapshot"]["participants"] if p["id"] == "u6")
+        assert me["connection"] == "connected"
+        before = chair.frames["video"]
+        await _wait(lambda: chair.frames["video"] > before + 5, 10, "video still flowing")
+        await again.disconnect()
     finally:
         await chair.close()
         await surgeon.close()

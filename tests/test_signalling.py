@@ -294,9 +294,13 @@ async def test_external_participant_waits_in_lobby_until_the_chair_admits(
     sid = await _next_session(server, auth, ids["board_id"])
     chair = await connect("chair")
     await chair.call("join", {"session_id": sid})
+    assert (await chair.call("chat", {"text": "before the guest arrives"}))["ok"]
     external = await connect("external")
     waiting = await external.call("join", {"session_id": sid})
     assert waiting["ok"] is True and waiting["admitted"] is False
+    # Nothing of the discussion reaches the lobby: not who is there, not the chat.
+    assert waiting["snapshot"]["participants"] == [] and waiting["snapshot"]["chat"] == []
+    assert (await chair.call("chat", {"text": "private before admission"}))["ok"]
     lobby = await chair.wait_for("lobby", lambda d: d["waiting"])
     assert lobby["waiting"][0]["institution"] == "Rochester Cancer Center"
     refused = await external.call("chat", {"text": "hello?"})
@@ -304,7 +308,9 @@ async def test_external_participant_waits_in_lobby_until_the_chair_admits(
     assert (await chair.call("admit", {"participant": waiting["you"]}))["ok"] is True
     state = await external.wait_for("state")
     assert waiting["you"] in [p["id"] for p in state["participants"]]
+    assert external.seen("chat-message") == []
     assert (await external.call("chat", {"text": "hello from Rochester"}))["ok"] is True
+    await external.wait_for("chat-message", lambda m: m["text"] == "hello from Rochester")
 
 
 async def test_reconnect_within_grace_keeps_the_place_and_leave_after_grace_is_announced(
@@ -339,3 +345,24 @@ async def test_joins_are_audited(
             await session.exec(select(AuditRecord).where(AuditRecord.action == "session.join"))
         )
     assert [(r.actor_id, r.target_id) for r in rows] == [(3, str(sid))]
+
+
+async def test_agenda_edited_during_the_session_reaches_the_room(
+    connect: Any, server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    import aiohttp
+
+    sid = await _next_session(server, auth, ids["board_id"])
+    chair = await connect("chair")
+    joined = await chair.call("join", {"session_id": sid})
+    assert joined["snapshot"]["agenda"]["items"] == []
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            server.make_url(f"/api/sessions/{sid}/agenda"),
+            headers=auth["coordinator"],
+            json={"case_id": ids["ready_case"], "timebox_minutes": 15},
+        ) as resp:
+            item = (await resp.json())["id"]
+    assert (await chair.call("agenda", {"item_id": item}))["ok"] is True
+    state = await chair.wait_for("state", lambda s: s["agenda"]["current"] == item)
+    assert [i["id"] for i in state["agenda"]["items"]] == [item]

@@ -112,13 +112,8 @@ import { io } from 'socket.io-client';
 const GATHER_WAIT_MS = 1500;
 const CALL_TIMEOUT_MS = 10000;
 const MEASURE_EVERY_MS = 2000;
-const CAMERA_MAX_BITRATE = 600_000;
-/**
- * Away longer than this, the server may have let our place go (its grace period is 10 s by
- * default) and closed our media with it, though the browser may not have noticed yet: come back
- * with fresh media connections rather than wait for the old ones to fail.
- */
-const RESUME_WINDOW_MS = 8000;
+/** Used until the server's join reply says what this participant's role may send. */
+const DEFAULT_CAMERA_CAPS = { maxBitrate: 500_000, maxFramerate: 30, maxHeight: 360 };
 
 /** An event the server (or the connection) refused. */
 export class LiveError extends Error {
@@ -176,6 +171,8 @@ export class LiveClient extends EventTarget {
     this.down = null;
     /** @type {IceServerInfo[]} */
     this._iceServers = [];
+    /** @type {{maxBitrate: number, maxFramerate: number, maxHeight: number}} */
+    this._cameraCaps = DEFAULT_CAMERA_CAPS;
     /** Down negotiations run one after another, in the order the offers came. */
     this._downChain = Promise.resolve();
     /** @type {Promise<void> | null} a media restart under way */
@@ -185,8 +182,6 @@ export class LiveClient extends EventTarget {
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this._measuring = undefined;
     this._leaving = false;
-    /** @type {number | null} when the socket was lost (performance.now()) */
-    this._lostAt = null;
     this.socket = io(namespace, {
       transports: ['websocket'],
       autoConnect: false,
@@ -338,7 +333,6 @@ export class LiveClient extends EventTarget {
     socket.on('connect', () => void this._join());
     socket.on('disconnect', (reason) => {
       if (this._ended()) return;
-      this._lostAt ??= performance.now();
       if (reason === 'io server disconnect') {
         // The server closed this connection without a `kicked` first: try again.
         socket.connect();
@@ -406,7 +400,7 @@ export class LiveClient extends EventTarget {
 
   /** Join (or, after a reconnect, join again) and bring the media up. */
   async _join() {
-    /** @type {{you: string, admitted: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[]}} */
+    /** @type {{you: string, admitted: boolean, resumed: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[], media_caps?: {camera: {maxBitrate: number, maxFramerate: number, maxHeight: number}}}} */
     let ack;
     try {
       ack = await this._call('join', { session_id: this.sessionId });
@@ -416,14 +410,14 @@ export class LiveClient extends EventTarget {
       if (this.socket.connected) this.close('refused');
       return;
     }
-    const away = this._lostAt === null ? 0 : performance.now() - this._lostAt;
-    this._lostAt = null;
     this.joins += 1;
     this.you = ack.you;
     this._iceServers = ack.ice_servers;
+    this._cameraCaps = ack.media_caps?.camera ?? DEFAULT_CAMERA_CAPS;
     this._setSnapshot(ack.snapshot);
     this._setPhase(ack.admitted ? 'live' : 'lobby');
-    if (ack.admitted) await this._ensureMedia(away > RESUME_WINDOW_MS);
+    // The server says whether our media outlived the reconnect; if not, start it afresh.
+    if (ack.admitted) await this._ensureMedia(!ack.resumed);
   }
 
   /**
@@ -467,7 +461,7 @@ export class LiveClient extends EventTarget {
   /**
    * After a join: keep media connections that are up; replace what is not (aiortc has no ICE
    * restart, so a connection that failed is replaced rather than repaired).
-   * @param {boolean} stale whether we were away so long that the server may have closed them
+   * @param {boolean} stale whether the server no longer holds our media connections
    */
   async _ensureMedia(stale) {
     const fresh = stale || !this.up || !healthy(this.up) || (this.down !== null && !healthy(this.down));
@@ -500,8 +494,8 @@ export class LiveClient extends EventTarget {
       pc.addTransceiver(track, {
         direction: 'sendonly',
         streams: [stream],
-        // A board needs faces, not film: keep a camera under the cap.
-        sendEncodings: track.kind === 'video' ? [{ maxBitrate: CAMERA_MAX_BITRATE }] : undefined,
+        // A board needs faces, not film: keep a camera under the role's cap.
+        sendEncodings: track.kind === 'video' ? [cameraEncoding(this._cameraCaps, track)] : undefined,
       });
     }
     await pc.setLocalDescription(await pc.createOffer());
@@ -770,4 +764,20 @@ function grade(rtt, loss) {
   if (r < 0.2 && l < 0.02) return 'good';
   if (r < 0.5 && l < 0.08) return 'fair';
   return 'poor';
+}
+
+/**
+ * The send encoding for a camera under the server's caps: bitrate and frame rate as given, and
+ * scaled down so the picture is no taller than the cap.
+ * @param {{maxBitrate: number, maxFramerate: number, maxHeight: number}} caps
+ * @param {MediaStreamTrack} track
+ * @returns {RTCRtpEncodingParameters}
+ */
+function cameraEncoding(caps, track) {
+  const height = track.getSettings().height ?? caps.maxHeight;
+  return {
+    maxBitrate: caps.maxBitrate,
+    maxFramerate: caps.maxFramerate,
+    scaleResolutionDownBy: Math.max(1, height / caps.maxHeight),
+  };
 }

@@ -1,0 +1,711 @@
+"""The load generator: a board of N participants played by real aiortc peer connections, each
+publishing pre-encoded VP8 + Opus and subscribing to everyone else, with no codec anywhere.
+
+It is lean on purpose (a Python load generator costs about as much per packet as the SFU):
+- publishing: the up connection's senders carry a track that never yields a frame, so aiortc's
+  encoder never runs; once a sender is negotiated its SRTP context and ICE pair are taken and the
+  pacer writes the clip's payloads as RTP itself (a fresh VP8 descriptor per frame whose PictureID
+  names publisher and frame), one SRTP ``protect`` and one ``sendto`` per packet;
+- receiving: the down connection's receivers are never started (no jitter buffer, no decoder), and
+  its ICE connection hands SRTP datagrams straight to a counter (one ``unprotect`` and a few byte
+  reads per packet): packets, loss and frames (marker bit) per SSRC, frame intervals, and latency
+  from each frame's send time, looked up by its PictureID.
+
+Run by ``bench_sfu.py`` as ``python -m tests.bench.sfu_load``; JSON lines on stdin/stdout. For an
+eBoard or transcoding target, its signalling goes through the runner (``{"call": id, "op",
+"args"}`` → ``{"reply": id, "ok"|"error"}``, down offers as ``{"event": "DownOffer", ...}``); for
+Janus it speaks Janus's HTTP API itself. The runner's commands: ``{"cmd": "window_start"}``,
+``{"cmd": "window_end"}`` (answered with ``{"window": stats}``) and ``{"cmd": "stop"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import itertools
+import json
+import logging
+import struct
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import aioice.ice
+import pylibsrtp
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+)
+from av.frame import Frame
+
+from .clip import AUDIO_PACKETS_PER_SECOND, FPS, MAX_PUBLISHERS, VIDEO_CLOCK, Clip, picture_id
+from .janus import JanusClient
+
+__all__ = ["Load", "Publisher", "Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+CONFIGURATION = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+_HEADER = struct.Struct("!BBHLLHH")  # RTP fixed header + one-byte header-extension profile/length
+_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_FROZEN = 0.5  # seconds without a frame
+
+
+class IdleTrack(MediaStreamTrack):
+    """Stands in a sender so aiortc negotiates it; it never yields, so aiortc never encodes."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Frame:
+        await asyncio.get_running_loop().create_future()  # forever
+        raise AssertionError
+
+
+class RtpOut:
+    """One negotiated sender whose RTP we write ourselves: header, SRTP, straight to the socket."""
+
+    def __init__(self, sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> None:
+        self._sender: Any = sender
+        self._on_keyframe_request = on_keyframe_request
+        self.bound = False
+        self.seq = 0
+        self.packets = 0
+        self.keyframe_requests = 0
+        self.nacked = 0
+        self._pt = 0
+        self._ssrc = 0
+        self._srtp: Any = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
+        self.mid_ext = b""
+        self.abs_ext_header = b""
+        self.level_ext_header = b""
+        self._original_send = self._sender.send
+        self._original_rtcp = self._sender._handle_rtcp_packet
+        self._sender.send = self._send
+        self._sender._handle_rtcp_packet = self._handle_rtcp
+
+    async def _send(self, parameters: RTCRtpSendParameters) -> None:
+        await self._original_send(parameters)
+        self._pt = parameters.codecs[0].payloadType or 0
+        for ext in parameters.headerExtensions:
+            if ext.uri == _MID_URI and parameters.muxId:
+                mid = parameters.muxId.encode()
+                self.mid_ext = bytes([(ext.id << 4) | (len(mid) - 1)]) + mid
+            elif ext.uri == _ABS_SEND_TIME_URI:
+                self.abs_ext_header = bytes([(ext.id << 4) | 2])
+            elif ext.uri == _AUDIO_LEVEL_URI:
+                self.level_ext_header = bytes([ext.id << 4])
+        dtls = self._sender.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        self._srtp = dtls._tx_srtp
+        self._sendto = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+        self._ssrc = self._sender._ssrc
+        self.seq = self._sender._ssrc & 0x7FFF
+        self.bound = True
+
+    async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.keyframe_requests += 1
+            self._on_keyframe_request()
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self.nacked += len(packet.lost)  # not repaired: loopback loses only under overload
+        await self._original_rtcp(packet)
+
+    def send(self, marker: int, timestamp: int, ext: bytes, payload: bytes) -> None:
+        """``ext``: the one-byte header extensions, already padded to 4 bytes."""
+        seq = self.seq
+        self.seq = (seq + 1) & 0xFFFF
+        data = _HEADER.pack(0x90, (marker << 7) | self._pt, seq, timestamp, self._ssrc,
+                            0xBEDE, len(ext) >> 2) + ext + payload
+        assert self._sendto is not None
+        self._sendto(self._srtp.protect(data), self._addr)
+        self.packets += 1
+
+
+def _pad(ext: bytes) -> bytes:
+    return ext + b"\0" * (-len(ext) & 3)
+
+
+class Publisher:
+    """A participant's camera and microphone: the clip, sent as RTP on an up connection."""
+
+    def __init__(self, index: int, clip: Clip, sent_at: dict[int, float]) -> None:
+        self.index = index
+        self.name = f"p{index:02d}"
+        self.pc = RTCPeerConnection(CONFIGURATION)
+        self._clip = clip
+        self._sent_at = sent_at
+        self._keyframe_wanted = True
+        self._position = 0
+        self.frames_sent = 0
+        self.frames_skipped = 0
+        self._video_ts = index * 0x01000000
+        self._audio_ts = index * 0x01000000
+        self._audio_position = 0
+        video = self.pc.addTransceiver(IdleTrack("video"), direction="sendonly")
+        audio = self.pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
+        self.video = RtpOut(video.sender, self._keyframe_request)
+        self.audio = RtpOut(audio.sender, lambda: None)
+
+    def _keyframe_request(self) -> None:
+        self._keyframe_wanted = True
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    def send_frame(self) -> None:
+        out = self.video
+        if not out.bound:
+            return
+        clip = self._clip.video
+        if self._keyframe_wanted:
+            # Restart the clip at its keyframe: what follows decodes from it.
+            self._keyframe_wanted = False
+            self._position = 0
+        frame = clip[self._position]
+        self._position = self._position + 1 if self._position + 1 < len(clip) else 1
+        pid = picture_id(self.index, self.frames_sent)
+        self.frames_sent += 1
+        ts = self._video_ts
+        self._video_ts = (ts + VIDEO_CLOCK // FPS) & 0xFFFFFFFF
+        ext = out.mid_ext
+        if out.abs_ext_header:
+            ntp = int((time.time() + 2208988800) * 4294967296.0)
+            ext += out.abs_ext_header + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        ext = _pad(ext)
+        descriptor = bytes([0x80, 0x80, 0x80 | (pid >> 8), pid & 0xFF])
+        chunks = frame.chunks
+        last = len(chunks) - 1
+        for i, chunk in enumerate(chunks):
+            # X=1, S=1 on the first packet of the frame; I=1; M=1 (15-bit PictureID).
+            head = b"\x90" + descriptor[1:] if i == 0 else descriptor
+            out.send(int(i == last), ts, ext, head + chunk)
+        self._sent_at[pid] = time.monotonic()
+
+    def send_audio(self) -> None:
+        out = self.audio
+        if not out.bound:
+            return
+        packets = self._clip.audio
+        payload = packets[self._audio_position]
+        self._audio_position = (self._audio_position + 1) % len(packets)
+        ts = self._audio_ts
+        self._audio_ts = (ts + 48000 // AUDIO_PACKETS_PER_SECOND) & 0xFFFFFFFF
+        ext = out.mid_ext
+        if out.level_ext_header:
+            ext += out.level_ext_header + b"\x28"  # voice at -40 dBov
+        out.send(0, ts, _pad(ext), payload)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+class TrackStats:
+    """What one subscriber received on one SSRC."""
+
+    __slots__ = ("kind", "packets", "lost", "seq", "frames", "last_frame", "max_gap",
+                 "window_packets", "window_lost", "window_frames")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.packets = 0
+        self.lost = 0
+        self.seq = -1
+        self.frames = 0
+        self.last_frame = 0.0
+        self.max_gap = 0.0
+        self.window_packets = 0
+        self.window_lost = 0
+        self.window_frames = 0
+
+
+class Subscriber:
+    """A participant's down connection: answers offers, counts RTP, decodes nothing."""
+
+    def __init__(self, name: str, sent_at: dict[int, float]) -> None:
+        self.name = name
+        self.pc: RTCPeerConnection | None = None
+        self._sent_at = sent_at
+        self._kinds: dict[int, str] = {}
+        self.tracks: dict[int, TrackStats] = {}
+        self.intervals: list[float] = []
+        self.latencies: list[float] = []
+        self.answers = 0
+        self._hooked = False
+
+    async def answer(self, offer_sdp: str) -> str:
+        if self.pc is None:
+            self.pc = RTCPeerConnection(CONFIGURATION)
+            self.pc.on("track", self._on_track)
+        self._learn_payload_types(offer_sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        if not self._hooked:
+            self._hook()
+        self.answers += 1
+        return str(self.pc.localDescription.sdp)
+
+    def _learn_payload_types(self, sdp: str) -> None:
+        for line in sdp.splitlines():
+            if line.startswith("a=rtpmap:"):
+                pt, codec = line[9:].split(" ", 1)
+                name = codec.split("/", 1)[0].lower()
+                self._kinds[int(pt)] = {"vp8": "video", "opus": "audio"}.get(name, "other")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                # Never started: no jitter buffer, no decoder thread, no RTCP loop.
+                cast(Any, transceiver.receiver).receive = _never_receive
+
+    def _hook(self) -> None:
+        assert self.pc is not None
+        dtls: Any = self.pc.getTransceivers()[0].receiver.transport
+        connection = dtls.transport._connection
+        original = connection.data_received
+        on_rtp = self._on_rtp
+
+        def data_received(data: bytes, component: int) -> None:
+            srtp = dtls._rx_srtp
+            if srtp is not None and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                try:
+                    on_rtp(srtp.unprotect(data))
+                except pylibsrtp.Error:
+                    pass
+            else:  # STUN, DTLS, RTCP: aiortc's own path
+                original(data, component)
+
+        connection.data_received = data_received
+        self._hooked = True
+
+    def _on_rtp(self, data: bytes) -> None:
+        ssrc = (data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11]
+        track = self.tracks.get(ssrc)
+        if track is None:
+            track = self.tracks[ssrc] = TrackStats(self._kinds.get(data[1] & 0x7F, "other"))
+        track.packets += 1
+        seq = (data[2] << 8) | data[3]
+        if track.seq >= 0:
+            gap = (seq - track.seq) & 0xFFFF
+            if gap >= 0x8000 or gap == 0:
+                return  # late or duplicate
+            track.lost += gap - 1
+        track.seq = seq
+        if data[1] & 0x80 and track.kind == "video":
+            now = time.monotonic()
+            if track.frames:
+                interval = now - track.last_frame
+                self.intervals.append(interval)
+                if interval > track.max_gap:
+                    track.max_gap = interval
+            track.frames += 1
+            track.last_frame = now
+            i = 12 + 4 * (data[0] & 0x0F)
+            if data[0] & 0x10:
+                i += 4 + 4 * ((data[i + 2] << 8) | data[i + 3])
+            if len(data) > i + 3 and data[i] & 0x80 and data[i + 1] & 0x80:  # X, I
+                pid = data[i + 2] & 0x7F
+                if data[i + 2] & 0x80:
+                    pid = (pid << 8) | data[i + 3]
+                sent = self._sent_at.get(pid)
+                if sent is not None and now - sent < 5.0:
+                    self.latencies.append(now - sent)
+
+    def start_window(self) -> None:
+        self.intervals.clear()
+        self.latencies.clear()
+        for track in self.tracks.values():
+            track.window_packets = track.packets
+            track.window_lost = track.lost
+            track.window_frames = track.frames
+            track.max_gap = 0.0
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+
+
+async def _never_receive(*_: Any) -> None:
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Pacer:
+    """Sends every publisher's frames at 30 fps and audio at 50 packets/s, publishers evenly
+    staggered; a publisher more than a frame behind skips frames (and counts them), as a browser
+    under load would."""
+
+    def __init__(self, publishers: list[Publisher]) -> None:
+        self._publishers = publishers
+        self._task: asyncio.Task[None] | None = None
+        self.late = 0.0  # worst lateness seen
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        count = len(self._publishers)
+        start = loop.time() + 0.05
+        order = itertools.count()
+        due: list[tuple[float, int, int, Publisher]] = []
+        for i, publisher in enumerate(self._publishers):
+            heapq.heappush(due, (start + i / count / FPS, next(order), 0, publisher))
+            heapq.heappush(due, (start + i / count / AUDIO_PACKETS_PER_SECOND, next(order), 1,
+                                 publisher))
+        periods = (1 / FPS, 1 / AUDIO_PACKETS_PER_SECOND)
+        while True:
+            delay = due[0][0] - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = loop.time()
+            while due[0][0] <= now + 0.0005:
+                when, _, kind, publisher = heapq.heappop(due)
+                self.late = max(self.late, now - when)
+                if kind == 0:
+                    publisher.send_frame()
+                else:
+                    publisher.send_audio()
+                when += periods[kind]
+                while when < now - periods[kind]:  # more than one period behind: drop
+                    when += periods[kind]
+                    if kind == 0:
+                        publisher.frames_skipped += 1
+                heapq.heappush(due, (when, next(order), kind, publisher))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class Wire:
+    """JSON lines with the runner: our calls and their replies, its events and commands."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self.handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def send(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    async def call(self, op: str, **args: Any) -> Any:
+        call = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call] = future
+        self.send({"call": call, "op": op, "args": args})
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=8 * 1024 * 1024)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            message = json.loads(line)
+            if "reply" in message:
+                future = self._pending.pop(message["reply"])
+                if "error" in message:
+                    future.set_exception(RuntimeError(message["error"]))
+                else:
+                    future.set_result(message.get("ok"))
+                continue
+            kind = message.get("event") or message.get("cmd")
+            task = asyncio.ensure_future(self.handlers[kind](message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+class Load:
+    """The board: publishers, subscribers, the pacer, and the measurement windows."""
+
+    def __init__(self, size: int, clip: Clip) -> None:
+        if not 2 <= size <= MAX_PUBLISHERS:
+            raise ValueError(f"participants must be 2…{MAX_PUBLISHERS}, not {size}")
+        self.sent_at: dict[int, float] = {}
+        self.publishers = [Publisher(i, clip, self.sent_at) for i in range(size)]
+        self.subscribers = {p.name: Subscriber(p.name, self.sent_at) for p in self.publishers}
+        self.pacer = Pacer(self.publishers)
+        self._window_start = 0.0
+        self._window_counters: dict[str, int] = {}
+        self._window_cpu = 0.0
+
+    @property
+    def expected_tracks(self) -> int:
+        """Down-tracks of one kind across the board: everyone receives everyone else."""
+        return len(self.publishers) * (len(self.publishers) - 1)
+
+    def flowing(self, frames: int = 3) -> tuple[int, int]:
+        """(video down-tracks with ≥ ``frames`` frames, audio down-tracks with a packet)."""
+        video = audio = 0
+        for subscriber in self.subscribers.values():
+            for track in subscriber.tracks.values():
+                video += track.kind == "video" and track.frames >= frames
+                audio += track.kind == "audio" and track.packets > 0
+        return video, audio
+
+    async def wait_flowing(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.flowing() == (self.expected_tracks, self.expected_tracks):
+                return
+            await asyncio.sleep(0.1)
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "keyframe_requests": sum(p.video.keyframe_requests for p in self.publishers),
+            "nacked": sum(p.video.nacked + p.audio.nacked for p in self.publishers),
+            "packets_sent": sum(p.video.packets + p.audio.packets for p in self.publishers),
+            "frames_sent": sum(p.frames_sent for p in self.publishers),
+            "frames_skipped": sum(p.frames_skipped for p in self.publishers),
+        }
+
+    def start_window(self) -> None:
+        for subscriber in self.subscribers.values():
+            subscriber.start_window()
+        self.pacer.late = 0.0
+        self._window_counters = self._counters()
+        self._window_start = time.monotonic()
+        self._window_cpu = time.process_time()
+
+    def end_window(self) -> dict[str, Any]:
+        now = time.monotonic()
+        seconds = now - self._window_start
+        fps: list[float] = []
+        audio_pps: list[float] = []
+        frozen = packets = lost = 0
+        intervals: list[float] = []
+        latencies: list[float] = []
+        for subscriber in self.subscribers.values():
+            intervals += subscriber.intervals
+            latencies += subscriber.latencies
+            video = audio = 0
+            for track in subscriber.tracks.values():
+                window_packets = track.packets - track.window_packets
+                packets += window_packets
+                lost += track.lost - track.window_lost
+                if track.kind == "video":
+                    video += 1
+                    frames = track.frames - track.window_frames
+                    fps.append(frames / seconds)
+                    gap = max(track.max_gap, now - track.last_frame)
+                    frozen += frames == 0 or gap > _FROZEN
+                elif track.kind == "audio":
+                    audio += 1
+                    audio_pps.append(window_packets / seconds)
+            expected = len(self.publishers) - 1
+            frozen += max(0, expected - video)  # never arrived
+            fps += [0.0] * max(0, expected - video)
+            audio_pps += [0.0] * max(0, expected - audio)
+        counters = self._counters()
+        delta = {k: counters[k] - self._window_counters[k] for k in counters}
+        ms = 1000.0
+        return {
+            "seconds": round(seconds, 3),
+            "participants": len(self.publishers),
+            "down_tracks_video": self.expected_tracks,
+            "packets_received": packets,
+            "packets_received_per_s": round(packets / seconds, 1),
+            "packets_lost": lost,
+            "fps_mean": round(sum(fps) / len(fps), 2) if fps else 0.0,
+            "fps_min": round(min(fps), 2) if fps else 0.0,
+            "audio_pps_mean": round(sum(audio_pps) / len(audio_pps), 2) if audio_pps else 0.0,
+            "frozen_streams": frozen,
+            "latency_p50_ms": _round(_percentile(latencies, 0.5), ms),
+            "latency_p99_ms": _round(_percentile(latencies, 0.99), ms),
+            "latency_samples": len(latencies),
+            "frame_interval_p50_ms": _round(_percentile(intervals, 0.5), ms),
+            "frame_interval_p99_ms": _round(_percentile(intervals, 0.99), ms),
+            "frame_interval_max_ms": _round(max(intervals) if intervals else None, ms),
+            "keyframe_requests": delta["keyframe_requests"],
+            "keyframe_requests_total": counters["keyframe_requests"],
+            "nacked_packets": delta["nacked"],
+            "packets_sent": delta["packets_sent"],
+            "frames_sent": delta["frames_sent"],
+            "frames_skipped_by_sender": delta["frames_skipped"],
+            "sender_worst_lateness_ms": _round(self.pacer.late, ms),
+            "generator_cpu_s": round(time.process_time() - self._window_cpu, 3),
+        }
+
+    async def close(self) -> None:
+        self.pacer.stop()
+        for subscriber in self.subscribers.values():
+            await subscriber.close()
+        for publisher in self.publishers:
+            await publisher.close()
+
+
+def _round(value: float | None, scale: float) -> float | None:
+    return None if value is None else round(value * scale, 2)
+
+
+class PipeSignalling:
+    """eBoard's ``Sfu`` interface (or the transcoding relay's), reached through the runner."""
+
+    def __init__(self, wire: Wire, load: Load) -> None:
+        self._wire = wire
+        self._load = load
+        self._offers: dict[str, asyncio.Queue[str]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        wire.handlers["DownOffer"] = self._on_offer
+
+    async def join(self) -> None:
+        for name in self._load.subscribers:
+            self._offers[name] = asyncio.Queue()
+            self._tasks.append(asyncio.ensure_future(self._answer(name)))
+        await asyncio.gather(*(self._publish(p) for p in self._load.publishers))
+
+    async def _publish(self, publisher: Publisher) -> None:
+        offer = await publisher.offer()
+        answer = await self._wire.call("publish", participant=publisher.name, offer_sdp=offer)
+        await publisher.accept(answer)
+
+    async def _on_offer(self, message: dict[str, Any]) -> None:
+        self._offers[message["participant"]].put_nowait(message["sdp"])
+
+    async def _answer(self, name: str) -> None:
+        subscriber = self._load.subscribers[name]
+        while True:
+            offer = await self._offers[name].get()
+            answer = await subscriber.answer(offer)
+            await self._wire.call("answer_down", participant=name, answer_sdp=answer)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+class JanusSignalling:
+    """Janus VideoRoom over its HTTP API: a room without bitrate cap or periodic keyframes,
+    a publisher handle and one multistream subscriber handle per participant."""
+
+    ROOM = 4242
+
+    def __init__(self, url: str, load: Load) -> None:
+        self._client = JanusClient(url)
+        self._load = load
+
+    async def join(self) -> None:
+        await self._client.start()
+        admin = await self._client.attach()
+        size = len(self._load.publishers)
+        await admin.request({
+            "request": "create", "room": self.ROOM, "publishers": size + 1,
+            "bitrate": 0, "fir_freq": 0, "videocodec": "vp8", "audiocodec": "opus",
+            "notify_joining": False})
+        feeds = await asyncio.gather(*(self._publish(p) for p in self._load.publishers))
+        await asyncio.gather(*(
+            self._subscribe(self._load.subscribers[p.name], [f for f in feeds if f != feed])
+            for p, feed in zip(self._load.publishers, feeds, strict=True)))
+
+    async def _publish(self, publisher: Publisher) -> int:
+        handle = await self._client.attach()
+        offer = await publisher.offer()
+        data, jsep = await handle.message(
+            {"request": "joinandconfigure", "room": self.ROOM, "ptype": "publisher",
+             "display": publisher.name, "audio": True, "video": True},
+            {"type": "offer", "sdp": offer}, expect="id")
+        if jsep is None:
+            raise RuntimeError(f"Janus joined {publisher.name} without an answer: {data}")
+        await publisher.accept(jsep["sdp"])
+        return int(data["id"])
+
+    async def _subscribe(self, subscriber: Subscriber, feeds: list[int]) -> None:
+        handle = await self._client.attach()
+        data, jsep = await handle.message(
+            {"request": "join", "room": self.ROOM, "ptype": "subscriber",
+             "streams": [{"feed": feed} for feed in feeds]}, expect="streams")
+        if jsep is None:
+            raise RuntimeError(f"Janus attached {subscriber.name} without an offer: {data}")
+        answer = await subscriber.answer(jsep["sdp"])
+        await handle.message({"request": "start"}, {"type": "answer", "sdp": answer},
+                             expect="started")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    address = args.address
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [address]
+    clip = Clip.load(Path(args.clip))
+    wire = Wire()
+    load = Load(args.participants, clip)
+    signalling: PipeSignalling | JanusSignalling
+    if args.janus:
+        signalling = JanusSignalling(args.janus, load)
+    else:
+        signalling = PipeSignalling(wire, load)
+    stopped = asyncio.Event()
+
+    async def window_start(_: dict[str, Any]) -> None:
+        load.start_window()
+        wire.send({"window_started": True})
+
+    async def window_end(_: dict[str, Any]) -> None:
+        wire.send({"window": load.end_window()})
+
+    async def stop(_: dict[str, Any]) -> None:
+        stopped.set()
+
+    wire.handlers.update(window_start=window_start, window_end=window_end, stop=stop)
+    reader = asyncio.ensure_future(wire.run())
+    started = time.monotonic()
+    load.pacer.start()
+    try:
+        await signalling.join()
+        await load.wait_flowing(args.flowing_timeout)
+    except Exception as exc:
+        logger.exception("setup failed")
+        wire.send({"failed": f"{type(exc).__name__}: {exc}"})
+    else:
+        video, audio = load.flowing()
+        wire.send({"ready": {"setup_s": round(time.monotonic() - started, 2),
+                             "video_flowing": video, "audio_flowing": audio,
+                             "expected": load.expected_tracks}})
+        await stopped.wait()
+    await signalling.close()
+    await load.close()
+    wire.send({"stopped": True})
+    reader.cancel()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--participants", type=int, required=True)
+    parser.add_argument("--clip", required=True, help="a file written by Clip.save")
+    parser.add_argument("--address", required=True, help="the one address to gather ICE on")
+    parser.add_argument("--janus", help="Janus's HTTP API URL (else signal through the runner)")
+    parser.add_argument("--flowing-timeout", type=float, default=40.0)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(main(parser.parse_args()))
