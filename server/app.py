@@ -18,6 +18,8 @@ from .api.openapi import ROUTES
 from .api.routing import RouteTable
 from .config import Settings
 from .contract import EventContract
+from .imaging import dicomweb
+from .imaging.dicomweb import METADATA, MetadataCache
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .services import SERVICES, Services
@@ -40,6 +42,7 @@ def route_table() -> RouteTable:
     table = RouteTable()
     for module in (system, auth, people, boards, sessions, cases, invitations):
         table.extend(module.routes)
+    table.extend(dicomweb.routes)
     return table
 
 
@@ -54,6 +57,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     services = Services.build(settings)
     app[SERVICES] = services
     app[METRICS] = Metrics()
+    app[METADATA] = MetadataCache()
     table = route_table()
     app[ROUTES] = table
     table.wire(app)

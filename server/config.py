@@ -27,6 +27,7 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_imaging_upload_bytes: int = 2 * 1024 * 1024 * 1024
     session_horizon_weeks: int = 26
     # The SFU in its own worker process (production) or in the server's process (tests).
     media_worker: bool = False

@@ -27,6 +27,8 @@ __all__ = [
     "Invitation",
     "AuditRecord",
     "Attendance",
+    "DicomSeries",
+    "DicomInstance",
 ]
 
 
@@ -240,3 +242,38 @@ class Attendance(SQLModel, table=True):
     institution_id: int = Field(foreign_key="institution.id")
     joined_at: datetime = _instant(nullable=False)
     left_at: datetime | None = _instant(nullable=True)
+
+
+class DicomSeries(SQLModel, table=True):
+    """A stored series of an imaging study; ``alias`` is the opaque id used on the wire."""
+
+    __tablename__ = "dicom_series"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="imaging_study.id", index=True)
+    series_uid: str = Field(max_length=64, index=True)
+    alias: str = Field(max_length=32, unique=True)
+    modality: str = Field(default="", max_length=16)
+    description: str = Field(default="", max_length=200)
+    number: int | None = None
+    burned_in: bool = False
+    created_at: datetime = _instant(nullable=False)
+
+
+class DicomInstance(SQLModel, table=True):
+    """A stored instance: where its file is, how to find each frame in it without parsing, and
+    its DICOM JSON metadata (pixel data left out)."""
+
+    __tablename__ = "dicom_instance"
+    id: int | None = Field(default=None, primary_key=True)
+    series_id: int = Field(foreign_key="dicom_series.id", index=True)
+    sop_uid: str = Field(max_length=64, unique=True)
+    sop_class_uid: str = Field(max_length=64)
+    instance_number: int | None = None
+    path: str = Field(max_length=500)
+    transfer_syntax: str = Field(max_length=64)
+    rows: int = 0
+    columns: int = 0
+    frames: int = 1
+    # Per frame, the (offset, length) runs in the file that make it up.
+    frame_index: list[list[list[int]]] = Field(default_factory=list, sa_column=Column(JSON))
+    dicom_json: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

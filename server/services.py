@@ -10,6 +10,7 @@ from .audit import AuditLog
 from .config import Settings
 from .crypto import FieldCipher
 from .db import Database
+from .imaging.store import DicomStore
 from .keys import KeyRing
 from .security import Passwords, Tokens
 
@@ -25,6 +26,7 @@ class Services:
     tokens: Tokens
     passwords: Passwords
     audit: AuditLog
+    dicom: DicomStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -37,6 +39,7 @@ class Services:
             tokens=Tokens(keys.token_secret),
             passwords=Passwords(),
             audit=AuditLog(),
+            dicom=DicomStore(settings.data_dir / "imaging"),
         )
 
 

@@ -8,11 +8,15 @@ a 403 problem, and an anonymous caller a 401 problem (or 2xx on a public route).
 
 from __future__ import annotations
 
+import io
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from aiohttp import ClientResponse, FormData, web
 from aiohttp.test_utils import TestClient
@@ -20,6 +24,7 @@ from sqlmodel import col, select
 
 from server.api.openapi import ROUTES
 from server.demo import DEMO_PASSWORD
+from server.imaging.phantom import write_ct_series
 from server.models import Attachment, BoardSession, Institution, User, utcnow
 from server.services import SERVICES
 
@@ -87,6 +92,18 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("PUT", "/api/cases/{case_id}/opinions/mine"): OPINION_GIVERS,
     ("GET", "/api/invitations/{token}"): PUBLIC,
     ("POST", "/api/invitations/accept"): PUBLIC,
+    ("GET", "/dicom-web/studies"): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series"): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/metadata"): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata"): EVERYONE,
+    (
+        "GET",
+        "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    ): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances/{instance}"): EVERYONE,
+    ("GET", "/dicom-web/studies/{study}/series/{series}"): EVERYONE,
+    ("POST", "/dicom-web/studies"): CASE_AUTHORS,
 }
 
 
@@ -113,6 +130,11 @@ class Context:
     outsider_id: int  # a demo user who is not a member of the board
     agenda_item_id: int = 0  # made only for the routes in NEEDS_AGENDA_ITEM
     invitation: str = ""  # made only for the routes in NEEDS_INVITATION
+    # Imaging of the ready case, stored only for the DICOMweb routes.
+    study: str = ""
+    series: str = ""
+    instance: str = ""
+    stow_body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,8 @@ class Request:
     path: str
     json: Any = None
     form: Callable[[], FormData] | None = None
+    body: bytes | None = None
+    content_type: str = ""
 
 
 def _report() -> FormData:
@@ -266,6 +290,36 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
             "display_name": "Dr. Invitee",
         },
     ),
+    ("GET", "/dicom-web/studies"): lambda c: Request(
+        f"/dicom-web/studies?StudyInstanceUID={c.study}"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series"): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series/{c.series}/instances"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series/{series}/metadata"): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series/{c.series}/metadata"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata"): lambda c: (
+        Request(f"/dicom-web/studies/{c.study}/series/{c.series}/instances/{c.instance}/metadata")
+    ),
+    (
+        "GET",
+        "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    ): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series/{c.series}/instances/{c.instance}/frames/1"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series/{series}/instances/{instance}"): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series/{c.series}/instances/{c.instance}"
+    ),
+    ("GET", "/dicom-web/studies/{study}/series/{series}"): lambda c: Request(
+        f"/dicom-web/studies/{c.study}/series/{c.series}"
+    ),
+    ("POST", "/dicom-web/studies"): lambda c: Request(
+        "/dicom-web/studies", body=c.stow_body, content_type=STOW_TYPE
+    ),
 }
 
 
@@ -276,6 +330,25 @@ NEEDS_AGENDA_ITEM = {
     ("DELETE", "/api/agenda-items/{item_id}"),
 }
 NEEDS_INVITATION = {("GET", "/api/invitations/{token}"), ("POST", "/api/invitations/accept")}
+NEEDS_IMAGING = {route for route in EXPECTED if route[1].startswith("/dicom-web/")}
+STOW_BOUNDARY = "eboard-roles-boundary"
+
+
+def _phantom(tmp: Path) -> tuple[list[bytes], str]:
+    paths = write_ct_series(tmp, slices=2, size=32)
+    study = str(pydicom.dcmread(paths[0]).StudyInstanceUID)
+    return [p.read_bytes() for p in paths], study
+
+
+def _stow_body(files: list[bytes]) -> bytes:
+    out = b""
+    for data in files:
+        out += f"--{STOW_BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        out += data + b"\r\n"
+    return out + f"--{STOW_BOUNDARY}--\r\n".encode()
+
+
+STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={STOW_BOUNDARY}'
 
 
 async def _ok(
@@ -335,6 +408,29 @@ async def _arrange(
             {"institution_id": context.external_institution_id, "specialty": "surgery"},
         )
         context = replace(context, invitation=invitation["token"])
+    if route in NEEDS_IMAGING:
+        files, study = _phantom(Path(tempfile.mkdtemp(prefix="eboard-roles-")))
+        await _ok(
+            client,
+            "POST",
+            f"/api/cases/{case}/studies",
+            coord,
+            {"study_instance_uid": study, "modality": "CT", "study_date": "2026-11-20"},
+        )
+        first = pydicom.dcmread(io.BytesIO(files[0]))
+        context = replace(
+            context,
+            study=study,
+            series=str(first.SeriesInstanceUID),
+            instance=str(first.SOPInstanceUID),
+            stow_body=_stow_body(files[1:]),
+        )
+        resp = await client.post(
+            "/dicom-web/studies",
+            data=_stow_body(files[:1]),
+            headers={**coord, "Content-Type": STOW_TYPE},
+        )
+        assert resp.status == 200, await resp.text()
     return context
 
 
@@ -343,7 +439,9 @@ async def _send(
 ) -> ClientResponse:
     request = REQUESTS[route](await _arrange(client, auth, ids, route))
     headers = {} if role == ANONYMOUS else auth[DEMO_USER[role]]
-    data = request.form() if request.form else None
+    data: Any = request.form() if request.form else request.body
+    if request.content_type:
+        headers = {**headers, "Content-Type": request.content_type}
     return await client.request(
         route[0], request.path, headers=headers, json=request.json, data=data
     )
@@ -385,7 +483,10 @@ def test_every_wired_route_has_a_policy_entry(app: web.Application) -> None:
         for r in app.router.routes()
         if r.resource is not None
         and r.method != "HEAD"
-        and (r.resource.canonical.startswith("/api/") or r.resource.canonical == "/metrics")
+        and (
+            r.resource.canonical.startswith(("/api/", "/dicom-web/"))
+            or r.resource.canonical == "/metrics"
+        )
     }
     assert on_router == set(EXPECTED)
 

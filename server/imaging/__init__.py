@@ -1,0 +1,1 @@
+"""Imaging: the DICOM store, its DICOMweb routes, and the synthetic CT used by the demo."""

@@ -1,0 +1,515 @@
+"""DICOMweb: the QIDO-RS / WADO-RS / STOW-RS subset viewers need, under ``/dicom-web/``.
+
+Every request is authenticated and reaches only the studies of cases its user may read. JSON is
+``application/dicom+json`` exactly (no charset); frames are ``multipart/related`` parts whose
+Content-Type names their ``transfer-syntax``; compressed frames go out as stored when the
+client accepts ``transfer-syntax=*`` (or that syntax), decoded to native otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pydicom
+from aiohttp import BodyPartReader, web
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from ..api.roles import CASE_AUTHORS, EVERYONE
+from ..api.routing import Call, RouteTable
+from ..errors import EboardError, Forbidden, Invalid, TooLarge
+from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient
+from .access import instance_for, series_for, study_for, visible_case_ids
+from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
+
+__all__ = ["routes", "MetadataCache"]
+
+routes = RouteTable()
+DICOM_JSON = "application/dicom+json"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_QIDO_STUDY_KEYS = {
+    "StudyInstanceUID",
+    "0020000D",
+    "PatientID",
+    "00100020",
+    "StudyDate",
+    "00080020",
+    "ModalitiesInStudy",
+    "00080061",
+    "limit",
+    "offset",
+    "includefield",
+    "fuzzymatching",
+}
+
+
+class NotAcceptable(EboardError):
+    status = 406
+    title = "Not acceptable"
+
+
+class MetadataCache:
+    """Series metadata (DICOM JSON with BulkDataURIs), built once per series, least recently
+    used out first."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: OrderedDict[int, bytes] = OrderedDict()
+
+    def get(self, series_id: int) -> bytes | None:
+        found = self._items.get(series_id)
+        if found is not None:
+            self._items.move_to_end(series_id)
+        return found
+
+    def put(self, series_id: int, body: bytes) -> None:
+        self._items[series_id] = body
+        self._items.move_to_end(series_id)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def forget(self, series_id: int) -> None:
+        self._items.pop(series_id, None)
+
+
+def _dicom_json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body).encode(), status=status, headers={"Content-Type": DICOM_JSON}
+    )
+
+
+def _value(vr: str, *values: Any) -> dict[str, Any]:
+    return (
+        {"vr": vr, "Value": [v for v in values if v not in (None, "")]}
+        if any(v not in (None, "") for v in values)
+        else {"vr": vr}
+    )
+
+
+def _uid(call: Call, name: str) -> str:
+    raw = call.request.match_info[name]
+    if not _UID.match(raw) or len(raw) > 64:
+        raise Invalid.on(name, f"{raw[:70]!r} is not a DICOM UID")
+    return raw
+
+
+def _base(call: Call) -> str:
+    # The public base URL comes from settings, never from the request's Host header.
+    return f"{call.services.settings.effective_public_url}/dicom-web"
+
+
+def _int_param(call: Call, name: str, default: int, high: int) -> int:
+    raw = call.request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > high:
+        raise Invalid.on(name, f"{raw[:20]!r} must be a whole number up to {high}")
+    return int(raw)
+
+
+@routes.add(
+    "GET", "/dicom-web/studies", roles=EVERYONE, summary="Search studies (QIDO-RS)", tag="dicomweb"
+)
+async def search_studies(call: Call) -> web.Response:
+    q = call.request.query
+    unknown = sorted(set(q) - _QIDO_STUDY_KEYS)
+    if unknown:
+        raise Invalid.on(unknown[0], f"unsupported query parameter {unknown[0]!r}")
+    limit = _int_param(call, "limit", 100, 1000)
+    offset = _int_param(call, "offset", 0, 1_000_000)
+    cases = await visible_case_ids(call.session, call.me)
+    query = select(ImagingStudy, Case, Patient).where(
+        ImagingStudy.case_id == Case.id,
+        Case.patient_id == Patient.id,
+        col(Case.id).in_(cases),
+    )
+    uid = q.get("StudyInstanceUID") or q.get("0020000D")
+    if uid:
+        if not _UID.match(uid):
+            raise Invalid.on("StudyInstanceUID", f"{uid[:70]!r} is not a DICOM UID")
+        query = query.where(ImagingStudy.study_instance_uid == uid)
+    day = q.get("StudyDate") or q.get("00080020")
+    if day and not re.fullmatch(r"\d{8}(-\d{8})?|\d{8}-|-\d{8}", day):
+        raise Invalid.on("StudyDate", f"{day[:30]!r} is not YYYYMMDD or a range of them")
+    rows = list(await call.session.exec(query.order_by(col(ImagingStudy.id))))
+    cipher = call.services.cipher
+    wanted_mrn = q.get("PatientID") or q.get("00100020")
+    modality = q.get("ModalitiesInStudy") or q.get("00080061")
+    out = []
+    for study, _case, patient in rows:
+        mrn = cipher.open("patient.mrn", patient.mrn_enc)
+        if wanted_mrn and wanted_mrn != mrn:
+            continue
+        sday = study.study_date.strftime("%Y%m%d")
+        if day:
+            low, _, high = day.partition("-") if "-" in day else (day, "", day)
+            if (low and sday < low) or (high and sday > high):
+                continue
+        series = list(
+            await call.session.exec(select(DicomSeries).where(DicomSeries.study_id == study.id))
+        )
+        modalities = sorted(
+            {s.modality for s in series if s.modality}
+            | ({study.modality} if study.modality else set())
+        )
+        if modality and modality not in modalities:
+            continue
+        instances = (
+            await call.session.exec(
+                select(func.count())
+                .select_from(DicomInstance)
+                .where(col(DicomInstance.series_id).in_([s.id for s in series]))
+            )
+        ).one()
+        out.append(
+            {
+                "00080005": _value("CS", "ISO_IR 192"),
+                "00080020": _value("DA", sday),
+                "00080050": _value("SH", ""),
+                "00080061": _value("CS", *modalities),
+                "00081030": _value("LO", study.description),
+                "00081190": _value("UR", f"{_base(call)}/studies/{study.study_instance_uid}"),
+                "00100010": {
+                    "vr": "PN",
+                    "Value": [{"Alphabetic": cipher.open("patient.name", patient.name_enc)}],
+                },
+                "00100020": _value("LO", mrn),
+                "00100030": _value(
+                    "DA", cipher.open("patient.birth_date", patient.birth_date_enc).replace("-", "")
+                ),
+                "0020000D": _value("UI", study.study_instance_uid),
+                "00201206": _value("IS", len(series)),
+                "00201208": _value("IS", instances),
+            }
+        )
+    await call.audit(
+        action="dicomweb.search",
+        target_type="dicomweb",
+        target_id="studies",
+        detail={"found": len(out)},
+    )
+    return _dicom_json(out[offset : offset + limit])
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series",
+    roles=EVERYONE,
+    summary="Search a study's series (QIDO-RS)",
+    tag="dicomweb",
+)
+async def search_series(call: Call) -> web.Response:
+    study = await study_for(call.session, call.me, _uid(call, "study"))
+    series = list(
+        await call.session.exec(
+            select(DicomSeries)
+            .where(DicomSeries.study_id == study.id)
+            .order_by(col(DicomSeries.number), col(DicomSeries.id))
+        )
+    )
+    out = []
+    for s in series:
+        count = (
+            await call.session.exec(
+                select(func.count())
+                .select_from(DicomInstance)
+                .where(DicomInstance.series_id == s.id)
+            )
+        ).one()
+        out.append(
+            {
+                "0008103E": _value("LO", s.description),
+                "00080060": _value("CS", s.modality),
+                "0020000D": _value("UI", study.study_instance_uid),
+                "0020000E": _value("UI", s.series_uid),
+                "00200011": _value("IS", s.number),
+                "00201209": _value("IS", count),
+                "00081190": _value(
+                    "UR", f"{_base(call)}/studies/{study.study_instance_uid}/series/{s.series_uid}"
+                ),
+            }
+        )
+    return _dicom_json(out)
+
+
+async def _instances(call: Call, series: DicomSeries) -> list[DicomInstance]:
+    return list(
+        await call.session.exec(
+            select(DicomInstance)
+            .where(DicomInstance.series_id == series.id)
+            .order_by(col(DicomInstance.instance_number), col(DicomInstance.id))
+        )
+    )
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}/instances",
+    roles=EVERYONE,
+    summary="Search a series' instances (QIDO-RS)",
+    tag="dicomweb",
+)
+async def search_instances(call: Call) -> web.Response:
+    study, series = await series_for(
+        call.session, call.me, _uid(call, "study"), _uid(call, "series")
+    )
+    return _dicom_json(
+        [
+            {
+                "00080016": _value("UI", i.sop_class_uid),
+                "00080018": _value("UI", i.sop_uid),
+                "0020000D": _value("UI", study.study_instance_uid),
+                "0020000E": _value("UI", series.series_uid),
+                "00200013": _value("IS", i.instance_number),
+                "00280008": _value("IS", i.frames),
+                "00280010": _value("US", i.rows),
+                "00280011": _value("US", i.columns),
+            }
+            for i in await _instances(call, series)
+        ]
+    )
+
+
+def _with_bulk(call: Call, study_uid: str, series_uid: str, instance: DicomInstance) -> Any:
+    meta = dict(instance.dicom_json)
+    frames = ",".join(str(n) for n in range(1, instance.frames + 1))
+    meta["7FE00010"] = {
+        "vr": "OW",
+        "BulkDataURI": f"{_base(call)}/studies/{study_uid}/series/"
+        f"{series_uid}/instances/{instance.sop_uid}"
+        f"/frames/{frames}",
+    }
+    return meta
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}/metadata",
+    roles=EVERYONE,
+    summary="Retrieve a series' metadata (WADO-RS)",
+    tag="dicomweb",
+)
+async def series_metadata(call: Call) -> web.Response:
+    study, series = await series_for(
+        call.session, call.me, _uid(call, "study"), _uid(call, "series")
+    )
+    cache: MetadataCache = call.request.app[METADATA]
+    assert series.id is not None
+    body = cache.get(series.id)
+    if body is None:
+        body = json.dumps(
+            [
+                _with_bulk(call, study.study_instance_uid, series.series_uid, i)
+                for i in await _instances(call, series)
+            ]
+        ).encode()
+        cache.put(series.id, body)
+    await call.audit(action="dicomweb.metadata", target_type="series", target_id=series.id)
+    return web.Response(body=body, headers={"Content-Type": DICOM_JSON})
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata",
+    roles=EVERYONE,
+    summary="Retrieve an instance's metadata (WADO-RS)",
+    tag="dicomweb",
+)
+async def instance_metadata(call: Call) -> web.Response:
+    series, instance = await instance_for(
+        call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
+    )
+    return _dicom_json([_with_bulk(call, _uid(call, "study"), series.series_uid, instance)])
+
+
+def _accepted(accept: str, stored: str) -> tuple[bool, str]:
+    """(send as stored?, part media type) for a frames request's Accept header."""
+    if stored in NATIVE_SYNTAXES:
+        return True, "application/octet-stream"
+    media = ENCAPSULATED_SYNTAXES[stored]
+    if not accept or accept.strip() == "*/*":
+        return False, "application/octet-stream"
+    ranges = [r.strip() for r in accept.split(",")]
+    for r in ranges:
+        params = dict(p.strip().split("=", 1) for p in r.split(";")[1:] if "=" in p)
+        syntax = params.get("transfer-syntax", "").strip('"')
+        kind = params.get("type", "").strip('"')
+        if syntax in ("*", stored) or kind == media:
+            return True, media
+    for r in ranges:
+        params = dict(p.strip().split("=", 1) for p in r.split(";")[1:] if "=" in p)
+        syntax = params.get("transfer-syntax", "").strip('"')
+        kind = params.get("type", "").strip('"')
+        if kind in ("application/octet-stream", "") and syntax in ("", EXPLICIT_LE):
+            return False, "application/octet-stream"
+    raise NotAcceptable(f"cannot send frames stored as {stored} as {accept[:120]!r}")
+
+
+def _decode(path: str, frames: list[int]) -> list[bytes]:
+    ds = pydicom.dcmread(path)
+    array = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+        array = array[np.newaxis, ...]
+    return [
+        np.ascontiguousarray(array[n - 1]).astype(array.dtype.newbyteorder("<")).tobytes()
+        for n in frames
+    ]
+
+
+def _multipart(parts: list[tuple[str, bytes]], kind: str) -> web.Response:
+    boundary = secrets.token_hex(16)
+    body = io.BytesIO()
+    for content_type, data in parts:
+        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
+        body.write(data)
+        body.write(b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return web.Response(
+        body=body.getvalue(),
+        headers={"Content-Type": f'multipart/related; type="{kind}"; boundary={boundary}'},
+    )
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    roles=EVERYONE,
+    summary="Retrieve frames (WADO-RS)",
+    tag="dicomweb",
+)
+async def frames(call: Call) -> web.Response:
+    _, instance = await instance_for(
+        call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
+    )
+    raw = call.request.match_info["frames"]
+    if not re.fullmatch(r"\d+(,\d+)*", raw):
+        raise Invalid.on("frames", f"{raw[:40]!r} is not a comma-separated list of numbers")
+    numbers = [int(n) for n in raw.split(",")]
+    if any(n < 1 or n > instance.frames for n in numbers):
+        raise Invalid.on("frames", f"this instance has frames 1 to {instance.frames}")
+    as_stored, media = _accepted(call.request.headers.get("Accept", ""), instance.transfer_syntax)
+    store = call.services.dicom
+    if as_stored:
+        data = await asyncio.to_thread(lambda: [store.read_frame(instance, n) for n in numbers])
+        syntax = (
+            EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
+        )
+    else:
+        data = await asyncio.to_thread(_decode, str(store.root / instance.path), numbers)
+        syntax = EXPLICIT_LE
+    part = f"{media}; transfer-syntax={syntax}"
+    return _multipart([(part, d) for d in data], media)
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
+    roles=EVERYONE,
+    summary="Retrieve an instance (WADO-RS)",
+    tag="dicomweb",
+)
+async def retrieve_instance(call: Call) -> web.Response:
+    _, instance = await instance_for(
+        call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
+    )
+    data = await asyncio.to_thread(call.services.dicom.read_file, instance)
+    await call.audit(action="dicomweb.retrieve", target_type="instance", target_id=instance.id)
+    return _multipart([("application/dicom", data)], "application/dicom")
+
+
+@routes.add(
+    "GET",
+    "/dicom-web/studies/{study}/series/{series}",
+    roles=EVERYONE,
+    summary="Retrieve a series (WADO-RS)",
+    tag="dicomweb",
+)
+async def retrieve_series(call: Call) -> web.Response:
+    _, series = await series_for(call.session, call.me, _uid(call, "study"), _uid(call, "series"))
+    store = call.services.dicom
+    instances = await _instances(call, series)
+    data = await asyncio.to_thread(lambda: [store.read_file(i) for i in instances])
+    await call.audit(action="dicomweb.retrieve", target_type="series", target_id=series.id)
+    return _multipart([("application/dicom", d) for d in data], "application/dicom")
+
+
+@routes.add(
+    "POST",
+    "/dicom-web/studies",
+    roles=CASE_AUTHORS,
+    summary="Store instances (STOW-RS)",
+    tag="dicomweb",
+    raw_body="multipart/related",
+)
+async def stow(call: Call) -> web.Response:
+    """Instances are stored against the case that references their study (add the study's UID
+    to the case first); nothing is stored if any part is refused."""
+    if not call.request.content_type.startswith("multipart/related"):
+        raise Invalid.on("body", 'send multipart/related; type="application/dicom"')
+    files = await read_parts(call, "application/dicom")
+    parsed = await call.services.dicom.check(files)
+    studies = {p.study_uid for p in parsed}
+    if len(studies) != 1:
+        raise Invalid.on("file", "one STOW request stores instances of one study")
+    study = await study_for(call.session, call.me, next(iter(studies)))
+    case = await call.session.get(Case, study.case_id)
+    assert case is not None
+    if case.home_institution_id != call.me.institution_id:
+        raise Forbidden("only staff of the case's institution may store its imaging")
+    stored = await call.services.dicom.ingest(call.session, case, call.me, files)
+    for series in stored:
+        assert series.id is not None
+        call.request.app[METADATA].forget(series.id)
+    await call.audit(
+        action="dicomweb.store",
+        target_type="case",
+        target_id=case.id,
+        detail={"instances": len(files)},
+    )
+    return _dicom_json(
+        {
+            "00081190": _value("UR", f"{_base(call)}/studies/{study.study_instance_uid}"),
+            "00081199": {
+                "vr": "SQ",
+                "Value": [
+                    {
+                        "00081150": _value("UI", str(p.dataset.SOPClassUID)),
+                        "00081155": _value("UI", p.sop_uid),
+                    }
+                    for p in parsed
+                ],
+            },
+        }
+    )
+
+
+async def read_parts(call: Call, wanted: str) -> list[tuple[str, bytes]]:
+    """The parts of a multipart request, within the upload limit."""
+    limit = call.services.settings.max_imaging_upload_bytes
+    reader = await call.request.multipart()
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    index = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise Invalid.on("body", "nested multipart bodies are not accepted")
+        index += 1
+        data = bytearray()
+        while chunk := await part.read_chunk(256 * 1024):
+            data += chunk
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
+        files.append((part.filename or f"part {index}", bytes(data)))
+    return files
+
+
+METADATA = web.AppKey("dicom_metadata", MetadataCache)
