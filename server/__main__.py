@@ -103,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
     _serving(demo)
     demo.add_argument("--demo-password", default=_env("DEMO_PASSWORD", DEMO_PASSWORD))
     demo.add_argument("--seed-only", action="store_true", help="seed, print the logins, exit")
+    demo.add_argument(
+        "--demo-ct",
+        default=_env("DEMO_CT", "120x512"),
+        help="size of the synthetic CT, SLICESxPIXELS (e.g. 120x512), or 0 for none",
+    )
     _common(sub.add_parser("migrate", help="bring the database schema up to date"))
     _common(sub.add_parser("verify-audit", help="check the audit hash chain"))
     keys = sub.add_parser("keys", help="key management")
@@ -163,7 +168,18 @@ def _serve(settings: Settings) -> None:
     )
 
 
-async def _demo_seed(settings: Settings, password: str) -> bool:
+def _ct_size(text: str) -> tuple[int, int]:
+    if text == "0":
+        return 0, 0
+    slices, _, size = text.partition("x")
+    if not (
+        slices.isdigit() and size.isdigit() and 1 <= int(slices) <= 1000 and 16 <= int(size) <= 2048
+    ):
+        raise ConfigError(f"demo-ct must look like 120x512 (or 0), not {text!r}")
+    return int(slices), int(size)
+
+
+async def _demo_seed(settings: Settings, password: str, ct: tuple[int, int]) -> bool:
     services = Services.build(settings)
     try:
         await services.db.migrate()
@@ -173,7 +189,7 @@ async def _demo_seed(settings: Settings, password: str) -> bool:
             ).first()
         if seeded:
             return False
-        await seed(services, password)
+        await seed(services, password, imaging=ct[0] > 0, slices=ct[0], size=ct[1])
         return True
     finally:
         await services.db.close()
@@ -262,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             _serve(settings)
         elif args.command == "demo":
-            fresh = asyncio.run(_demo_seed(settings, args.demo_password))
+            fresh = asyncio.run(_demo_seed(settings, args.demo_password, _ct_size(args.demo_ct)))
             _print_logins(settings, args.demo_password, fresh)
             if not args.seed_only:
                 _serve(settings)

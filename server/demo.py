@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlmodel import select
@@ -11,7 +14,9 @@ from sqlmodel import select
 from .accounts import create_institution, create_user
 from .boards import BoardSpec, add_member, create_board
 from .cases import CaseIn, PatientIn, add_attachment, add_study, create_case, transition
-from .models import Institution, User
+from .db import AsyncSession
+from .imaging.phantom import PhantomPatient, write_ct_series
+from .models import Case, ImagingStudy, Institution, User
 from .services import Services
 
 __all__ = ["DEMO_PASSWORD", "DemoUser", "DEMO_USERS", "seed"]
@@ -49,8 +54,16 @@ _PATHOLOGY = (
 )
 
 
-async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, int]:
-    """Seed a fresh database; refuses to seed one that already has demo users."""
+async def seed(
+    services: Services,
+    password: str = DEMO_PASSWORD,
+    *,
+    imaging: bool = True,
+    slices: int = 120,
+    size: int = 512,
+) -> dict[str, int]:
+    """Seed a fresh database; refuses to seed one that already has demo users. With
+    ``imaging``, the ready case gets a synthetic chest CT (native and JPEG-LS series)."""
     async with services.db.write() as session:
         if (await session.exec(select(User).where(User.username == "coordinator"))).first():
             raise RuntimeError("the database already holds demo data")
@@ -173,6 +186,8 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
             data=_PATHOLOGY,
         )
         await transition(session, services.audit, ready, coordinator, "ready", None)
+        if imaging:
+            await _attach_phantom(session, services, ready, coordinator, slices, size)
         for case in (ready, preparing, requested):
             await services.audit.append(
                 session,
@@ -188,3 +203,36 @@ async def seed(services: Services, password: str = DEMO_PASSWORD) -> dict[str, i
             "preparing_case": preparing.id,
             "requested_case": requested.id,
         }
+
+
+async def _attach_phantom(
+    session: AsyncSession, services: Services, case: Case, user: User, slices: int, size: int
+) -> None:
+    """Generate the demo CT (never committed) and store it against ``case``'s study."""
+    study = (await session.exec(select(ImagingStudy).where(ImagingStudy.case_id == case.id))).one()
+    patient = PhantomPatient()
+    with tempfile.TemporaryDirectory(prefix="eboard-demo-ct-") as tmp:
+        paths = await asyncio.to_thread(
+            lambda: (
+                write_ct_series(
+                    Path(tmp) / "native",
+                    slices=slices,
+                    size=size,
+                    patient=patient,
+                    study_uid=study.study_instance_uid,
+                    study_date=study.study_date,
+                )
+                + write_ct_series(
+                    Path(tmp) / "jls",
+                    slices=slices,
+                    size=size,
+                    jpegls=True,
+                    patient=patient,
+                    study_uid=study.study_instance_uid,
+                    series_number=2,
+                    study_date=study.study_date,
+                )
+            )
+        )
+        files = [(p.name, p.read_bytes()) for p in paths]
+    await services.dicom.ingest(session, case, user, files)

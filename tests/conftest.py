@@ -33,7 +33,8 @@ async def _seed_template(path: Path) -> dict[str, int]:
     services = Services.build(Settings(data_dir=path))
     try:
         await services.db.migrate()
-        return await seed(services)
+        # A small CT keeps the per-session template quick; the demo itself has 120 × 512².
+        return await seed(services, slices=4, size=64)
     finally:
         await services.db.close()
 

@@ -24,7 +24,14 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
     first = _run(
-        "demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-password", "pw-12345678"
+        "demo",
+        "--data-dir",
+        str(tmp_path),
+        "--seed-only",
+        "--demo-password",
+        "pw-12345678",
+        "--demo-ct",
+        "3x32",
     )
     assert first.returncode == 0, first.stderr
     assert "Demo data seeded." in first.stdout and "pw-12345678" in first.stdout
@@ -40,7 +47,7 @@ def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
         "external",
     ):
         assert f"  {username} " in first.stdout
-    again = _run("demo", "--data-dir", str(tmp_path), "--seed-only")
+    again = _run("demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-ct", "3x32")
     assert again.returncode == 0 and "already present" in again.stdout
     with sqlite3.connect(tmp_path / "eboard.sqlite3") as db:
         assert db.execute('SELECT count(*) FROM "case"').fetchone() == (3,)
@@ -49,7 +56,9 @@ def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
 
 def test_migrate_then_user_add(tmp_path: Path) -> None:
     assert _run("migrate", "--data-dir", str(tmp_path)).returncode == 0
-    assert _run("demo", "--data-dir", str(tmp_path), "--seed-only").returncode == 0
+    assert (
+        _run("demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-ct", "0").returncode == 0
+    )
     added = _run(
         "user",
         "add",
@@ -107,3 +116,18 @@ def test_migrate_then_user_add(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM \"user\" WHERE username = 'dr.gu2'").fetchone() == (
             0,
         )
+
+
+def test_demo_attaches_a_synthetic_ct_to_the_ready_case(tmp_path: Path) -> None:
+    done = _run("demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-ct", "5x64")
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "eboard.sqlite3") as db:
+        rows = db.execute(
+            "SELECT s.description, count(i.id) FROM dicom_series s JOIN dicom_instance i "
+            "ON i.series_id = s.id JOIN imaging_study st ON st.id = s.study_id "
+            "JOIN \"case\" c ON c.id = st.case_id WHERE c.state = 'ready' GROUP BY s.id "
+            "ORDER BY s.number"
+        ).fetchall()
+    assert rows == [("Axial 2.5 mm", 5), ("Axial 2.5 mm (JPEG-LS)", 5)]
+    bad = _run("demo", "--data-dir", str(tmp_path / "x"), "--seed-only", "--demo-ct", "lots")
+    assert bad.returncode == 2 and "demo-ct must look like" in bad.stderr
