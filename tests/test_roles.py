@@ -92,6 +92,8 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("PUT", "/api/cases/{case_id}/opinions/mine"): OPINION_GIVERS,
     ("GET", "/api/invitations/{token}"): PUBLIC,
     ("POST", "/api/invitations/accept"): PUBLIC,
+    ("POST", "/api/cases/{case_id}/imaging"): CASE_AUTHORS,
+    ("GET", "/api/cases/{case_id}/imaging"): EVERYONE,
     ("GET", "/dicom-web/studies"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): EVERYONE,
@@ -320,6 +322,10 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
     ("POST", "/dicom-web/studies"): lambda c: Request(
         "/dicom-web/studies", body=c.stow_body, content_type=STOW_TYPE
     ),
+    ("POST", "/api/cases/{case_id}/imaging"): lambda c: Request(
+        f"/api/cases/{c.case_id}/imaging", form=_ct_upload
+    ),
+    ("GET", "/api/cases/{case_id}/imaging"): lambda c: Request(f"/api/cases/{c.case_id}/imaging"),
 }
 
 
@@ -338,6 +344,13 @@ def _phantom(tmp: Path) -> tuple[list[bytes], str]:
     paths = write_ct_series(tmp, slices=2, size=32)
     study = str(pydicom.dcmread(paths[0]).StudyInstanceUID)
     return [p.read_bytes() for p in paths], study
+
+
+def _ct_upload() -> FormData:
+    files, _ = _phantom(Path(tempfile.mkdtemp(prefix="eboard-roles-")))
+    form = FormData()
+    form.add_field("file", files[0], filename="slice.dcm", content_type="application/dicom")
+    return form
 
 
 def _stow_body(files: list[bytes]) -> bytes:

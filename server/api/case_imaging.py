@@ -1,0 +1,105 @@
+"""REST: a case's stored imaging — upload (DICOM files or zips) and the series list."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from ..access import case_for, is_external
+from ..errors import Forbidden, Invalid, TooLarge
+from ..imaging.dicomweb import METADATA
+from ..imaging.upload import files_from_zip, is_zip
+from ..models import DicomInstance, DicomSeries, ImagingStudy
+from .roles import CASE_AUTHORS, EVERYONE
+from .routing import Call, RouteTable
+
+routes = RouteTable()
+
+
+@routes.add(
+    "POST",
+    "/api/cases/{case_id}/imaging",
+    roles=CASE_AUTHORS,
+    summary="Upload DICOM files or zips to a case",
+    status=201,
+    tag="imaging",
+    raw_body="multipart/form-data",
+)
+async def upload(call: Call) -> dict[str, object]:
+    case = await case_for(call.session, call.me, call.int_param("case_id"))
+    if is_external(call.me, case):
+        raise Forbidden(f"only staff of case {case.number}'s home institution may add imaging")
+    if not call.request.content_type.startswith("multipart/form-data"):
+        raise Invalid.on("file", "send the files as multipart/form-data parts named file")
+    limit = call.services.settings.max_imaging_upload_bytes
+    reader = await call.request.multipart()
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            continue
+        data = bytearray()
+        while chunk := await part.read_chunk(256 * 1024):
+            data += chunk
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
+        name = part.filename or f"file {len(files) + 1}"
+        files.extend(
+            files_from_zip(name, bytes(data)) if is_zip(bytes(data[:4])) else [(name, bytes(data))]
+        )
+    stored = await call.services.dicom.ingest(call.session, case, call.me, files)
+    for series in stored:
+        assert series.id is not None
+        call.request.app[METADATA].forget(series.id)
+    await call.audit(
+        action="case.imaging_upload",
+        target_type="case",
+        target_id=case.id,
+        detail={"files": len(files), "series": len(stored)},
+    )
+    return {
+        "series": [{"alias": s.alias, "description": s.description} for s in stored],
+        "files": len(files),
+    }
+
+
+@routes.add(
+    "GET",
+    "/api/cases/{case_id}/imaging",
+    roles=EVERYONE,
+    summary="List a case's stored series",
+    tag="imaging",
+)
+async def list_series(call: Call) -> dict[str, object]:
+    case = await case_for(call.session, call.me, call.int_param("case_id"))
+    if is_external(call.me, case):
+        return {"series": []}  # until de-identified copies exist, externals see none
+    rows = await call.session.exec(
+        select(DicomSeries, ImagingStudy)
+        .where(DicomSeries.study_id == ImagingStudy.id, ImagingStudy.case_id == case.id)
+        .order_by(col(DicomSeries.number), col(DicomSeries.id))
+    )
+    out = []
+    for series, study in rows:
+        count = (
+            await call.session.exec(
+                select(func.count())
+                .select_from(DicomInstance)
+                .where(DicomInstance.series_id == series.id)
+            )
+        ).one()
+        out.append(
+            {
+                "alias": series.alias,
+                "study_instance_uid": study.study_instance_uid,
+                "series_instance_uid": series.series_uid,
+                "modality": series.modality,
+                "description": series.description,
+                "number": series.number,
+                "instances": count,
+                "burned_in": series.burned_in,
+            }
+        )
+    return {"series": out}
