@@ -66,6 +66,11 @@ def _serving(p: argparse.ArgumentParser) -> None:
         help="run the SFU in its own process (default) or in the server's (EBOARD_MEDIA)",
     )
     p.add_argument(
+        "--pacs-url",
+        default=_env("PACS_URL"),
+        help="the hospital PACS's DICOMweb root, for imaging import (EBOARD_PACS_URL)",
+    )
+    p.add_argument(
         "--last-n",
         default=_env("LAST_N", "6"),
         help="video from the N most recent speakers plus the presenter (EBOARD_LAST_N)",
@@ -145,6 +150,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     kwargs["insecure_http"] = bool(getattr(args, "insecure_http", False))
     if hasattr(args, "media"):
         kwargs["media_worker"] = args.media == "worker"
+        kwargs["pacs_url"] = args.pacs_url or ""
         if not str(args.last_n).isdigit() or int(args.last_n) < 1:
             raise ConfigError(f"last-n must be a whole number of at least 1, not {args.last_n!r}")
         kwargs["last_n"] = int(args.last_n)

@@ -28,6 +28,8 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
     max_imaging_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    # The hospital PACS's DICOMweb root (e.g. http://pacs.local:8042/dicom-web), for import.
+    pacs_url: str = ""
     session_horizon_weeks: int = 26
     # The SFU in its own worker process (production) or in the server's process (tests).
     media_worker: bool = False
@@ -62,6 +64,8 @@ class Settings:
         for name in ("token_ttl_seconds", "invitation_ttl_seconds", "max_upload_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        if self.pacs_url and not self.pacs_url.startswith(("http://", "https://")):
+            raise ConfigError(f"pacs-url must be an http(s) DICOMweb root, not {self.pacs_url!r}")
         if self.turn_urls and not self.turn_secret:
             raise ConfigError("turn-url needs turn-secret (coturn's static-auth-secret)")
         if (self.tls_cert is None) != (self.tls_key is None):
