@@ -18,6 +18,7 @@ __all__ = [
     "case_for",
     "is_external",
     "member_board_ids",
+    "board_has_external_members",
 ]
 
 MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
@@ -85,3 +86,12 @@ async def case_for(session: AsyncSession, user: User, case_id: int) -> Case:
     if case.board_id not in await member_board_ids(session, user):
         raise Forbidden(f"you are not a member of the board of case {case.number}")
     return case
+
+
+async def board_has_external_members(session: AsyncSession, board: Board) -> bool:
+    rows = await session.exec(
+        select(User.institution_id).where(
+            BoardMember.board_id == board.id, BoardMember.user_id == User.id
+        )
+    )
+    return any(inst != board.home_institution_id for inst in rows)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from .access import board_has_external_members
 from .audit import AuditLog
 from .db import AsyncSession
 from .errors import Conflict, FieldError, Forbidden, Invalid, TooLarge
@@ -288,15 +289,6 @@ class Readiness:
             "ready": self.ready,
             "items": [{"key": i.key, "ok": i.ok, "detail": i.detail} for i in self.items],
         }
-
-
-async def board_has_external_members(session: AsyncSession, board: Board) -> bool:
-    rows = await session.exec(
-        select(User.institution_id).where(
-            BoardMember.board_id == board.id, BoardMember.user_id == User.id
-        )
-    )
-    return any(inst != board.home_institution_id for inst in rows)
 
 
 async def readiness(session: AsyncSession, case: Case) -> Readiness:

@@ -177,6 +177,8 @@ class ImagingStudy(SQLModel, table=True):
     study_date: date
     added_by: int = Field(foreign_key="user.id")
     added_at: datetime = _instant(nullable=False)
+    # The de-identified copy made for external participants (mapped UIDs, pseudonym).
+    deidentified: bool = False
 
 
 class Opinion(SQLModel, table=True):
@@ -256,6 +258,8 @@ class DicomSeries(SQLModel, table=True):
     description: str = Field(default="", max_length=200)
     number: int | None = None
     burned_in: bool = False
+    # A de-identified copy points at the series it was made from.
+    source_id: int | None = Field(default=None, foreign_key="dicom_series.id")
     created_at: datetime = _instant(nullable=False)
 
 

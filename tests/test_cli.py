@@ -125,9 +125,12 @@ def test_demo_attaches_a_synthetic_ct_to_the_ready_case(tmp_path: Path) -> None:
         rows = db.execute(
             "SELECT s.description, count(i.id) FROM dicom_series s JOIN dicom_instance i "
             "ON i.series_id = s.id JOIN imaging_study st ON st.id = s.study_id "
-            "JOIN \"case\" c ON c.id = st.case_id WHERE c.state = 'ready' GROUP BY s.id "
-            "ORDER BY s.number"
+            "JOIN \"case\" c ON c.id = st.case_id WHERE c.state = 'ready' "
+            "GROUP BY s.id ORDER BY st.deidentified, s.number"
         ).fetchall()
-    assert rows == [("Axial 2.5 mm", 5), ("Axial 2.5 mm (JPEG-LS)", 5)]
+    # The originals, then the external participants' de-identified copies (descriptors
+    # cleaned: the copy keeps only known radiology words).
+    assert rows[:2] == [("Axial 2.5 mm", 5), ("Axial 2.5 mm (JPEG-LS)", 5)]
+    assert [count for _, count in rows[2:]] == [5, 5]
     bad = _run("demo", "--data-dir", str(tmp_path / "x"), "--seed-only", "--demo-ct", "lots")
     assert bad.returncode == 2 and "demo-ct must look like" in bad.stderr

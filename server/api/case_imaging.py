@@ -74,11 +74,14 @@ async def upload(call: Call) -> dict[str, object]:
 )
 async def list_series(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
-    if is_external(call.me, case):
-        return {"series": []}  # until de-identified copies exist, externals see none
+    # Each audience sees its own copy: external participants the de-identified one.
     rows = await call.session.exec(
         select(DicomSeries, ImagingStudy)
-        .where(DicomSeries.study_id == ImagingStudy.id, ImagingStudy.case_id == case.id)
+        .where(
+            DicomSeries.study_id == ImagingStudy.id,
+            ImagingStudy.case_id == case.id,
+            ImagingStudy.deidentified == is_external(call.me, case),
+        )
         .order_by(col(DicomSeries.number), col(DicomSeries.id))
     )
     out = []

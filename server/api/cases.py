@@ -108,7 +108,7 @@ async def case_json(call: Call, case: Case) -> dict[str, object]:
     studies = list(
         await call.session.exec(
             select(ImagingStudy)
-            .where(ImagingStudy.case_id == case.id)
+            .where(ImagingStudy.case_id == case.id, ImagingStudy.deidentified == external)
             .order_by(col(ImagingStudy.id))
         )
     )

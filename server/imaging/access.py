@@ -9,16 +9,29 @@ from ..db import AsyncSession
 from ..errors import Forbidden, NotFound
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, User
 
-__all__ = ["visible_case_ids", "study_for", "series_for", "instance_for"]
+__all__ = ["visible_case_ids", "sees_copies", "study_for", "series_for", "instance_for"]
 
 
 async def visible_case_ids(session: AsyncSession, user: User) -> set[int]:
-    """Cases whose imaging ``user`` may see. External participants get none until their
-    de-identified copies exist (issue 4's de-identification); they never see the originals."""
+    """Cases whose imaging ``user`` may see: their institution's (as for cases), and for an
+    external member the consented cases of their boards — whose de-identified copies only
+    they will get (see ``sees_copies``)."""
     query = select(Case.id).where(Case.home_institution_id == user.institution_id)
     if not sees_institution_boards(user):
         query = query.where(col(Case.board_id).in_(await member_board_ids(session, user)))
-    return {i for i in await session.exec(query) if i is not None}
+    own = {i for i in await session.exec(query) if i is not None}
+    external = select(Case.id).where(
+        col(Case.board_id).in_(await member_board_ids(session, user)),
+        Case.home_institution_id != user.institution_id,
+        col(Case.consent_external).is_(True),
+    )
+    return own | {i for i in await session.exec(external) if i is not None}
+
+
+def sees_copies(user: User, case: Case) -> bool:
+    """External participants see the de-identified copy of a case's imaging, never the
+    original; staff of the case's institution see the original."""
+    return is_external(user, case)
 
 
 async def study_for(session: AsyncSession, user: User, study_uid: str) -> ImagingStudy:
@@ -30,9 +43,10 @@ async def study_for(session: AsyncSession, user: User, study_uid: str) -> Imagin
         raise NotFound(f"no study {study_uid}")
     case = await session.get(Case, study.case_id)
     assert case is not None
-    if is_external(user, case):
-        raise Forbidden("imaging of this case is not available to external participants yet")
     await case_for(session, user, study.case_id)
+    if study.deidentified != sees_copies(user, case):
+        # The other audience's copy: it exists, but is not for this user.
+        raise Forbidden(f"study {study_uid} is not available to you")
     return study
 
 

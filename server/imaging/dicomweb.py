@@ -26,7 +26,7 @@ from ..api.roles import CASE_AUTHORS, EVERYONE
 from ..api.routing import Call, RouteTable
 from ..errors import EboardError, Forbidden, Invalid, TooLarge
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient
-from .access import instance_for, series_for, study_for, visible_case_ids
+from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
 from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
 
 __all__ = ["routes", "MetadataCache"]
@@ -144,8 +144,14 @@ async def search_studies(call: Call) -> web.Response:
     wanted_mrn = q.get("PatientID") or q.get("00100020")
     modality = q.get("ModalitiesInStudy") or q.get("00080061")
     out = []
-    for study, _case, patient in rows:
-        mrn = cipher.open("patient.mrn", patient.mrn_enc)
+    for study, case, patient in rows:
+        copy = sees_copies(call.me, case)
+        if study.deidentified != copy:
+            continue
+        # External participants see the pseudonymous case number in place of the patient.
+        mrn = case.number if copy else cipher.open("patient.mrn", patient.mrn_enc)
+        name = case.number if copy else cipher.open("patient.name", patient.name_enc)
+        birth = "" if copy else cipher.open("patient.birth_date", patient.birth_date_enc)
         if wanted_mrn and wanted_mrn != mrn:
             continue
         sday = study.study_date.strftime("%Y%m%d")
@@ -156,6 +162,8 @@ async def search_studies(call: Call) -> web.Response:
         series = list(
             await call.session.exec(select(DicomSeries).where(DicomSeries.study_id == study.id))
         )
+        if not series:
+            continue  # referenced on the case, nothing stored yet
         modalities = sorted(
             {s.modality for s in series if s.modality}
             | ({study.modality} if study.modality else set())
@@ -177,14 +185,9 @@ async def search_studies(call: Call) -> web.Response:
                 "00080061": _value("CS", *modalities),
                 "00081030": _value("LO", study.description),
                 "00081190": _value("UR", f"{_base(call)}/studies/{study.study_instance_uid}"),
-                "00100010": {
-                    "vr": "PN",
-                    "Value": [{"Alphabetic": cipher.open("patient.name", patient.name_enc)}],
-                },
+                "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
                 "00100020": _value("LO", mrn),
-                "00100030": _value(
-                    "DA", cipher.open("patient.birth_date", patient.birth_date_enc).replace("-", "")
-                ),
+                "00100030": _value("DA", birth.replace("-", "")),
                 "0020000D": _value("UI", study.study_instance_uid),
                 "00201206": _value("IS", len(series)),
                 "00201208": _value("IS", instances),

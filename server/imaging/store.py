@@ -8,6 +8,8 @@ parsing the file again. Parsing runs in a worker thread: it is CPU work.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import secrets
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 from sqlmodel import col, select
 
+from ..access import board_has_external_members
 from ..db import AsyncSession
 from ..errors import Conflict, Invalid
-from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
+from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
+from .deid import Deidentifier, burned_in
 
 __all__ = ["DicomStore", "Parsed", "SUPPORTED_SYNTAXES", "NATIVE_SYNTAXES"]
 
@@ -43,11 +47,6 @@ ENCAPSULATED_SYNTAXES = {
     "1.2.840.10008.1.2.5": "image/x-dicom-rle",  # RLE lossless
 }
 SUPPORTED_SYNTAXES = {**NATIVE_SYNTAXES, **ENCAPSULATED_SYNTAXES}
-_BURNED_IN_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture
-    "1.2.840.10008.5.1.4.1.1.6.1",  # ultrasound
-    "1.2.840.10008.5.1.4.1.1.3.1",  # ultrasound multi-frame
-}
 
 
 @dataclass(frozen=True)
@@ -140,16 +139,18 @@ def _metadata(ds: Dataset) -> dict[str, Any]:
     return copy.to_json_dict(bulk_data_threshold=1 << 20)
 
 
-def _burned_in(ds: Dataset) -> bool:
-    flag = str(ds.get("BurnedInAnnotation", "")).upper()
-    if flag == "YES":
-        return True
-    return str(ds.SOPClassUID) in _BURNED_IN_CLASSES and flag != "NO"
+def _deidentified(deid: Deidentifier, item: Parsed, pseudonym: str) -> Parsed:
+    """The external participants' copy of one instance (CPU work: run in a thread)."""
+    copy = deid.deidentify(item.dataset, pseudonym=pseudonym)
+    out = io.BytesIO()
+    copy.save_as(out, enforce_file_format=True)
+    return parse(item.name, out.getvalue())
 
 
 class DicomStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key: bytes) -> None:
         self.root = root
+        self._key = key
 
     async def check(self, files: list[tuple[str, bytes]]) -> list[Parsed]:
         return await asyncio.to_thread(lambda: [parse(name, data) for name, data in files])
@@ -177,35 +178,56 @@ class DicomStore:
         )
         already = set(taken)
         touched: dict[str, DicomSeries] = {}
+        board = await session.get(Board, case.board_id)
+        assert board is not None and board.id is not None
+        # External members get a de-identified copy, made now, at ingest (one key per board,
+        # so copies for two boards cannot be linked by their UIDs).
+        deid = None
+        if await board_has_external_members(session, board):
+            key = hmac.new(self._key, f"deid:board:{board.id}".encode(), hashlib.sha256).digest()
+            deid = Deidentifier(key)
+        copies: dict[str, DicomSeries] = {}
         for item in parsed:
             if item.sop_uid in already:
                 continue  # the same instance again: storing it twice would change nothing
             study = await self._study(session, case, user, item)
             series = touched.get(item.series_uid) or await self._series(session, study, item)
             touched[item.series_uid] = series
-            path = await asyncio.to_thread(self._write, item)
-            with path.open("rb") as fp:
-                runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
-            ds = item.dataset
-            assert series.id is not None
-            session.add(
-                DicomInstance(
-                    series_id=series.id,
-                    sop_uid=item.sop_uid,
-                    sop_class_uid=str(ds.SOPClassUID),
-                    instance_number=int(ds.get("InstanceNumber") or 0) or None,
-                    path=str(path.relative_to(self.root)),
-                    transfer_syntax=item.transfer_syntax,
-                    rows=int(ds.Rows),
-                    columns=int(ds.Columns),
-                    frames=int(ds.get("NumberOfFrames", 1) or 1),
-                    frame_index=runs,
-                    dicom_json=await asyncio.to_thread(_metadata, ds),
-                )
-            )
+            await self._instance(session, series, item)
             already.add(item.sop_uid)
+            if deid is not None and not series.burned_in:
+                # Burned-in series are withheld from external participants.
+                copy = await asyncio.to_thread(_deidentified, deid, item, case.number)
+                copy_study = await self._study(session, case, user, copy, deidentified=True)
+                copy_series = copies.get(copy.series_uid) or await self._series(
+                    session, copy_study, copy, source=series
+                )
+                copies[copy.series_uid] = copy_series
+                await self._instance(session, copy_series, copy)
         await session.flush()
-        return list(touched.values())
+        return list(touched.values()) + list(copies.values())
+
+    async def _instance(self, session: AsyncSession, series: DicomSeries, item: Parsed) -> None:
+        path = await asyncio.to_thread(self._write, item)
+        with path.open("rb") as fp:
+            runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
+        ds = item.dataset
+        assert series.id is not None
+        session.add(
+            DicomInstance(
+                series_id=series.id,
+                sop_uid=item.sop_uid,
+                sop_class_uid=str(ds.SOPClassUID),
+                instance_number=int(ds.get("InstanceNumber") or 0) or None,
+                path=str(path.relative_to(self.root)),
+                transfer_syntax=item.transfer_syntax,
+                rows=int(ds.Rows),
+                columns=int(ds.Columns),
+                frames=int(ds.get("NumberOfFrames", 1) or 1),
+                frame_index=runs,
+                dicom_json=await asyncio.to_thread(_metadata, ds),
+            )
+        )
 
     def _write(self, item: Parsed) -> Path:
         folder = self.root / item.series_uid
@@ -217,7 +239,12 @@ class DicomStore:
         return path
 
     async def _study(
-        self, session: AsyncSession, case: Case, user: User, item: Parsed
+        self,
+        session: AsyncSession,
+        case: Case,
+        user: User,
+        item: Parsed,
+        deidentified: bool = False,
     ) -> ImagingStudy:
         found = (
             await session.exec(
@@ -237,6 +264,7 @@ class DicomStore:
             day = date.today()
         assert case.id is not None and user.id is not None
         study = ImagingStudy(
+            deidentified=deidentified,
             case_id=case.id,
             study_instance_uid=item.study_uid,
             description=str(ds.get("StudyDescription", ""))[:200],
@@ -250,7 +278,11 @@ class DicomStore:
         return study
 
     async def _series(
-        self, session: AsyncSession, study: ImagingStudy, item: Parsed
+        self,
+        session: AsyncSession,
+        study: ImagingStudy,
+        item: Parsed,
+        source: DicomSeries | None = None,
     ) -> DicomSeries:
         found = (
             await session.exec(
@@ -270,7 +302,8 @@ class DicomStore:
             modality=str(ds.get("Modality", ""))[:16],
             description=str(ds.get("SeriesDescription", ""))[:200],
             number=int(ds.get("SeriesNumber") or 0) or None,
-            burned_in=_burned_in(ds),
+            burned_in=burned_in(ds),
+            source_id=source.id if source is not None else None,
             created_at=utcnow(),
         )
         session.add(series)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -14,21 +12,7 @@ from aiohttp.test_utils import TestServer
 from dicomweb_client.api import DICOMwebClient
 from requests.exceptions import HTTPError
 
-from server.app import create_app
-from server.config import Settings
 from server.imaging.phantom import write_ct_series
-
-
-@pytest.fixture
-async def server(
-    settings: Settings, aiohttp_server: Callable[..., Awaitable[TestServer]]
-) -> AsyncIterator[TestServer]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # Links in responses come from the configured public URL, never from the Host header.
-    public = Settings(**{**settings.__dict__, "public_url": f"http://127.0.0.1:{port}"})
-    yield await aiohttp_server(create_app(public), port=port)
 
 
 @pytest.fixture(scope="module")
