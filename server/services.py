@@ -39,7 +39,7 @@ class Services:
             tokens=Tokens(keys.token_secret),
             passwords=Passwords(),
             audit=AuditLog(),
-            dicom=DicomStore(settings.data_dir / "imaging"),
+            dicom=DicomStore(settings.data_dir / "imaging", keys.hash_key),
         )
 
 
