@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,11 +17,14 @@ from .forwarder import DownTrack, Forwarder, UpTrack
 from .sdp import codec_preferences, parse_candidate, parse_description, with_opus_dtx
 from .sfu import MediaError
 
-__all__ = ["Peer", "UpPeer", "DownPeer"]
+__all__ = ["Peer", "UpPeer", "DownPeer", "UP_TRACKS", "up_track_names"]
 
 logger = logging.getLogger(__name__)
 
 StateCallback = Callable[[str], None]
+# What an up connection's m-sections carry, in the offer's order per kind: the first audio is
+# the microphone, the first video the camera, a second video the presenter's screen.
+UP_TRACKS: dict[str, tuple[str, ...]] = {"audio": ("audio",), "video": ("video", "screen")}
 # What aiortc raises when a description does not fit the negotiation.
 _NEGOTIATION_ERRORS = (
     ValueError,
@@ -102,26 +106,45 @@ class Peer:
                 on_timeout()
 
 
+def up_track_names(kinds: list[str]) -> list[str]:
+    """Name an up connection's audio and video m-sections (their ``kinds``, in the offer's
+    order) after what they carry; raise ``MediaError`` for more sections than ``UP_TRACKS``."""
+    names: list[str] = []
+    seen: Counter[str] = Counter()
+    for kind in kinds:
+        allowed = UP_TRACKS[kind]
+        if seen[kind] == len(allowed):
+            raise MediaError(
+                f"offer has {kinds.count(kind)} {kind} sections; an up connection carries at"
+                f" most {len(allowed)} ({', '.join(allowed)})"
+            )
+        names.append(allowed[seen[kind]])
+        seen[kind] += 1
+    return names
+
+
 class UpPeer(Peer):
-    """A participant's up connection: they offer their camera and microphone, we answer with
-    Opus and VP8 only, and every received track feeds a forwarder instead of a decoder."""
+    """A participant's up connection: they offer their microphone, camera and, when presenting,
+    screen; we answer with Opus and VP8 only, and every received track feeds a forwarder
+    instead of a decoder. A section may carry no track (someone without a camera, or who denied
+    it, still publishes so that they get a down connection): its track never sends."""
 
     direction = "up"
 
     def __init__(self, configuration: RTCConfiguration, on_state: StateCallback) -> None:
         super().__init__(configuration, on_state)
-        self.tracks: list[UpTrack] = []
+        self.tracks: dict[str, UpTrack] = {}  # by name: "audio", "video", "screen"
 
     async def accept(self, offer_sdp: str) -> str:
         """Apply the participant's offer; return our answer (with our candidates)."""
         description = parse_description(offer_sdp, "offer")
+        kinds = [m.kind for m in description.media if m.kind in UP_TRACKS]
         # Our own receive-only transceivers, in the offer's order, so aiortc answers each
         # section with our codecs instead of everything it could decode.
-        for media in description.media:
-            if media.kind in ("audio", "video"):
-                transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
-                transceiver.setCodecPreferences(codec_preferences(media.kind))
-                self.tracks.append(UpTrack(transceiver))
+        for kind, name in zip(kinds, up_track_names(kinds), strict=True):
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(codec_preferences(kind))
+            self.tracks[name] = UpTrack(transceiver)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())

@@ -2,6 +2,13 @@
 
 Everyone publishes on an up connection and receives everyone else's up-tracks on a down
 connection. The room keeps that true as people publish, republish, leave and fail.
+
+A down-track is labelled in the down offer's msid as ``<stream> <stream>-<name>-<generation>``:
+the stream is the publisher's participant id, the name what the up-track carries ("audio",
+"video" for the camera, "screen"; see ``peer.UP_TRACKS``), the generation counts the
+publisher's publishes, so a republish never reuses an id the subscriber has seen. Every up-track
+is offered, even one that never sends (a participant without a camera): the subscriber's
+browser keeps such a track muted, and the room page shows no video for a muted track.
 """
 
 from __future__ import annotations
@@ -9,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
 from aiortc import RTCConfiguration
+from aiortc.rtp import RtpPacket
 
 from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
-from .forwarder import Forwarder
+from .forwarder import Forwarder, UpTrack
 from .peer import DownPeer, UpPeer
 from .sfu import MediaError, RoomStats
 from .speaker import SpeakerDetector
@@ -27,6 +35,7 @@ __all__ = ["Room", "Participant"]
 logger = logging.getLogger(__name__)
 
 LeaveReason = Literal["left", "closed", "failed", "timeout"]
+CAMERA, SCREEN = "video", "screen"  # up-track names (peer.UP_TRACKS)
 _MSID_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,48}")
 
 
@@ -37,7 +46,7 @@ class Participant:
     id: str
     generation: int
     up: UpPeer
-    forwarders: list[Forwarder] = field(default_factory=list)
+    forwarders: dict[str, Forwarder] = field(default_factory=dict)  # by up-track name
     down: DownPeer | None = None
 
     @property
@@ -46,6 +55,12 @@ class Participant:
         if _MSID_TOKEN.fullmatch(self.id):
             return self.id
         return "p" + self.id.encode().hex()[:46]
+
+    @property
+    def camera_sends(self) -> bool:
+        """Whether a packet of this participant's camera has reached the server."""
+        camera = self.forwarders.get(CAMERA)
+        return camera is not None and camera.packets_received > 0
 
 
 class Room:
@@ -75,8 +90,9 @@ class Room:
         # connections have not seen yet.
         self._generations: dict[str, int] = {}
         self._speakers = SpeakerDetector(self._speaker_changed)
-        # Last-N video: a subscriber gets video from the N most recent speakers (then the
-        # earliest arrivals) plus the presenter; audio from everyone.
+        # Last-N video: a subscriber gets camera video from the N most recent speakers (then
+        # the earliest arrivals; cameras that never sent last) plus the presenter, the
+        # presenter's screen, and audio from everyone.
         self._last_n = last_n
         self._recent: list[str] = []
         self._presenter: str | None = None
@@ -105,12 +121,15 @@ class Room:
             except MediaError:
                 await new.up.close()
                 raise
-            for track in new.up.tracks:
+            for name, track in new.up.tracks.items():
                 forwarder = Forwarder(track.kind, track, keyframe_interval=self._keyframe_interval)
-                track.deliver_to(forwarder.forward)
+                if name == CAMERA:
+                    track.deliver_to(self._first_camera_packet(track, forwarder))
+                else:
+                    track.deliver_to(forwarder.forward)
                 if track.kind == "audio":
                     forwarder.on_audio_level(partial(self._speakers.level, participant))
-                new.forwarders.append(forwarder)
+                new.forwarders[name] = forwarder
             self._generations[participant] = generation
             changed: set[Participant] = set()
             if old is not None:  # the newest connection wins; no MediaLeft for the old one
@@ -151,33 +170,49 @@ class Room:
         self._apply_last_n()
         self._emit_safely(ActiveSpeaker(self.name, participant))
 
+    def _first_camera_packet(
+        self, track: UpTrack, forwarder: Forwarder
+    ) -> Callable[[RtpPacket], Awaitable[None]]:
+        """Deliver ``track``'s first packet to ``forwarder``, rank Last-N again now that the
+        camera sends, and hand every later packet to the forwarder directly."""
+
+        async def first(packet: RtpPacket) -> None:
+            track.deliver_to(forwarder.forward)
+            await forwarder.forward(packet)
+            self._apply_last_n()
+
+        return first
+
     def _apply_last_n(self) -> None:
-        present = list(self._participants)
+        # Ranking: the most recent speakers, then the earliest arrivals; a camera that has
+        # never sent (someone who only watches) goes last, so it takes nobody's place.
         ranking = [p for p in self._recent if p in self._participants]
-        ranking += [p for p in present if p not in ranking]
+        ranking += [p for p in self._participants if p not in ranking]
+        ranking.sort(key=lambda p: not self._participants[p].camera_sends)
         for subscriber in self._participants.values():
             if subscriber.down is None:
                 continue
             others = [p for p in ranking if p != subscriber.id]
             allowed = set(others[: self._last_n])
-            if self._presenter is not None:
-                allowed.add(self._presenter)
             for publisher in self._participants.values():
-                for forwarder in publisher.forwarders:
+                presenting = publisher.id == self._presenter
+                for name, forwarder in publisher.forwarders.items():
                     down = subscriber.down.tracks.get(forwarder)
                     if down is None or forwarder.kind != "video":
                         continue
-                    if publisher.id in allowed:
+                    # A screen is shown by the presenter alone, and Last-N never hides it.
+                    shown = presenting if name == SCREEN else presenting or publisher.id in allowed
+                    if shown:
                         forwarder.resume(down)
                     else:
                         forwarder.pause(down)
 
     def request_keyframe(self, participant: str) -> None:
-        for forwarder in self.participant(participant).forwarders:
+        for forwarder in self.participant(participant).forwarders.values():
             forwarder.request_keyframe()
 
     def stats(self) -> RoomStats:
-        forwarders = [f for p in self._participants.values() for f in p.forwarders]
+        forwarders = [f for p in self._participants.values() for f in p.forwarders.values()]
         return RoomStats(
             participants=len(self._participants),
             up_tracks=len(forwarders),
@@ -213,8 +248,8 @@ class Room:
             )
             subscriber.down = down
             down.watch(self._ice_timeout, lambda: self._schedule_drop(subscriber, "timeout"))
-        for forwarder in publisher.forwarders:
-            track_id = f"{publisher.stream_id}-{forwarder.kind}-{publisher.generation}"
+        for name, forwarder in publisher.forwarders.items():
+            track_id = f"{publisher.stream_id}-{name}-{publisher.generation}"
             subscriber.down.add(forwarder, publisher.stream_id, track_id)
 
     async def _retire(self, gone: Participant) -> set[Participant]:
@@ -223,23 +258,24 @@ class Room:
         changed: set[Participant] = set()
         for other in self._participants.values():
             if other is not gone and other.down is not None:
-                for forwarder in gone.forwarders:
+                for forwarder in gone.forwarders.values():
                     if forwarder in other.down.tracks:
                         await other.down.remove(forwarder)
                         changed.add(other)
-        self._packets_forwarded_before += sum(f.packets_forwarded for f in gone.forwarders)
+        self._packets_forwarded_before += sum(f.packets_forwarded for f in gone.forwarders.values())
         await self._close_peers(gone)
         if self._participants.get(gone.id) is gone:
             del self._participants[gone.id]
-            self._speakers.remove(gone.id)
-            self._recent = [p for p in self._recent if p != gone.id]
-            if self._presenter == gone.id:
-                self._presenter = None
-            self._apply_last_n()
         return changed
 
     async def _drop(self, gone: Participant, reason: LeaveReason) -> None:
         changed = await self._retire(gone)
+        # Gone, not replaced by a newer publish: forget what the room knew of them.
+        self._speakers.remove(gone.id)
+        self._recent = [p for p in self._recent if p != gone.id]
+        if self._presenter == gone.id:
+            self._presenter = None
+        self._apply_last_n()
         await self._renegotiate(changed)
         logger.info("Room(%s) %s left (%s)", self.name, gone.id, reason)
         self._emit_safely(MediaLeft(self.name, gone.id, reason))

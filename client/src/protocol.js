@@ -1,8 +1,16 @@
 /**
  * The live session's protocol: the socket.io connection to the `/board` namespace and the two
- * WebRTC peer connections of one participant (up: our camera and microphone to the server; down:
- * everyone else's tracks from the server). No DOM access: the room page (src/room/) shows what
- * this reports and calls its methods.
+ * WebRTC peer connections of one participant (up: our microphone, camera and, while presenting,
+ * screen to the server; down: everyone else's tracks from the server). No DOM access: the room
+ * page (src/room/) shows what this reports and calls its methods.
+ *
+ * The up connection's m-sections are, in this order, microphone, camera and screen (the server
+ * names up-tracks by that order: media/peer.py UP_TRACKS). Microphone and camera are there even
+ * without the device, carrying no track: someone who cannot or will not send still publishes,
+ * so the server sets up their down connection, and a device picked later is swapped in without
+ * renegotiating. The down offer labels each section with the msid
+ * `<participant> <participant>-<audio|video|screen>-<generation>` (media/room.py); a track the
+ * publisher never sends stays muted, and the page shows no video for a muted track.
  *
  * Wire contract: schemas/events/*.json. ICE: each side's description is sent once gathering has
  * completed (host candidates take milliseconds; aiortc answers with all of its own), or after
@@ -97,14 +105,23 @@ import { io } from 'socket.io-client';
  */
 
 /**
+ * What the server asks this participant's role to send (RTCRtpEncodingParameters names).
+ * @typedef {object} MediaCaps
+ * @property {{maxBitrate: number, maxFramerate: number, maxHeight: number}} camera
+ * @property {{maxBitrate: number, maxFramerate: number}} screen
+ */
+
+/**
  * The events a LiveClient dispatches (as CustomEvents, with this detail); listen with `on`.
  * @typedef {object} LiveEvents
  * @property {Phase} phase
  * @property {Snapshot} state anything in the snapshot changed
  * @property {ChatMessage} chat a new chat message (already in the snapshot)
  * @property {Participant[]} lobby who waits in the lobby (chairs only)
- * @property {Map<string, MediaStream>} streams remote streams came or went
+ * @property {Map<string, MediaStream>} streams remote streams (`remote`, `screens`) came or went,
+ *   or one of their tracks was muted or unmuted
  * @property {MediaStream|null} local our own stream, mute or camera changed
+ * @property {MediaStream|null} screen our screen share started or stopped
  * @property {Link} link
  * @property {EventError} error
  */
@@ -112,8 +129,14 @@ import { io } from 'socket.io-client';
 const GATHER_WAIT_MS = 1500;
 const CALL_TIMEOUT_MS = 10000;
 const MEASURE_EVERY_MS = 2000;
-/** Used until the server's join reply says what this participant's role may send. */
-const DEFAULT_CAMERA_CAPS = { maxBitrate: 500_000, maxFramerate: 30, maxHeight: 360 };
+/**
+ * Used until the server's join reply says what this participant's role may send.
+ * @type {MediaCaps}
+ */
+const DEFAULT_CAPS = {
+  camera: { maxBitrate: 500_000, maxFramerate: 30, maxHeight: 360 },
+  screen: { maxBitrate: 1_500_000, maxFramerate: 5 },
+};
 
 /** An event the server (or the connection) refused. */
 export class LiveError extends Error {
@@ -155,10 +178,14 @@ export class LiveClient extends EventTarget {
     this.snapshot = null;
     /** @type {Participant[]} */
     this.waiting = [];
-    /** Remote streams by participant id (or by stream id when one carries no participant id). */
+    /** Remote microphone and camera streams by participant id (the down offer's msid stream). */
     this.remote = /** @type {Map<string, MediaStream>} */ (new Map());
-    /** @type {MediaStream | null} */
+    /** Remote screen shares by participant id. */
+    this.screens = /** @type {Map<string, MediaStream>} */ (new Map());
+    /** @type {MediaStream | null} our camera and microphone; null when we only watch */
     this.local = null;
+    /** @type {MediaStream | null} the screen we share */
+    this.screen = null;
     this.muted = false;
     this.camera = true;
     /** @type {Link} */
@@ -171,8 +198,8 @@ export class LiveClient extends EventTarget {
     this.down = null;
     /** @type {IceServerInfo[]} */
     this._iceServers = [];
-    /** @type {{maxBitrate: number, maxFramerate: number, maxHeight: number}} */
-    this._cameraCaps = DEFAULT_CAMERA_CAPS;
+    /** @type {MediaCaps} */
+    this.caps = DEFAULT_CAPS;
     /** Down negotiations run one after another, in the order the offers came. */
     this._downChain = Promise.resolve();
     /** @type {Promise<void> | null} a media restart under way */
@@ -206,7 +233,7 @@ export class LiveClient extends EventTarget {
 
   /**
    * Connect and join; publish `stream` (camera and microphone) once admitted. Without a stream
-   * the participant only watches and listens.
+   * the participant only watches and listens (and still publishes, with no tracks).
    * @param {MediaStream | null} stream
    */
   start(stream) {
@@ -223,6 +250,11 @@ export class LiveClient extends EventTarget {
   get chairs() {
     const role = this.me?.role;
     return role === 'chair' || role === 'coordinator';
+  }
+
+  /** Whether the chair made us the presenter, who alone may share a screen. */
+  get presenting() {
+    return this.you !== '' && this.snapshot?.presenter === this.you;
   }
 
   // -- what the participant does ----------------------------------------------------------
@@ -244,9 +276,9 @@ export class LiveClient extends EventTarget {
   }
 
   /**
-   * Send from other devices: the new stream's tracks replace the old ones on the up connection
-   * (no renegotiation, so nobody else's view flickers); a kind the up connection does not carry
-   * yet means a fresh publish.
+   * Send from other devices: the new stream's tracks replace the old ones in the up
+   * connection's microphone and camera sections (no renegotiation, so nobody else's view
+   * flickers); an up connection that is not connected is published afresh.
    * @param {MediaStream} stream
    */
   async useStream(stream) {
@@ -255,17 +287,51 @@ export class LiveClient extends EventTarget {
     for (const track of stream.getAudioTracks()) track.enabled = !this.muted;
     for (const track of stream.getVideoTracks()) track.enabled = this.camera;
     this._emit('local', stream);
-    const senders = this.up?.getSenders() ?? [];
-    const replaceable = this.up?.connectionState === 'connected'
-      && stream.getTracks().every((track) => senders.some((s) => s.track?.kind === track.kind));
-    if (replaceable) {
-      for (const track of stream.getTracks()) {
-        await senders.find((s) => s.track?.kind === track.kind)?.replaceTrack(track);
-      }
+    const [microphone, camera] = this.up?.getTransceivers() ?? [];
+    if (this.up?.connectionState === 'connected' && microphone && camera) {
+      await microphone.sender.replaceTrack(stream.getAudioTracks()[0] ?? null);
+      const video = stream.getVideoTracks()[0] ?? null;
+      await camera.sender.replaceTrack(video);
+      if (video) await setEncoding(camera.sender, cameraEncoding(this.caps.camera, video));
     } else if (this.phase === 'live') {
       await this._publish();
     }
     if (old && old !== stream) for (const track of old.getTracks()) track.stop();
+    if (this.phase === 'live') await this._call('media-state', this._mediaState());
+  }
+
+  /**
+   * Presenter: share a screen (a `getDisplayMedia` stream), or stop sharing (null). Either way
+   * the up connection is published afresh (microphone, camera, screen): the server takes the
+   * second publish as a replacement, and everyone's down connection swaps our tracks in one
+   * renegotiation.
+   * @param {MediaStream | null} stream
+   */
+  async setScreen(stream) {
+    const old = this.screen;
+    if (stream === old) return;
+    const track = stream?.getVideoTracks()[0];
+    if (stream && (!track || !this.presenting)) {
+      for (const t of stream.getTracks()) t.stop();
+      const error = { event: 'publish', field: null, message: 'only the presenter shares a screen' };
+      this._emit('error', error);
+      throw new LiveError(error);
+    }
+    if (stream && track) {
+      // Slides, reports and scans: keep every pixel sharp and give up frames instead.
+      track.contentHint = 'detail';
+      // The browser's own "stop sharing" ends the track.
+      track.addEventListener('ended', () => {
+        if (this.screen === stream) void this.setScreen(null).catch(reported);
+      });
+    }
+    this.screen = stream;
+    this._emit('screen', stream);
+    try {
+      if (this.phase === 'live') await this._publish();
+    } finally {
+      for (const t of old?.getTracks() ?? []) t.stop();
+    }
   }
 
   /** @param {boolean} raised */
@@ -322,6 +388,7 @@ export class LiveClient extends EventTarget {
   close(phase = 'left') {
     this._stopMedia();
     for (const track of this.local?.getTracks() ?? []) track.stop();
+    for (const track of this.screen?.getTracks() ?? []) track.stop();
     this._setPhase(phase);
     this.socket.disconnect();
   }
@@ -367,7 +434,8 @@ export class LiveClient extends EventTarget {
         void this._rejoin();
         return;
       }
-      if (this.remote.delete(id)) this._emit('streams', this.remote);
+      const gone = [this.remote.delete(id), this.screens.delete(id)];
+      if (gone.some(Boolean)) this._emit('streams', this.remote);
       if (!this.snapshot) return;
       const snapshot = this.snapshot;
       this._setSnapshot({
@@ -400,7 +468,7 @@ export class LiveClient extends EventTarget {
 
   /** Join (or, after a reconnect, join again) and bring the media up. */
   async _join() {
-    /** @type {{you: string, admitted: boolean, resumed: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[], media_caps?: {camera: {maxBitrate: number, maxFramerate: number, maxHeight: number}}}} */
+    /** @type {{you: string, admitted: boolean, resumed: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[], media_caps?: Partial<MediaCaps>}} */
     let ack;
     try {
       ack = await this._call('join', { session_id: this.sessionId });
@@ -413,7 +481,7 @@ export class LiveClient extends EventTarget {
     this.joins += 1;
     this.you = ack.you;
     this._iceServers = ack.ice_servers;
-    this._cameraCaps = ack.media_caps?.camera ?? DEFAULT_CAMERA_CAPS;
+    this.caps = { ...DEFAULT_CAPS, ...ack.media_caps };
     this._setSnapshot(ack.snapshot);
     this._setPhase(ack.admitted ? 'live' : 'lobby');
     // The server says whether our media outlived the reconnect; if not, start it afresh.
@@ -472,38 +540,63 @@ export class LiveClient extends EventTarget {
         await this._publish();
       }
       // After every join: a rejoin may have reset what the server knew of us.
-      await this._call('media-state', {
-        muted: this.muted || !this.local?.getAudioTracks().length,
-        camera: this.camera && Boolean(this.local?.getVideoTracks().length),
-        quality: this.link.quality,
-      });
+      await this._call('media-state', { ...this._mediaState(), quality: this.link.quality });
     } catch (error) {
       this._mediaFailed('publish', error);
     }
     this._startMeasuring();
   }
 
-  /** A fresh up connection carrying our stream: offer, wait for candidates, send, apply the answer. */
+  /** What we send, as the live state shows it: a missing device counts as off. */
+  _mediaState() {
+    return {
+      muted: this.muted || !this.local?.getAudioTracks().length,
+      camera: this.camera && Boolean(this.local?.getVideoTracks().length),
+    };
+  }
+
+  /**
+   * A fresh up connection: microphone, camera (each with or without a track) and the screen
+   * we share, in that order; offer, wait for candidates, send, apply the answer.
+   */
   async _publish() {
-    const stream = this.local;
-    if (!stream) return;
-    this.up?.close();
+    // Make before break: the old up connection sends until the server has this one. Closed
+    // first, it would reach the server as a participant who left, not as a replacement.
+    const old = this.up;
     const pc = this._peer('up');
     this.up = pc;
-    for (const track of stream.getTracks()) {
-      pc.addTransceiver(track, {
-        direction: 'sendonly',
-        streams: [stream],
-        // A board needs faces, not film: keep a camera under the role's cap.
-        sendEncodings: track.kind === 'video' ? [cameraEncoding(this._cameraCaps, track)] : undefined,
-      });
+    const streams = this.local ? [this.local] : [];
+    const microphone = this.local?.getAudioTracks()[0] ?? null;
+    const camera = this.local?.getVideoTracks()[0] ?? null;
+    pc.addTransceiver(microphone ?? 'audio', { direction: 'sendonly', streams });
+    pc.addTransceiver(camera ?? 'video', {
+      direction: 'sendonly',
+      streams,
+      // A board needs faces, not film: keep a camera under the role's cap.
+      sendEncodings: [cameraEncoding(this.caps.camera, camera)],
+    });
+    const screen = this.screen?.getVideoTracks()[0];
+    if (this.screen && screen) {
+      const { maxBitrate, maxFramerate } = this.caps.screen;
+      pc.addTransceiver(screen, { direction: 'sendonly', streams: [this.screen], sendEncodings: [{ maxBitrate, maxFramerate }] });
     }
+    const { answer, late } = await this._offerUp(pc).finally(() => old?.close());
+    if (pc !== this.up) return; // replaced meanwhile
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    this._trickle(pc, 'up', late);
+  }
+
+  /**
+   * Offer `pc` to the server as our up connection, once its candidates are in.
+   * @param {RTCPeerConnection} pc
+   * @returns {Promise<{answer: string, late: RTCIceCandidateInit[]}>} the server's answer, and
+   *   the candidates that missed the offer
+   */
+  async _offerUp(pc) {
     await pc.setLocalDescription(await pc.createOffer());
     const { sdp, late } = await this._described(pc);
     const ack = await this._call('publish', { sdp, type: 'offer' });
-    if (pc !== this.up) return; // replaced meanwhile
-    await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
-    this._trickle(pc, 'up', late);
+    return { answer: ack.sdp, late };
   }
 
   /**
@@ -516,43 +609,42 @@ export class LiveClient extends EventTarget {
     if (!this.down || this.down.signalingState === 'closed' || iceUfrag(sdp) !== iceUfrag(this.down.remoteDescription?.sdp)) {
       this._closeDown();
       this.down = this._peer('down');
-      this.down.ontrack = (event) => this._onTrack(event);
     }
     const pc = this.down;
     await pc.setRemoteDescription({ type: 'offer', sdp });
     await pc.setLocalDescription();
+    this._groupStreams(pc, sdp);
     const { sdp: answer, late } = await this._described(pc);
     await this._call('answer', { sdp: answer, type: 'answer' });
     this._trickle(pc, 'down', late);
-    this._pruneStreams();
   }
 
-  /** @param {RTCTrackEvent} event */
-  _onTrack(event) {
-    const stream = event.streams[0] ?? new MediaStream([event.track]);
-    this.remote.set(stream.id, stream);
-    const changed = () => {
-      this._pruneStreams();
-      this._emit('streams', this.remote);
-    };
-    stream.onremovetrack = changed;
-    stream.onaddtrack = changed;
-    this._emit('streams', this.remote);
-  }
-
-  /** Forget remote streams none of whose tracks the down connection still receives. */
-  _pruneStreams() {
-    const live = new Set((this.down?.getTransceivers() ?? [])
-      .filter((t) => t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv')
-      .map((t) => t.receiver.track));
-    let changed = false;
-    for (const [id, stream] of this.remote) {
-      if (!stream.getTracks().some((track) => live.has(track))) {
-        this.remote.delete(id);
-        changed = true;
-      }
+  /**
+   * Group what the down connection `pc` receives by participant, from the msid labels of the
+   * offer just answered: microphone and camera into `remote`, screen into `screens`. A stream
+   * object stays while its tracks do, so the page's videos play on undisturbed.
+   * @param {RTCPeerConnection} pc
+   * @param {string} offer
+   */
+  _groupStreams(pc, offer) {
+    const labels = msidLabels(offer);
+    /** @type {Map<string, MediaStreamTrack[]>} */
+    const media = new Map();
+    /** @type {Map<string, MediaStreamTrack[]>} */
+    const screens = new Map();
+    for (const transceiver of pc.getTransceivers()) {
+      const label = labels.get(transceiver.mid ?? '');
+      const receiving = transceiver.currentDirection === 'recvonly' || transceiver.currentDirection === 'sendrecv';
+      if (!label || !receiving) continue;
+      const track = transceiver.receiver.track;
+      // Muted until its first packet: the page shows no video for a track that never sends.
+      track.onmute = () => this._emit('streams', this.remote);
+      track.onunmute = track.onmute;
+      const group = label.name === 'screen' ? screens : media;
+      group.set(label.participant, [...(group.get(label.participant) ?? []), track]);
     }
-    if (changed) this._emit('streams', this.remote);
+    const changed = [updateStreams(this.remote, media), updateStreams(this.screens, screens)];
+    if (changed.some(Boolean)) this._emit('streams', this.remote);
   }
 
   /**
@@ -633,8 +725,9 @@ export class LiveClient extends EventTarget {
   _closeDown() {
     this.down?.close();
     this.down = null;
-    if (this.remote.size) {
+    if (this.remote.size || this.screens.size) {
       this.remote.clear();
+      this.screens.clear();
       this._emit('streams', this.remote);
     }
   }
@@ -696,6 +789,8 @@ export class LiveClient extends EventTarget {
   _setSnapshot(snapshot) {
     this.snapshot = snapshot;
     this._emit('state', snapshot);
+    // Presenting was handed on: our screen share goes with it.
+    if (this.screen && !this.presenting) void this.setScreen(null).catch(reported);
   }
 
   /** @param {Phase} phase */
@@ -745,6 +840,58 @@ function gathered(pc, ms) {
 }
 
 /**
+ * The server's label of each m-section of a down offer, by mid: whose track it is and what it
+ * carries (`audio`, `video` for the camera, `screen`), from `a=msid:<participant>
+ * <participant>-<name>-<generation>`.
+ * @param {string} sdp
+ * @returns {Map<string, {participant: string, name: string}>}
+ */
+function msidLabels(sdp) {
+  const labels = new Map();
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const mid = /^a=mid:(\S+)/m.exec(section)?.[1];
+    const msid = /^a=msid:(\S+) (\S+)/m.exec(section);
+    if (mid === undefined || !msid) continue;
+    const name = /-(audio|video|screen)-\d+$/.exec(msid[2])?.[1] ?? 'video';
+    labels.set(mid, { participant: msid[1], name });
+  }
+  return labels;
+}
+
+/**
+ * Make `streams` hold, for each key of `tracks`, a stream of exactly those tracks, keeping the
+ * stream objects whose tracks did not change; return whether anything changed.
+ * @param {Map<string, MediaStream>} streams
+ * @param {Map<string, MediaStreamTrack[]>} tracks
+ */
+function updateStreams(streams, tracks) {
+  let changed = false;
+  for (const key of [...streams.keys()]) {
+    if (tracks.has(key)) continue;
+    streams.delete(key);
+    changed = true;
+  }
+  for (const [key, wanted] of tracks) {
+    const had = streams.get(key)?.getTracks() ?? [];
+    if (had.length === wanted.length && wanted.every((track) => had.includes(track))) continue;
+    streams.set(key, new MediaStream(wanted));
+    changed = true;
+  }
+  return changed;
+}
+
+/**
+ * Change the first encoding of `sender` (e.g. a camera's caps after a new track came in).
+ * @param {RTCRtpSender} sender
+ * @param {RTCRtpEncodingParameters} encoding
+ */
+async function setEncoding(sender, encoding) {
+  const parameters = sender.getParameters();
+  parameters.encodings = parameters.encodings.map((e, i) => (i === 0 ? { ...e, ...encoding } : e));
+  await sender.setParameters(parameters);
+}
+
+/**
  * The first `a=ice-ufrag` of a session description.
  * @param {string | undefined} sdp
  */
@@ -769,12 +916,12 @@ function grade(rtt, loss) {
 /**
  * The send encoding for a camera under the server's caps: bitrate and frame rate as given, and
  * scaled down so the picture is no taller than the cap.
- * @param {{maxBitrate: number, maxFramerate: number, maxHeight: number}} caps
- * @param {MediaStreamTrack} track
+ * @param {MediaCaps['camera']} caps
+ * @param {MediaStreamTrack | null} track null for a camera section that carries no track yet
  * @returns {RTCRtpEncodingParameters}
  */
 function cameraEncoding(caps, track) {
-  const height = track.getSettings().height ?? caps.maxHeight;
+  const height = track?.getSettings().height ?? caps.maxHeight;
   return {
     maxBitrate: caps.maxBitrate,
     maxFramerate: caps.maxFramerate,

@@ -1,5 +1,6 @@
 """A participant's browser, played by aiortc: publishes a small camera and a silent microphone on
-an up connection, answers the SFU's down offers, and counts the frames it decodes per track."""
+an up connection (or, watching only, sections that carry no track), answers the SFU's down offers,
+and counts the frames it decodes per track."""
 
 from __future__ import annotations
 
@@ -89,8 +90,20 @@ class BrowserPeer:
         self._tasks.append(asyncio.ensure_future(self._answer_offers()))
 
     async def publish(self, *tracks: MediaStreamTrack) -> str:
+        """Publish ``tracks`` (a camera and a microphone by default) in this order: the first
+        video is the camera, a second one the screen."""
         for track in tracks or (SmallCamera(), AudioStreamTrack()):
             self.up.addTrack(track)
+        return await self._offer()
+
+    async def watch(self) -> str:
+        """Publish as someone without camera or microphone does: send-only sections that carry
+        no track, so that the SFU sets up this browser's down connection."""
+        for kind in ("audio", "video"):
+            self.up.addTransceiver(kind, direction="sendonly")
+        return await self._offer()
+
+    async def _offer(self) -> str:
         await self.up.setLocalDescription(await self.up.createOffer())
         answer = await self.sfu.publish(self.room, self.name, self.up.localDescription.sdp)
         await self.up.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -142,9 +155,10 @@ class BrowserPeer:
             pass
 
 
-def track_id(participant: str, kind: str, generation: int = 0) -> str:
-    """The msid track id the SFU gives ``participant``'s ``kind`` track."""
-    return f"{participant}-{kind}-{generation}"
+def track_id(participant: str, name: str, generation: int = 0) -> str:
+    """The msid track id the SFU gives ``participant``'s up-track ``name`` ("audio", "video",
+    "screen") of their ``generation``-th publish."""
+    return f"{participant}-{name}-{generation}"
 
 
 __all__ = ["BrowserPeer", "EventLog", "SmallCamera", "track_id"]

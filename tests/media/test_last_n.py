@@ -4,10 +4,24 @@ and audio from everyone, without renegotiating."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiortc import AudioStreamTrack
 
 from media.local import LocalSfu
 
-from .browser import BrowserPeer, EventLog, track_id
+from .browser import BrowserPeer, EventLog, SmallCamera, track_id
+
+
+@pytest.fixture
+async def last_one(events: EventLog) -> AsyncIterator[LocalSfu]:
+    """An SFU that forwards each subscriber video from one other participant (plus the
+    presenter)."""
+    sfu = LocalSfu(events, [], ice_timeout=10.0, last_n=1)
+    events.sfu = sfu
+    yield sfu
+    await sfu.close()
 
 
 async def _still(browser: BrowserPeer, track: str, seconds: float = 0.6) -> bool:
@@ -44,3 +58,54 @@ async def test_last_n_limits_video_but_not_audio_and_the_presenter_always_shows(
         for browser in (a, b, c):
             await browser.close()
         await sfu.close()
+
+
+async def test_last_n_never_pauses_the_presenters_screen(
+    last_one: LocalSfu, events: EventLog
+) -> None:
+    sfu = last_one
+    a, b, c = (BrowserPeer(events, "board", n) for n in ("a", "b", "c"))
+    try:
+        await sfu.set_presenter("board", "b")
+        await a.publish()
+        await b.publish(AudioStreamTrack(), SmallCamera(), SmallCamera())
+        await c.publish()
+        screen = track_id("b", "screen")
+        # c's one Last-N place goes to a (the earliest arrival); b's camera and screen come
+        # because b presents.
+        await c.wait_frames([track_id("a", "video"), track_id("b", "video"), screen], 5)
+        await a.wait_frames([track_id("b", "video"), screen], 5)
+
+        for _ in range(3):  # whoever Last-N ranks first, the screen keeps coming
+            before = c.frames[screen]
+            await asyncio.sleep(0.5)
+            assert c.frames[screen] > before
+
+        # A screen is the presenter's alone: handed over, b's screen stops for everyone.
+        await sfu.set_presenter("board", "a")
+        await asyncio.sleep(0.2)  # what was on its way when forwarding stopped
+        assert await _still(c, screen)
+        assert await _still(a, screen, seconds=0.1)
+    finally:
+        for browser in (a, b, c):
+            await browser.close()
+
+
+async def test_camera_that_never_sends_takes_no_last_n_place(
+    last_one: LocalSfu, events: EventLog
+) -> None:
+    watcher, a, b = (BrowserPeer(events, "board", n) for n in ("w", "a", "b"))
+    try:
+        # The earliest arrival has no camera; ranked by arrival alone, it would take the one
+        # place, and a and b would see no video of each other.
+        await watcher.watch()
+        await a.publish()
+        await b.publish()
+
+        await b.wait_frames([track_id("a", "video")], 5)
+        # b's camera had sent nothing when b arrived; its first packet ranks it above w.
+        await a.wait_frames([track_id("b", "video")], 5)
+        await watcher.wait_frames([track_id("a", "video")], 5)
+    finally:
+        for browser in (watcher, a, b):
+            await browser.close()

@@ -12,7 +12,7 @@ from media.events import DownOffer, MediaJoined, MediaLeft
 from media.local import LocalSfu
 from media.sfu import MediaError
 
-from .browser import BrowserPeer, EventLog, track_id
+from .browser import BrowserPeer, EventLog, SmallCamera, track_id
 
 
 def sections(sdp: str) -> dict[str, str]:
@@ -143,4 +143,90 @@ async def test_down_answer_without_an_offer_is_refused(sfu: LocalSfu, events: Ev
             await sfu.answer_down("board", "b", b.down.localDescription.sdp)  # type: ignore
     finally:
         for browser in (a, b):
+            await browser.close()
+
+
+async def test_presenter_sharing_a_screen_republishes_and_subscribers_get_camera_and_screen(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    a2: BrowserPeer | None = None
+    try:
+        await a.publish()
+        await b.publish()
+        await b.wait_frames([track_id("a", "video")], 5)
+        await sfu.set_presenter("board", "a")
+
+        # Starting to share is a fresh publish: microphone, camera, then the screen.
+        a2 = BrowserPeer(events, "board", "a")
+        await a2.publish(AudioStreamTrack(), SmallCamera(), SmallCamera())
+        await a.close()
+
+        screen, camera = track_id("a", "screen", 1), track_id("a", "video", 1)
+        await b.wait_frames([screen, camera, track_id("a", "audio", 1)], 5)
+        offered = sections(events.of(DownOffer, "b")[-1].sdp)
+        assert offered[screen] == offered[camera] == "sendonly"
+        assert offered[track_id("a", "video")] == "inactive"
+        assert (await sfu.stats("board")).up_tracks == 5
+    finally:
+        for browser in (a, b, a2):
+            if browser is not None:
+                await browser.close()
+
+
+async def test_screen_of_someone_not_presenting_is_not_forwarded(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    try:
+        await a.publish()
+        await b.publish(AudioStreamTrack(), SmallCamera(), SmallCamera())
+
+        await a.wait_frames([track_id("b", "video"), track_id("b", "audio")], 10)
+
+        assert sections(events.of(DownOffer, "a")[-1].sdp)[track_id("b", "screen")] == "sendonly"
+        assert a.frames[track_id("b", "screen")] == 0
+        await sfu.set_presenter("board", "b")
+        await a.wait_frames([track_id("b", "screen")], 5)
+    finally:
+        for browser in (a, b):
+            await browser.close()
+
+
+async def test_offer_with_more_than_microphone_camera_and_screen_is_refused(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    try:
+        with pytest.raises(MediaError, match="3 video sections; .* at most 2 \\(video, screen\\)"):
+            await a.publish(SmallCamera(), SmallCamera(), SmallCamera())
+        with pytest.raises(MediaError, match="2 audio sections"):
+            await b.publish(AudioStreamTrack(), AudioStreamTrack())
+        assert (await sfu.stats("board")).participants == 0
+    finally:
+        for browser in (a, b):
+            await browser.close()
+
+
+async def test_participant_who_only_watches_receives_the_others_video_and_audio(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    a, b = BrowserPeer(events, "board", "a"), BrowserPeer(events, "board", "b")
+    watcher = BrowserPeer(events, "board", "w")
+    try:
+        await a.publish()
+        await watcher.watch()  # no camera, no microphone: send-only sections without a track
+        await b.publish()
+
+        wanted = [track_id(p, name) for p in ("a", "b") for name in ("video", "audio")]
+        await watcher.wait_frames(wanted, 10)
+
+        await events.wait_for(MediaJoined, "w")  # attendance counts the watcher too
+        # The others are offered the watcher's tracks, which never carry a frame.
+        offered = sections(events.of(DownOffer, "a")[-1].sdp)
+        assert offered[track_id("w", "video")] == offered[track_id("w", "audio")] == "sendonly"
+        await a.wait_frames([track_id("b", "video")], 10)
+        assert a.frames[track_id("w", "video")] == a.frames[track_id("w", "audio")] == 0
+    finally:
+        for browser in (a, b, watcher):
             await browser.close()

@@ -1,5 +1,5 @@
 /**
- * Camera and microphone: opening them, and the picker that switches to other devices.
+ * Camera, microphone and screen: opening them, and the picker that switches to other devices.
  */
 
 import { t } from '../i18n/index.js';
@@ -28,6 +28,21 @@ export async function openMedia({ videoId, audioId } = {}) {
     } catch {
       return null;
     }
+  }
+}
+
+/**
+ * Ask the browser for a screen, window or tab to share, captured at no more than the frame
+ * rate the server allows a screen share; null if the user cancelled or the browser cannot.
+ * @param {{maxFramerate: number}} caps
+ * @returns {Promise<MediaStream | null>}
+ */
+export async function openScreen({ maxFramerate }) {
+  if (!navigator.mediaDevices?.getDisplayMedia) return null;
+  try {
+    return await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: maxFramerate } }, audio: false });
+  } catch {
+    return null;
   }
 }
 

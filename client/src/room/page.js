@@ -1,7 +1,7 @@
 /**
- * The live session's room (`#/sessions/:id/room`): videos and controls on the stage; agenda,
- * lobby, participants and chat beside them. The viewer and note panels of later features sit
- * beside the videos too.
+ * The live session's room (`#/sessions/:id/room`): the presenter's shared screen, videos and
+ * controls on the stage; agenda, lobby, participants and chat beside them. The viewer and note
+ * panels of later features sit beside the videos too.
  *
  * The live connection outlasts a re-render of the page (a language switch) and ends when the
  * user goes elsewhere: the router holds it for as long as the path stays.
@@ -19,6 +19,7 @@ import { openMedia } from './devices.js';
 import { VideoGrid } from './grid.js';
 import { LobbyPanel } from './lobby.js';
 import { ParticipantList } from './participants.js';
+import { ScreenStage } from './stage.js';
 
 /** @typedef {import('../app.js').App} App */
 /** @typedef {import('../types.js').Session} Session */
@@ -105,6 +106,7 @@ function roomView(app, session, live, signal) {
     errors,
     h('div', { class: 'room-body' },
       h('div', { class: 'room-stage' },
+        new ScreenStage(live, signal).el,
         new VideoGrid(live, signal).el,
         new Controls(live, signal, () => app.navigate(sessionPath)).el),
       h('aside', { class: 'room-side' },

@@ -45,7 +45,9 @@ export class VideoTile {
   update({ person, stream, speaking, presenting }) {
     this.el.classList.toggle('speaking', speaking);
     this.el.classList.toggle('presenting', presenting);
-    this.el.classList.toggle('camera-off', !stream || stream.getVideoTracks().length === 0 || person?.camera === false);
+    // A remote track is muted until its first packet: no camera, or one never switched on.
+    const showing = stream?.getVideoTracks().some((track) => !track.muted) ?? false;
+    this.el.classList.toggle('camera-off', !showing || person?.camera === false);
     this._setStream(stream);
     mount(this._placeholder, initials(person?.name ?? '?'));
     mount(this._label,
