@@ -41,7 +41,7 @@ client/dist/index.html: client/node_modules/.installed $(CLIENT_SOURCES)
 # Debian packages the tests use, installed only where missing: Chromium for the end-to-end tests
 # (Playwright's own browser download does not work offline), a CJK font so zh-CN renders, and
 # PostgreSQL 15 and coturn, which the tests start as throwaway servers on loopback.
-DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15 coturn
+DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15 coturn orthanc orthanc-dicomweb
 test-deps:
 	@dpkg -s $(DEBIAN_TEST_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
@@ -56,3 +56,31 @@ typecheck: client/node_modules/.installed
 
 clean:
 	rm -rf $(VENV) client/node_modules client/dist .data
+
+# The SFU benchmark (tests/bench/README.md): the same board load through eBoard's SFU, Janus
+# 1.1.2's VideoRoom and aiortc's transcoding relay; prints a table and writes
+# tests/bench/results/sfu.json. Runs as root in a private network namespace (veth pair), with
+# Debian's janus installed where missing. `make bench-sfu BENCH_ARGS=--quick` for a smoke run.
+BENCH_PACKAGES := janus iproute2
+BENCH_ARGS ?=
+.PHONY: bench-sfu
+bench-sfu: venv
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		$(BENCH_PACKAGES); }
+	$(SUDO) $(PY) -m tests.bench.bench_sfu $(BENCH_ARGS)
+
+# The imaging benchmark: series delivery of the demo CT (120 × 512², native and JPEG-LS),
+# metadata + every frame with 6 requests in flight, from our /dicom-web/ (`python -m server
+# serve`) and from Orthanc with its DICOMweb plugin, side by side; prints a table and writes
+# tests/bench/results/imaging.json. `make bench-imaging BENCH_ARGS=--quick` for a smoke run.
+BENCH_IMAGING_PACKAGES := orthanc orthanc-dicomweb
+.PHONY: bench-imaging bench
+bench-imaging: venv
+	@dpkg -s $(BENCH_IMAGING_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		$(BENCH_IMAGING_PACKAGES); }
+	$(PY) -m tests.bench.bench_imaging $(BENCH_ARGS)
+
+# Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
+bench: bench-sfu bench-imaging

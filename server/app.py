@@ -13,7 +13,7 @@ from aiohttp import web
 from media import EventSink, IceConfig, IceServer, LocalSfu, Sfu
 from media.worker import WorkerSfu
 
-from .api import auth, boards, case_imaging, cases, invitations, people, sessions, system
+from .api import auth, boards, case_imaging, cases, imaging, invitations, people, sessions, system
 from .api.openapi import ROUTES
 from .api.routing import RouteTable
 from .config import Settings
@@ -43,6 +43,7 @@ def route_table() -> RouteTable:
     for module in (system, auth, people, boards, sessions, cases, invitations):
         table.extend(module.routes)
     table.extend(case_imaging.routes)
+    table.extend(imaging.routes)
     table.extend(dicomweb.routes)
     return table
 

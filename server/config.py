@@ -65,7 +65,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         if self.pacs_url and not self.pacs_url.startswith(("http://", "https://")):
-            raise ConfigError(f"pacs-url must be an http(s) DICOMweb root, not {self.pacs_url!r}")
+            # Not echoed: the URL may carry credentials.
+            raise ConfigError("pacs-url must be an http(s) DICOMweb root")
         if self.turn_urls and not self.turn_secret:
             raise ConfigError("turn-url needs turn-secret (coturn's static-auth-secret)")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -48,15 +48,16 @@ def test_upgrade_from_0003_keeps_stored_imaging(tmp_path: Path) -> None:
             text(
                 'INSERT INTO "case" (id, number, board_id, patient_id, home_institution_id, state, '
                 "clinical_question, clinical_summary_enc, summary_language, summary_updated_at, "
-                "created_by, created_at, updated_at) VALUES (1, 'HZ-1', 1, 1, 1, 'ready', 'Q', 'S', "
+                "created_by, created_at, updated_at) VALUES "
+                "(1, 'HZ-1', 1, 1, 1, 'ready', 'Q', 'S', "
                 "'en', '2026-01-01', 1, '2026-01-01', '2026-01-01')"
             )
         )
         conn.execute(
             text(
-                "INSERT INTO imaging_study (id, case_id, study_instance_uid, description, modality, "
-                "study_date, added_by, added_at) VALUES (1, 1, '1.2.3', '', 'CT', '2026-01-01', 1, "
-                "'2026-01-01')"
+                "INSERT INTO imaging_study (id, case_id, study_instance_uid, description, "
+                "modality, study_date, added_by, added_at) VALUES "
+                "(1, 1, '1.2.3', '', 'CT', '2026-01-01', 1, '2026-01-01')"
             )
         )
         conn.execute(

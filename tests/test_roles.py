@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,10 +23,12 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import col, select
 
 from server.api.openapi import ROUTES
+from server.config import Settings
 from server.demo import DEMO_PASSWORD
 from server.imaging.phantom import write_ct_series
 from server.models import Attachment, BoardSession, Institution, User, utcnow
 from server.services import SERVICES
+from tests.bench.orthanc import Orthanc
 
 RouteKey = tuple[str, str]
 Auth = dict[str, dict[str, str]]
@@ -94,6 +96,7 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("POST", "/api/invitations/accept"): PUBLIC,
     ("POST", "/api/cases/{case_id}/imaging"): CASE_AUTHORS,
     ("GET", "/api/cases/{case_id}/imaging"): EVERYONE,
+    ("POST", "/api/cases/{case_id}/imaging/import"): CASE_AUTHORS,
     ("GET", "/dicom-web/studies"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): EVERYONE,
@@ -107,6 +110,25 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/dicom-web/studies/{study}/series/{series}"): EVERYONE,
     ("POST", "/dicom-web/studies"): CASE_AUTHORS,
 }
+
+
+# The PACS import route needs a PACS that holds a study: one Orthanc serves every cell.
+PACS_STUDY = "1.2.826.0.1.3680043.10.1447.4242"
+
+
+@pytest.fixture(scope="module")
+def pacs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert Orthanc.available() is None, "Orthanc is installed by `make test`"
+    folder = tmp_path_factory.mktemp("pacs")
+    study = write_ct_series(folder, slices=2, size=32, study_uid=PACS_STUDY)
+    with Orthanc() as orthanc:
+        orthanc.upload(study)
+        yield orthanc.dicomweb_url
+
+
+@pytest.fixture
+def settings(settings: Settings, pacs_url: str) -> Settings:
+    return replace(settings, pacs_url=pacs_url)
 
 
 NEW_BOARD = {
@@ -326,6 +348,9 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
         f"/api/cases/{c.case_id}/imaging", form=_ct_upload
     ),
     ("GET", "/api/cases/{case_id}/imaging"): lambda c: Request(f"/api/cases/{c.case_id}/imaging"),
+    ("POST", "/api/cases/{case_id}/imaging/import"): lambda c: Request(
+        f"/api/cases/{c.case_id}/imaging/import", {"study_instance_uid": PACS_STUDY}
+    ),
 }
 
 

@@ -116,7 +116,11 @@ def _int_param(call: Call, name: str, default: int, high: int) -> int:
 
 
 @routes.add(
-    "GET", "/dicom-web/studies", roles=EVERYONE, summary="Search studies (QIDO-RS)", tag="dicomweb"
+    "GET",
+    "/dicom-web/studies",
+    roles=EVERYONE,
+    summary="Search studies (QIDO-RS)",
+    writes=True,  # audited: the record must commit tag="dicomweb"
 )
 async def search_studies(call: Call) -> web.Response:
     q = call.request.query
@@ -298,6 +302,7 @@ def _with_bulk(call: Call, study_uid: str, series_uid: str, instance: DicomInsta
     "/dicom-web/studies/{study}/series/{series}/metadata",
     roles=EVERYONE,
     summary="Retrieve a series' metadata (WADO-RS)",
+    writes=True,  # audited: the record must commit
     tag="dicomweb",
 )
 async def series_metadata(call: Call) -> web.Response:
@@ -417,6 +422,7 @@ async def frames(call: Call) -> web.Response:
     "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
     roles=EVERYONE,
     summary="Retrieve an instance (WADO-RS)",
+    writes=True,  # audited: the record must commit
     tag="dicomweb",
 )
 async def retrieve_instance(call: Call) -> web.Response:
@@ -433,6 +439,7 @@ async def retrieve_instance(call: Call) -> web.Response:
     "/dicom-web/studies/{study}/series/{series}",
     roles=EVERYONE,
     summary="Retrieve a series (WADO-RS)",
+    writes=True,  # audited: the record must commit
     tag="dicomweb",
 )
 async def retrieve_series(call: Call) -> web.Response:
