@@ -101,10 +101,13 @@ def _video_frames(width: int, height: int, count: int) -> list[VideoFrame]:
             y_plane.update(moved)
         else:  # padded lines
             stride = y_plane.line_size
-            y_plane.update(b"".join(moved[r * width:(r + 1) * width].ljust(stride, b"\0")
-                                    for r in range(height)))
+            y_plane.update(
+                b"".join(
+                    moved[r * width : (r + 1) * width].ljust(stride, b"\0") for r in range(height)
+                )
+            )
         for plane in (u_plane, v_plane):
-            plane.update(chroma.ljust(plane.buffer_size, b"\x80")[:plane.buffer_size])
+            plane.update(chroma.ljust(plane.buffer_size, b"\x80")[: plane.buffer_size])
         frame.pts = n * (VIDEO_CLOCK // FPS)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         frames.append(frame)
@@ -119,9 +122,13 @@ def _audio_packets(count: int) -> list[bytes]:
     n = 0
     while len(packets) < count:
         frame = AudioFrame(format="s16", layout="stereo", samples=samples)
-        tone = b"".join(struct.pack("<hh", s, s) for s in (
-            int(3000 * math.sin(2 * math.pi * 220 * (n * samples + i) / rate))
-            for i in range(samples)))
+        tone = b"".join(
+            struct.pack("<hh", s, s)
+            for s in (
+                int(3000 * math.sin(2 * math.pi * 220 * (n * samples + i) / rate))
+                for i in range(samples)
+            )
+        )
         frame.planes[0].update(tone)
         frame.sample_rate = rate
         frame.pts = n * samples
@@ -152,8 +159,10 @@ if __name__ == "__main__":
 
     started = time.perf_counter()
     clip = encode_clip()
-    print(f"{len(clip.video)} frames, keyframe {clip.video[0].size} B, "
-          f"{clip.video_kbps:.0f} kbit/s, {clip.video_packets_per_second:.1f} packets/s, "
-          f"keyframes {sum(f.keyframe for f in clip.video)}, audio {len(clip.audio)} packets of "
-          f"~{sum(map(len, clip.audio)) / len(clip.audio):.0f} B, "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"{len(clip.video)} frames, keyframe {clip.video[0].size} B, "
+        f"{clip.video_kbps:.0f} kbit/s, {clip.video_packets_per_second:.1f} packets/s, "
+        f"keyframes {sum(f.keyframe for f in clip.video)}, audio {len(clip.audio)} packets of "
+        f"~{sum(map(len, clip.audio)) / len(clip.audio):.0f} B, "
+        f"{time.perf_counter() - started:.1f} s"
+    )

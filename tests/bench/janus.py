@@ -50,8 +50,10 @@ class JanusServer:
 
     def start(self) -> None:
         folder = self._dir = Path(tempfile.mkdtemp(prefix="bench-janus-"))
-        for kind, library in (("plugins", "libjanus_videoroom.so"),
-                              ("transports", "libjanus_http.so")):
+        for kind, library in (
+            ("plugins", "libjanus_videoroom.so"),
+            ("transports", "libjanus_http.so"),
+        ):
             (folder / kind).mkdir()
             (folder / kind / library).symlink_to(LIB / kind / library)
         (folder / "none").mkdir()
@@ -94,7 +96,9 @@ admin: {{
         (folder / "janus.plugin.videoroom.jcfg").write_text("general: {}\n")
         self.process = subprocess.Popen(
             ["janus", "-C", str(folder / "janus.jcfg"), "-F", str(folder), "-o"],
-            stdout=open(folder / "janus.log", "wb"), stderr=subprocess.STDOUT)
+            stdout=open(folder / "janus.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     async def wait_ready(self, seconds: float = 15.0) -> None:
         deadline = time.monotonic() + seconds
@@ -159,8 +163,9 @@ class JanusClient:
         self._poller = asyncio.ensure_future(self._poll())
 
     async def attach(self) -> JanusHandle:
-        reply = await self.post(f"/{self._session}",
-                                {"janus": "attach", "plugin": "janus.plugin.videoroom"})
+        reply = await self.post(
+            f"/{self._session}", {"janus": "attach", "plugin": "janus.plugin.videoroom"}
+        )
         handle = int(reply["data"]["id"])
         self._events[handle] = asyncio.Queue()
         return JanusHandle(self, handle, self._events[handle])
@@ -188,24 +193,32 @@ class JanusClient:
 class JanusHandle:
     """A VideoRoom handle: plugin messages and their events."""
 
-    def __init__(self, client: JanusClient, handle: int,
-                 events: asyncio.Queue[dict[str, Any]]) -> None:
+    def __init__(
+        self, client: JanusClient, handle: int, events: asyncio.Queue[dict[str, Any]]
+    ) -> None:
         self._client = client
         self.id = handle
         self._events = events
+        self._seen: set[str] = set()  # core events passed by while waiting for answers
 
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
         """A synchronous plugin request (``create``, ``destroy``, ``listparticipants``)."""
-        reply = await self._client.post(f"/{self._client._session}/{self.id}",
-                                        {"janus": "message", "body": body})
+        reply = await self._client.post(
+            f"/{self._client._session}/{self.id}", {"janus": "message", "body": body}
+        )
         data: dict[str, Any] = reply.get("plugindata", {}).get("data", {})
         if "error" in data:
             raise JanusError(f"{body['request']}: {data['error']}")
         return data
 
-    async def message(self, body: dict[str, Any], jsep: dict[str, str] | None = None, *,
-                      expect: str, seconds: float = 20.0,
-                      ) -> tuple[dict[str, Any], dict[str, str] | None]:
+    async def message(
+        self,
+        body: dict[str, Any],
+        jsep: dict[str, str] | None = None,
+        *,
+        expect: str,
+        seconds: float = 20.0,
+    ) -> tuple[dict[str, Any], dict[str, str] | None]:
         """An asynchronous plugin request; returns the data and JSEP of its answer, the first
         event whose data has the key ``expect`` (other notifications are skipped)."""
         request: dict[str, Any] = {"janus": "message", "body": body}
@@ -216,9 +229,17 @@ class JanusHandle:
             while True:
                 event = await self._events.get()
                 if event.get("janus") != "event":
-                    continue  # webrtcup, media, slowlink, hangup: not an answer
+                    self._seen.add(event.get("janus", ""))  # webrtcup, media, …: no answer
+                    continue
                 data = event.get("plugindata", {}).get("data", {})
                 if "error" in data:
                     raise JanusError(f"{body['request']}: {data['error']}")
                 if expect in data:
                     return data, event.get("jsep")
+
+    async def wait_for(self, kind: str, seconds: float = 20.0) -> None:
+        """Until Janus has sent a core event ``kind`` (``webrtcup``: the handle's media is up)."""
+        async with asyncio.timeout(seconds):
+            while kind not in self._seen:
+                event = await self._events.get()
+                self._seen.add(event.get("janus", ""))

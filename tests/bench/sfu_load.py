@@ -50,7 +50,7 @@ from aiortc.rtp import (
 from av.frame import Frame
 
 from .clip import AUDIO_PACKETS_PER_SECOND, FPS, MAX_PUBLISHERS, VIDEO_CLOCK, Clip, picture_id
-from .janus import JanusClient
+from .janus import JanusClient, JanusError, JanusHandle
 
 __all__ = ["Load", "Publisher", "Subscriber"]
 
@@ -95,10 +95,11 @@ class RtpOut:
         self.mid_ext = b""
         self.abs_ext_header = b""
         self.level_ext_header = b""
-        self._original_send = self._sender.send
-        self._original_rtcp = self._sender._handle_rtcp_packet
-        self._sender.send = self._send
-        self._sender._handle_rtcp_packet = self._handle_rtcp
+        hooked: Any = sender  # per instance, as media/forwarder.py does for its senders
+        self._original_send = hooked.send
+        self._original_rtcp = hooked._handle_rtcp_packet
+        hooked.send = self._send
+        hooked._handle_rtcp_packet = self._handle_rtcp
 
     async def _send(self, parameters: RTCRtpSendParameters) -> None:
         await self._original_send(parameters)
@@ -132,8 +133,13 @@ class RtpOut:
         """``ext``: the one-byte header extensions, already padded to 4 bytes."""
         seq = self.seq
         self.seq = (seq + 1) & 0xFFFF
-        data = _HEADER.pack(0x90, (marker << 7) | self._pt, seq, timestamp, self._ssrc,
-                            0xBEDE, len(ext) >> 2) + ext + payload
+        data = (
+            _HEADER.pack(
+                0x90, (marker << 7) | self._pt, seq, timestamp, self._ssrc, 0xBEDE, len(ext) >> 2
+            )
+            + ext
+            + payload
+        )
         assert self._sendto is not None
         self._sendto(self._srtp.protect(data), self._addr)
         self.packets += 1
@@ -224,8 +230,18 @@ class Publisher:
 class TrackStats:
     """What one subscriber received on one SSRC."""
 
-    __slots__ = ("kind", "packets", "lost", "seq", "frames", "last_frame", "max_gap",
-                 "window_packets", "window_lost", "window_frames")
+    __slots__ = (
+        "kind",
+        "packets",
+        "lost",
+        "seq",
+        "frames",
+        "last_frame",
+        "max_gap",
+        "window_packets",
+        "window_lost",
+        "window_frames",
+    )
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -379,8 +395,9 @@ class Pacer:
         due: list[tuple[float, int, int, Publisher]] = []
         for i, publisher in enumerate(self._publishers):
             heapq.heappush(due, (start + i / count / FPS, next(order), 0, publisher))
-            heapq.heappush(due, (start + i / count / AUDIO_PACKETS_PER_SECOND, next(order), 1,
-                                 publisher))
+            heapq.heappush(
+                due, (start + i / count / AUDIO_PACKETS_PER_SECOND, next(order), 1, publisher)
+            )
         periods = (1 / FPS, 1 / AUDIO_PACKETS_PER_SECOND)
         while True:
             delay = due[0][0] - loop.time()
@@ -614,27 +631,50 @@ class JanusSignalling:
     def __init__(self, url: str, load: Load) -> None:
         self._client = JanusClient(url)
         self._load = load
+        self._publisher_handles: list[JanusHandle] = []
 
     async def join(self) -> None:
         await self._client.start()
         admin = await self._client.attach()
         size = len(self._load.publishers)
-        await admin.request({
-            "request": "create", "room": self.ROOM, "publishers": size + 1,
-            "bitrate": 0, "fir_freq": 0, "videocodec": "vp8", "audiocodec": "opus",
-            "notify_joining": False})
+        await admin.request(
+            {
+                "request": "create",
+                "room": self.ROOM,
+                "publishers": size + 1,
+                "bitrate": 0,
+                "fir_freq": 0,
+                "videocodec": "vp8",
+                "audiocodec": "opus",
+                "notify_joining": False,
+            }
+        )
         feeds = await asyncio.gather(*(self._publish(p) for p in self._load.publishers))
-        await asyncio.gather(*(
-            self._subscribe(self._load.subscribers[p.name], [f for f in feeds if f != feed])
-            for p, feed in zip(self._load.publishers, feeds, strict=True)))
+        # Janus lists a feed for subscription only once its media is up.
+        await asyncio.gather(*(handle.wait_for("webrtcup") for handle in self._publisher_handles))
+        await asyncio.gather(
+            *(
+                self._subscribe(self._load.subscribers[p.name], [f for f in feeds if f != feed])
+                for p, feed in zip(self._load.publishers, feeds, strict=True)
+            )
+        )
 
     async def _publish(self, publisher: Publisher) -> int:
         handle = await self._client.attach()
+        self._publisher_handles.append(handle)
         offer = await publisher.offer()
         data, jsep = await handle.message(
-            {"request": "joinandconfigure", "room": self.ROOM, "ptype": "publisher",
-             "display": publisher.name, "audio": True, "video": True},
-            {"type": "offer", "sdp": offer}, expect="id")
+            {
+                "request": "joinandconfigure",
+                "room": self.ROOM,
+                "ptype": "publisher",
+                "display": publisher.name,
+                "audio": True,
+                "video": True,
+            },
+            {"type": "offer", "sdp": offer},
+            expect="id",
+        )
         if jsep is None:
             raise RuntimeError(f"Janus joined {publisher.name} without an answer: {data}")
         await publisher.accept(jsep["sdp"])
@@ -642,14 +682,28 @@ class JanusSignalling:
 
     async def _subscribe(self, subscriber: Subscriber, feeds: list[int]) -> None:
         handle = await self._client.attach()
-        data, jsep = await handle.message(
-            {"request": "join", "room": self.ROOM, "ptype": "subscriber",
-             "streams": [{"feed": feed} for feed in feeds]}, expect="streams")
+        for attempt in itertools.count():
+            try:
+                data, jsep = await handle.message(
+                    {
+                        "request": "join",
+                        "room": self.ROOM,
+                        "ptype": "subscriber",
+                        "streams": [{"feed": feed} for feed in feeds],
+                    },
+                    expect="streams",
+                )
+                break
+            except JanusError as exc:
+                if "No such feed" not in str(exc) or attempt == 100:
+                    raise
+                await asyncio.sleep(0.1)  # that publisher's media is not up at Janus yet
         if jsep is None:
             raise RuntimeError(f"Janus attached {subscriber.name} without an offer: {data}")
         answer = await subscriber.answer(jsep["sdp"])
-        await handle.message({"request": "start"}, {"type": "answer", "sdp": answer},
-                             expect="started")
+        await handle.message(
+            {"request": "start"}, {"type": "answer", "sdp": answer}, expect="started"
+        )
 
     async def close(self) -> None:
         await self._client.close()
@@ -690,9 +744,16 @@ async def main(args: argparse.Namespace) -> None:
         wire.send({"failed": f"{type(exc).__name__}: {exc}"})
     else:
         video, audio = load.flowing()
-        wire.send({"ready": {"setup_s": round(time.monotonic() - started, 2),
-                             "video_flowing": video, "audio_flowing": audio,
-                             "expected": load.expected_tracks}})
+        wire.send(
+            {
+                "ready": {
+                    "setup_s": round(time.monotonic() - started, 2),
+                    "video_flowing": video,
+                    "audio_flowing": audio,
+                    "expected": load.expected_tracks,
+                }
+            }
+        )
         await stopped.wait()
     await signalling.close()
     await load.close()

@@ -40,13 +40,19 @@ class _Member:
 class TranscodeSfu:
     """Decode once per up-track, encode once per down-track."""
 
-    def __init__(self, sink: EventSink, ice_servers: list[IceServer] | None = None,
-                 **_: Any) -> None:
+    def __init__(
+        self, sink: EventSink, ice_servers: list[IceServer] | None = None, **_: Any
+    ) -> None:
         self._sink = sink
         self._relay = MediaRelay()
         self._rooms: dict[str, dict[str, _Member]] = {}
+        self._lock = asyncio.Lock()
 
     async def publish(self, room: str, participant: str, offer_sdp: str) -> str:
+        async with self._lock:
+            return await self._publish(room, participant, offer_sdp)
+
+    async def _publish(self, room: str, participant: str, offer_sdp: str) -> str:
         members = self._rooms.setdefault(room, {})
         if participant in members:
             raise MediaError(f"participant {participant!r} already published")
@@ -91,8 +97,9 @@ class TranscodeSfu:
         if member.dirty:
             await self._negotiate(room, member)
 
-    async def candidate(self, room: str, participant: str, direction: str,
-                        candidate: dict[str, Any]) -> None:
+    async def candidate(
+        self, room: str, participant: str, direction: str, candidate: dict[str, Any]
+    ) -> None:
         raise MediaError("the transcoding relay takes no trickled candidates")
 
     async def leave(self, room: str, participant: str) -> None:
@@ -107,8 +114,12 @@ class TranscodeSfu:
 
     async def stats(self, room: str) -> RoomStats:
         members = self._rooms.get(room, {})
-        return RoomStats(len(members), sum(len(m.tracks) for m in members.values()),
-                         sum(len(m.subscribed) for m in members.values()), 0)
+        return RoomStats(
+            len(members),
+            sum(len(m.tracks) for m in members.values()),
+            sum(len(m.subscribed) for m in members.values()),
+            0,
+        )
 
     async def close(self) -> None:
         for room in list(self._rooms):
@@ -130,9 +141,13 @@ class TranscodeWorkerSfu(WorkerSfu):
         async with self._lock:
             if self._proc is None or self._proc.returncode is not None:
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "tests.bench.transcode",
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    limit=8 * 1024 * 1024)
+                    sys.executable,
+                    "-m",
+                    "tests.bench.transcode",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=8 * 1024 * 1024,
+                )
                 self._reader = asyncio.ensure_future(self._read(self._proc))
             return self._proc
 
@@ -146,4 +161,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # media.worker's loop serves whatever media.local.LocalSfu names when it starts.
     media.local.LocalSfu = TranscodeSfu  # type: ignore[misc, assignment]
-    asyncio.run(worker._serve([]))
+    asyncio.run(worker._serve([], {}))
