@@ -187,27 +187,34 @@ class DicomStore:
             key = hmac.new(self._key, f"deid:board:{board.id}".encode(), hashlib.sha256).digest()
             deid = Deidentifier(key)
         copies: dict[str, DicomSeries] = {}
-        for item in parsed:
-            if item.sop_uid in already:
-                continue  # the same instance again: storing it twice would change nothing
-            study = await self._study(session, case, user, item)
-            series = touched.get(item.series_uid) or await self._series(session, study, item)
-            touched[item.series_uid] = series
-            await self._instance(session, series, item)
-            already.add(item.sop_uid)
-            if deid is not None and not series.burned_in:
-                # Burned-in series are withheld from external participants.
-                copy = await asyncio.to_thread(_deidentified, deid, item, case.number)
-                copy_study = await self._study(session, case, user, copy, deidentified=True)
-                copy_series = copies.get(copy.series_uid) or await self._series(
-                    session, copy_study, copy, source=series
-                )
-                copies[copy.series_uid] = copy_series
-                await self._instance(session, copy_series, copy)
-        await session.flush()
+        written: list[Path] = []
+        try:
+            for item in parsed:
+                if item.sop_uid in already:
+                    continue  # the same instance again: storing it twice would change nothing
+                study = await self._study(session, case, user, item)
+                series = touched.get(item.series_uid) or await self._series(session, study, item)
+                touched[item.series_uid] = series
+                written.append(await self._instance(session, series, item))
+                already.add(item.sop_uid)
+                if deid is not None and not series.burned_in:
+                    # Burned-in series are withheld from external participants.
+                    copy = await asyncio.to_thread(_deidentified, deid, item, case.number)
+                    copy_study = await self._study(session, case, user, copy, deidentified=True)
+                    copy_series = copies.get(copy.series_uid) or await self._series(
+                        session, copy_study, copy, source=series
+                    )
+                    copies[copy.series_uid] = copy_series
+                    written.append(await self._instance(session, copy_series, copy))
+            await session.flush()
+        except BaseException:
+            # The unit of work rolls back; the files it wrote must not stay behind.
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         return list(touched.values()) + list(copies.values())
 
-    async def _instance(self, session: AsyncSession, series: DicomSeries, item: Parsed) -> None:
+    async def _instance(self, session: AsyncSession, series: DicomSeries, item: Parsed) -> Path:
         path = await asyncio.to_thread(self._write, item)
         with path.open("rb") as fp:
             runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
@@ -228,6 +235,7 @@ class DicomStore:
                 dicom_json=await asyncio.to_thread(_metadata, ds),
             )
         )
+        return path
 
     def _write(self, item: Parsed) -> Path:
         folder = self.root / item.series_uid
