@@ -27,7 +27,10 @@ async def test_openapi_lists_every_route(client: TestClient[Any, Any]) -> None:
         (r.method, r.resource.canonical)
         for r in client.app.router.routes()
         if r.resource is not None
-        and (r.resource.canonical.startswith("/api/") or r.resource.canonical == "/metrics")
+        and (
+            r.resource.canonical.startswith(("/api/", "/dicom-web/"))
+            or r.resource.canonical == "/metrics"
+        )
         and r.method != "HEAD"
     }
     assert wired, "no API routes found"
