@@ -26,6 +26,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls for cls in (ev.DownOffer, ev.MediaJoined, ev.MediaLeft, ev.ActiveSpeaker)
 }
 _LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
+_CALL_TIMEOUT = 30.0
 
 
 class WorkerSfu:
@@ -81,12 +82,19 @@ class WorkerSfu:
         proc = await self._ensure()
         assert proc.stdin is not None
         self._next += 1
+        request_id = self._next
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[self._next] = future
-        line = json.dumps({"id": self._next, "op": op, "args": args}) + "\n"
+        self._pending[request_id] = future
+        line = json.dumps({"id": request_id, "op": op, "args": args}) + "\n"
         proc.stdin.write(line.encode())
         await proc.stdin.drain()
-        return await future
+        try:
+            return await asyncio.wait_for(future, timeout=_CALL_TIMEOUT)
+        except TimeoutError as exc:
+            self._pending.pop(request_id, None)
+            raise MediaError(
+                f"the media worker did not answer {op} in {_CALL_TIMEOUT:.0f} s"
+            ) from exc
 
     async def publish(self, room: str, participant: str, offer_sdp: str) -> str:
         return str(
@@ -165,6 +173,9 @@ async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
             write({"id": request["id"], "ok": result})
         except MediaError as exc:
             write({"id": request["id"], "error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 — the parent must never wait for a lost reply
+            logging.getLogger(__name__).exception("WorkerSfu(%s) failed", request["op"])
+            write({"id": request["id"], "error": f"media worker error: {type(exc).__name__}"})
 
     while line := await reader.readline():
         request = json.loads(line)
