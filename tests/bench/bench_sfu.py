@@ -19,189 +19,35 @@ import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-from media.events import DownOffer, MediaEvent
 from media.local import LocalSfu
-from media.sfu import MediaError, Sfu
+from media.sfu import MediaError
 from media.worker import WorkerSfu
 
-from .clip import MAX_PUBLISHERS, encode_clip
+from .clip import encode_clip
 from .janus import JanusServer
+from .machine import (
+    LOAD_ADDRESS,
+    background_load,
+    enter_namespace,
+    machine_cpu,
+    process_cpu,
+    process_times,
+    set_up_namespace,
+    wait_quiet,
+)
+from .report import SATURATED, isolation_table, median_cell, notes, profile_summary, ratio, table
+from .targets import ROOM, DownOfferRelay, JanusTarget, SfuTarget, Target
 from .transcode import TranscodeWorkerSfu
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "tests" / "bench" / "results"
-VETH = ("ebv0", "ebv1")  # ebv0 carries the servers' address, ebv1 the load generator's
-SERVER_ADDRESS, LOAD_ADDRESS = "198.18.0.1", "198.18.0.2"  # RFC 2544's benchmarking range
-ROOM = "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SATURATED = 90.0  # % of all cores busy
-
-
-# The network namespace.
-
-
-def enter_namespace(argv: list[str]) -> None:
-    """Re-execute this runner inside a fresh network namespace (needs root)."""
-    os.execvp(
-        "unshare",
-        [
-            "unshare",
-            "--net",
-            "--",
-            sys.executable,
-            "-m",
-            "tests.bench.bench_sfu",
-            "--in-namespace",
-            *argv,
-        ],
-    )
-
-
-def set_up_namespace() -> None:
-    """Loopback plus a veth pair with one address per end; no route leaves the namespace."""
-    a, b = VETH
-    for command in (
-        "ip link set lo up",
-        f"ip link add {a} type veth peer name {b}",
-        f"ip addr add {SERVER_ADDRESS}/30 dev {a}",
-        f"ip addr add {LOAD_ADDRESS}/30 dev {b}",
-        f"ip link set {a} up",
-        f"ip link set {b} up",
-    ):
-        subprocess.run(command.split(), check=True)
-    for key in ("all", "default", a, b):  # this namespace's own settings
-        conf = Path("/proc/sys/net/ipv4/conf") / key
-        (conf / "accept_local").write_text("1")
-        (conf / "rp_filter").write_text("0")
-
-
-# CPU accounting from /proc.
-
-
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system, all threads) ``pid`` has used."""
-    return sum(process_times(pid))
-
-
-def process_times(pid: int) -> tuple[float, float]:
-    """(user, system) seconds of CPU ``pid`` has used, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def child_pid(module: str) -> int:
-    """The pid of this process's child running ``python -m module``."""
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if module.encode() in cmdline:
-                return int(pid)
-    raise LookupError(f"no child process runs {module}")
-
-
-# Targets: what serves the board, and which process to charge for it.
-
-
-class Target(Protocol):
-    name: str
-    sfu: Sfu | None  # signalled through the runner, or None: the generator talks to it itself
-    janus_url: str | None
-
-    async def start(self) -> None: ...
-
-    def pid(self) -> int: ...
-
-    async def stats(self) -> dict[str, Any]: ...
-
-    async def stop(self) -> None: ...
-
-
-class SfuTarget:
-    """An ``Sfu`` owned by the runner, which plays the server process."""
-
-    janus_url: str | None = None
-
-    def __init__(
-        self,
-        name: str,
-        kind: type[WorkerSfu] | type[LocalSfu],
-        module: str | None,
-        relay: DownOfferRelay,
-    ) -> None:
-        self.name = name
-        self._kind = kind
-        self._module = module  # the worker process, or None: in the runner itself
-        self._relay = relay
-        self.sfu: Sfu | None = None
-
-    async def start(self) -> None:
-        # Last-N off: everyone receives everyone's video, as Janus's full mesh does.
-        self.sfu = self._kind(self._relay, [], last_n=MAX_PUBLISHERS)
-
-    def pid(self) -> int:
-        return child_pid(self._module) if self._module else os.getpid()
-
-    async def stats(self) -> dict[str, Any]:
-        assert self.sfu is not None
-        stats = await self.sfu.stats(ROOM)
-        return {"packets_forwarded": stats.packets_forwarded, **stats.extra}
-
-    async def stop(self) -> None:
-        if self.sfu is not None:
-            await self.sfu.close()
-            self.sfu = None
-
-
-class JanusTarget:
-    sfu: Sfu | None = None
-
-    def __init__(self, event_loops: int) -> None:
-        self.name = "janus"
-        self._server = JanusServer(VETH[0], event_loops=event_loops)
-        self.janus_url: str | None = self._server.url
-
-    async def start(self) -> None:
-        self._server.start()
-        await self._server.wait_ready()
-
-    def pid(self) -> int:
-        return self._server.pid
-
-    async def stats(self) -> dict[str, Any]:
-        return {}
-
-    async def stop(self) -> None:
-        self._server.stop()
-
-
-class DownOfferRelay:
-    """The runner's event sink: hands the SFU's down offers to the current load generator."""
-
-    def __init__(self) -> None:
-        self.generator: Generator | None = None
-
-    def __call__(self, event: MediaEvent) -> None:
-        if isinstance(event, DownOffer) and self.generator is not None:
-            self.generator.send(
-                {"event": "DownOffer", "participant": event.participant, "sdp": event.sdp}
-            )
 
 
 # The load generator process.
@@ -237,6 +83,8 @@ class Generator:
         ]
         if target.janus_url:
             command += ["--janus", target.janus_url]
+        if not target.passes_payload:
+            command.append("--no-latency")
         process = await asyncio.create_subprocess_exec(
             *command,
             cwd=ROOT,
@@ -415,7 +263,7 @@ async def run_cell(
     try:
         await target.start()
         generator = await Generator.start(target, size, options.clip, log)
-        relay.generator = generator
+        relay.send = generator.send
         ready = await generator.expect("ready", options.setup_timeout)
         await asyncio.sleep(options.warmup)
         if isolation:
@@ -433,181 +281,13 @@ async def run_cell(
     finally:
         if generator is not None:
             await generator.stop()
-        relay.generator = None
+        relay.send = None
         await target.stop()
     print(f" {time.monotonic() - started:.0f} s", file=options.progress)
     return result
 
 
-# Reporting.
-
-
-def median_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Repeated runs of one cell → one: each number the median of the runs that worked; the
-    per-stream CPU of every run kept beside it."""
-    good = [c for c in cells if "error" not in c]
-    if len(good) <= 1:
-        return good[0] if good else cells[0]
-    merged = dict(good[0])
-    for key, value in good[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            values = [c[key] for c in good if isinstance(c.get(key), int | float)]
-            if all(isinstance(v, int) for v in values):
-                merged[key] = statistics.median_low(values)
-            else:
-                merged[key] = round(statistics.median(values), 2)
-    merged["saturated"] = any(c["saturated"] for c in good)
-    merged["runs"] = len(good)
-    merged["cpu_us_per_stream_runs"] = [c["cpu_us_per_stream"] for c in good]
-    return merged
-
-
-def profile_summary(path: Path, top: int = 12) -> dict[str, list[tuple[str, float]]]:
-    """py-spy's collapsed stacks → the functions with the most self and inclusive time, in %
-    of the samples."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    total = 0
-    if not path.exists():
-        return {}
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        frames = stack.split(";")
-        n = int(count)
-        total += n
-        own[frames[-1]] = own.get(frames[-1], 0) + n
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + n
-
-    def rank(counts: dict[str, int]) -> list[tuple[str, float]]:
-        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
-        return [(frame, round(100 * n / total, 1)) for frame, n in ranked]
-
-    return {"self": rank(own), "inclusive": rank(inclusive)}
-
-
-def _ratio(a: Any, b: Any) -> float | None:
-    if isinstance(a, int | float) and isinstance(b, int | float) and b:
-        return round(a / b, 2)
-    return None
-
-
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    return format(value, spec)
-
-
-def _pair(cell: dict[str, Any], a: str, b: str) -> str:
-    return f"{_fmt(cell[a], '.1f')}/{_fmt(cell[b], '.1f')}"
-
-
-# (heading, width, cell → text) for each column of the main table.
-_COLUMNS: list[tuple[str, int, Callable[[dict[str, Any]], str]]] = [
-    ("streams", 7, lambda c: str(c["streams"])),
-    ("SFU CPU%", 8, lambda c: _fmt(c["sfu_cpu_pct"], ".1f")),
-    ("µs/pkt", 7, lambda c: _fmt(c["cpu_us_per_packet"], ".1f")),
-    ("µs/stream·s", 11, lambda c: _fmt(c["cpu_us_per_stream"], ".0f")),
-    ("pkts/s", 7, lambda c: _fmt(c["packets_forwarded_per_s"], ".0f")),
-    ("fps mean/min", 12, lambda c: _pair(c, "fps_mean", "fps_min")),
-    ("frozen", 6, lambda c: str(c["frozen_streams"])),
-    ("lat p50/p99 ms", 14, lambda c: _pair(c, "latency_p50_ms", "latency_p99_ms")),
-    ("KF req", 6, lambda c: str(c["keyframe_requests"])),
-    ("gen CPU%", 8, lambda c: _fmt(c["generator_cpu_pct"], ".1f")),
-    ("other CPU%", 10, lambda c: _fmt(c["others_cpu_pct"], ".0f")),
-    ("machine%", 8, lambda c: _fmt(c["machine_busy_pct"], ".0f")),
-    ("sat", 3, lambda c: _fmt(c["saturated"])),
-]
-
-
-def table(sizes: dict[str, dict[str, Any]]) -> str:
-    head = f"{'N':>3} {'target':<10} " + " ".join(f"{h:>{w}}" for h, w, _ in _COLUMNS)
-    lines = [head, "-" * len(head)]
-    for size, row in sizes.items():
-        for name in ("eboard", "janus", "transcode"):
-            cell = row.get(name)
-            if cell is None:
-                continue
-            if "error" in cell:
-                lines.append(f"{size:>3} {name:<10} failed: {cell['error'][:100]}")
-                continue
-            values = " ".join(f"{show(cell):>{w}}" for _, w, show in _COLUMNS)
-            lines.append(f"{size:>3} {name:<10} {values}")
-        ratios = row.get("ratios", {})
-        if any(v is not None for v in ratios.values()):
-            lines.append("    " + "   ".join(f"{k} = {_fmt(v)}" for k, v in ratios.items()))
-    return "\n".join(lines)
-
-
-def isolation_table(isolation: dict[str, Any]) -> str:
-    lines = [
-        f"{'SFU':<22} {'server loop':<12} {'interval p50/p99/max ms':>24} "
-        f"{'fps min':>7} {'frozen':>6}"
-    ]
-    for name, cell in isolation.items():
-        if "error" in cell:
-            lines.append(f"{name:<22} failed: {cell['error'][:100]}")
-            continue
-        for state in ("quiet", "busy"):
-            w = cell[state]
-            lines.append(
-                f"{name:<22} {state:<12} "
-                f"{_fmt(w['frame_interval_p50_ms'], '.1f'):>8}/"
-                f"{_fmt(w['frame_interval_p99_ms'], '.1f')}/"
-                f"{_fmt(w['frame_interval_max_ms'], '.0f'):<8} "
-                f"{_fmt(w['fps_min'], '.1f'):>7} {w['frozen_streams']:>6}"
-            )
-    return "\n".join(lines)
-
-
-def notes(sizes: dict[str, dict[str, Any]]) -> list[str]:
-    found = []
-    for size, row in sizes.items():
-        for name, cell in row.items():
-            if name == "ratios" or "error" in cell:
-                continue
-            if cell["saturated"]:
-                found.append(
-                    f"{name} × {size}: the machine was saturated "
-                    f"({cell['machine_busy_pct']:.0f} % of both cores busy): its figures "
-                    "measure the machine's limit, not the SFU's alone."
-                )
-            if cell["fps_mean"] < 29:
-                found.append(
-                    f"{name} × {size}: delivered {cell['fps_mean']:.1f} fps of 30, so its CPU "
-                    "per stream is a lower bound; compare cpu_us_per_video_frame."
-                )
-            if cell["frozen_streams"]:
-                found.append(
-                    f"{name} × {size}: {cell['frozen_streams']} of "
-                    f"{cell['down_tracks_video']} video down-tracks froze (> 500 ms)."
-                )
-    return found
-
-
 # The run.
-
-
-async def background_load(seconds: float = 1.0) -> float:
-    """% of a core other programs keep busy while this benchmark does nothing."""
-    busy0, total0 = machine_cpu()
-    await asyncio.sleep(seconds)
-    busy1, total1 = machine_cpu()
-    share = (busy1 - busy0) / max(1, total1 - total0)
-    return round(100 * share * (os.cpu_count() or 1), 1)
-
-
-async def wait_quiet(seconds: float, threshold: float = 15.0) -> float:
-    """Wait up to ``seconds`` for other programs to use less than ``threshold`` % of a core
-    (this machine may be shared); return what they used last."""
-    deadline = time.monotonic() + seconds
-    while (load := await background_load()) >= threshold and time.monotonic() < deadline:
-        pass
-    return load
 
 
 async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[str, Any]:
@@ -666,13 +346,13 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
         per_stream = {k: v.get("cpu_us_per_stream") for k, v in row.items()}
         per_frame = {k: v.get("cpu_us_per_video_frame") for k, v in row.items()}
         row["ratios"] = {
-            "eboard_cpu_per_stream / janus_cpu_per_stream": _ratio(
+            "eboard_cpu_per_stream / janus_cpu_per_stream": ratio(
                 per_stream.get("eboard"), per_stream.get("janus")
             ),
-            "transcode_cpu_per_stream / eboard_cpu_per_stream": _ratio(
+            "transcode_cpu_per_stream / eboard_cpu_per_stream": ratio(
                 per_stream.get("transcode"), per_stream.get("eboard")
             ),
-            "transcode_cpu_per_video_frame / eboard_cpu_per_video_frame": _ratio(
+            "transcode_cpu_per_video_frame / eboard_cpu_per_video_frame": ratio(
                 per_frame.get("transcode"), per_frame.get("eboard")
             ),
         }

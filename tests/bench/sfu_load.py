@@ -1,15 +1,6 @@
 """The load generator: a board of N participants played by real aiortc peer connections, each
-publishing pre-encoded VP8 + Opus and subscribing to everyone else, with no codec anywhere.
-
-It is lean on purpose (a Python load generator costs about as much per packet as the SFU):
-- publishing: the up connection's senders carry a track that never yields a frame, so aiortc's
-  encoder never runs; once a sender is negotiated its SRTP context and ICE pair are taken and the
-  pacer writes the clip's payloads as RTP itself (a fresh VP8 descriptor per frame whose PictureID
-  names publisher and frame), one SRTP ``protect`` and one ``sendto`` per packet;
-- receiving: the down connection's receivers are never started (no jitter buffer, no decoder), and
-  its ICE connection hands SRTP datagrams straight to a counter (one ``unprotect`` and a few byte
-  reads per packet): packets, loss and frames (marker bit) per SSRC, frame intervals, and latency
-  from each frame's send time, looked up by its PictureID.
+publishing pre-encoded VP8 + Opus and subscribing to everyone else, with no codec anywhere
+(``Publisher`` and ``Subscriber`` say how), and one pacer sending for every publisher.
 
 Run by ``bench_sfu.py`` as ``python -m tests.bench.sfu_load``; JSON lines on stdin/stdout. For an
 eBoard or transcoding target, its signalling goes through the runner (``{"call": id, "op",
@@ -26,345 +17,24 @@ import heapq
 import itertools
 import json
 import logging
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aioice.ice
-import pylibsrtp
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCBundlePolicy
-from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import (
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    RTCP_RTPFB_NACK,
-    AnyRtcpPacket,
-    RtcpPsfbPacket,
-    RtcpRtpfbPacket,
-)
-from av.frame import Frame
 
-from .clip import AUDIO_PACKETS_PER_SECOND, FPS, MAX_PUBLISHERS, VIDEO_CLOCK, Clip, picture_id
+from .clip import AUDIO_PACKETS_PER_SECOND, FPS, MAX_PUBLISHERS, Clip
 from .janus import JanusClient, JanusError, JanusHandle
+from .publisher import Publisher
+from .subscriber import Subscriber
 
-__all__ = ["Load", "Publisher", "Subscriber"]
+__all__ = ["Load", "Pacer"]
 
 logger = logging.getLogger(__name__)
 
-CONFIGURATION = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-_HEADER = struct.Struct("!BBHLLHH")  # RTP fixed header + one-byte header-extension profile/length
-_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-_ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-_AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 _FROZEN = 0.5  # seconds without a frame
-
-
-class IdleTrack(MediaStreamTrack):
-    """Stands in a sender so aiortc negotiates it; it never yields, so aiortc never encodes."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-    async def recv(self) -> Frame:
-        await asyncio.get_running_loop().create_future()  # forever
-        raise AssertionError
-
-
-class RtpOut:
-    """One negotiated sender whose RTP we write ourselves: header, SRTP, straight to the socket."""
-
-    def __init__(self, sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> None:
-        self._sender: Any = sender
-        self._on_keyframe_request = on_keyframe_request
-        self.bound = False
-        self.seq = 0
-        self.packets = 0
-        self.keyframe_requests = 0
-        self.nacked = 0
-        self._pt = 0
-        self._ssrc = 0
-        self._srtp: Any = None
-        self._sendto: Callable[[bytes, Any], None] | None = None
-        self._addr: Any = None
-        self.mid_ext = b""
-        self.abs_ext_header = b""
-        self.level_ext_header = b""
-        hooked: Any = sender  # per instance, as media/forwarder.py does for its senders
-        self._original_send = hooked.send
-        self._original_rtcp = hooked._handle_rtcp_packet
-        hooked.send = self._send
-        hooked._handle_rtcp_packet = self._handle_rtcp
-
-    async def _send(self, parameters: RTCRtpSendParameters) -> None:
-        await self._original_send(parameters)
-        self._pt = parameters.codecs[0].payloadType or 0
-        for ext in parameters.headerExtensions:
-            if ext.uri == _MID_URI and parameters.muxId:
-                mid = parameters.muxId.encode()
-                self.mid_ext = bytes([(ext.id << 4) | (len(mid) - 1)]) + mid
-            elif ext.uri == _ABS_SEND_TIME_URI:
-                self.abs_ext_header = bytes([(ext.id << 4) | 2])
-            elif ext.uri == _AUDIO_LEVEL_URI:
-                self.level_ext_header = bytes([ext.id << 4])
-        dtls = self._sender.transport
-        pair = dtls.transport._connection._nominated.get(1)
-        self._srtp = dtls._tx_srtp
-        self._sendto = pair.protocol.transport.sendto
-        self._addr = pair.remote_addr
-        self._ssrc = self._sender._ssrc
-        self.seq = self._sender._ssrc & 0x7FFF
-        self.bound = True
-
-    async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.keyframe_requests += 1
-            self._on_keyframe_request()
-        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            self.nacked += len(packet.lost)  # not repaired: loopback loses only under overload
-        await self._original_rtcp(packet)
-
-    def send(self, marker: int, timestamp: int, ext: bytes, payload: bytes) -> None:
-        """``ext``: the one-byte header extensions, already padded to 4 bytes."""
-        seq = self.seq
-        self.seq = (seq + 1) & 0xFFFF
-        data = (
-            _HEADER.pack(
-                0x90, (marker << 7) | self._pt, seq, timestamp, self._ssrc, 0xBEDE, len(ext) >> 2
-            )
-            + ext
-            + payload
-        )
-        assert self._sendto is not None
-        self._sendto(self._srtp.protect(data), self._addr)
-        self.packets += 1
-
-
-def _pad(ext: bytes) -> bytes:
-    return ext + b"\0" * (-len(ext) & 3)
-
-
-class Publisher:
-    """A participant's camera and microphone: the clip, sent as RTP on an up connection."""
-
-    def __init__(self, index: int, clip: Clip, sent_at: dict[int, float]) -> None:
-        self.index = index
-        self.name = f"p{index:02d}"
-        self.pc = RTCPeerConnection(CONFIGURATION)
-        self._clip = clip
-        self._sent_at = sent_at
-        self._keyframe_wanted = True
-        self._position = 0
-        self.frames_sent = 0
-        self.frames_skipped = 0
-        self._video_ts = index * 0x01000000
-        self._audio_ts = index * 0x01000000
-        self._audio_position = 0
-        video = self.pc.addTransceiver(IdleTrack("video"), direction="sendonly")
-        audio = self.pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
-        self.video = RtpOut(video.sender, self._keyframe_request)
-        self.audio = RtpOut(audio.sender, lambda: None)
-
-    def _keyframe_request(self) -> None:
-        self._keyframe_wanted = True
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
-
-    async def accept(self, answer_sdp: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-
-    def send_frame(self) -> None:
-        out = self.video
-        if not out.bound:
-            return
-        clip = self._clip.video
-        if self._keyframe_wanted:
-            # Restart the clip at its keyframe: what follows decodes from it.
-            self._keyframe_wanted = False
-            self._position = 0
-        frame = clip[self._position]
-        self._position = self._position + 1 if self._position + 1 < len(clip) else 1
-        pid = picture_id(self.index, self.frames_sent)
-        self.frames_sent += 1
-        ts = self._video_ts
-        self._video_ts = (ts + VIDEO_CLOCK // FPS) & 0xFFFFFFFF
-        ext = out.mid_ext
-        if out.abs_ext_header:
-            ntp = int((time.time() + 2208988800) * 4294967296.0)
-            ext += out.abs_ext_header + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
-        ext = _pad(ext)
-        descriptor = bytes([0x80, 0x80, 0x80 | (pid >> 8), pid & 0xFF])
-        chunks = frame.chunks
-        last = len(chunks) - 1
-        for i, chunk in enumerate(chunks):
-            # X=1, S=1 on the first packet of the frame; I=1; M=1 (15-bit PictureID).
-            head = b"\x90" + descriptor[1:] if i == 0 else descriptor
-            out.send(int(i == last), ts, ext, head + chunk)
-        self._sent_at[pid] = time.monotonic()
-
-    def send_audio(self) -> None:
-        out = self.audio
-        if not out.bound:
-            return
-        packets = self._clip.audio
-        payload = packets[self._audio_position]
-        self._audio_position = (self._audio_position + 1) % len(packets)
-        ts = self._audio_ts
-        self._audio_ts = (ts + 48000 // AUDIO_PACKETS_PER_SECOND) & 0xFFFFFFFF
-        ext = out.mid_ext
-        if out.level_ext_header:
-            ext += out.level_ext_header + b"\x28"  # voice at -40 dBov
-        out.send(0, ts, _pad(ext), payload)
-
-    async def close(self) -> None:
-        await self.pc.close()
-
-
-class TrackStats:
-    """What one subscriber received on one SSRC."""
-
-    __slots__ = (
-        "kind",
-        "packets",
-        "lost",
-        "seq",
-        "frames",
-        "last_frame",
-        "max_gap",
-        "window_packets",
-        "window_lost",
-        "window_frames",
-    )
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.packets = 0
-        self.lost = 0
-        self.seq = -1
-        self.frames = 0
-        self.last_frame = 0.0
-        self.max_gap = 0.0
-        self.window_packets = 0
-        self.window_lost = 0
-        self.window_frames = 0
-
-
-class Subscriber:
-    """A participant's down connection: answers offers, counts RTP, decodes nothing."""
-
-    def __init__(self, name: str, sent_at: dict[int, float]) -> None:
-        self.name = name
-        self.pc: RTCPeerConnection | None = None
-        self._sent_at = sent_at
-        self._kinds: dict[int, str] = {}
-        self.tracks: dict[int, TrackStats] = {}
-        self.intervals: list[float] = []
-        self.latencies: list[float] = []
-        self.answers = 0
-        self._hooked = False
-
-    async def answer(self, offer_sdp: str) -> str:
-        if self.pc is None:
-            self.pc = RTCPeerConnection(CONFIGURATION)
-            self.pc.on("track", self._on_track)
-        self._learn_payload_types(offer_sdp)
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        if not self._hooked:
-            self._hook()
-        self.answers += 1
-        return str(self.pc.localDescription.sdp)
-
-    def _learn_payload_types(self, sdp: str) -> None:
-        for line in sdp.splitlines():
-            if line.startswith("a=rtpmap:"):
-                pt, codec = line[9:].split(" ", 1)
-                name = codec.split("/", 1)[0].lower()
-                self._kinds[int(pt)] = {"vp8": "video", "opus": "audio"}.get(name, "other")
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        assert self.pc is not None
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track:
-                # Never started: no jitter buffer, no decoder thread, no RTCP loop.
-                cast(Any, transceiver.receiver).receive = _never_receive
-
-    def _hook(self) -> None:
-        assert self.pc is not None
-        dtls: Any = self.pc.getTransceivers()[0].receiver.transport
-        connection = dtls.transport._connection
-        original = connection.data_received
-        on_rtp = self._on_rtp
-
-        def data_received(data: bytes, component: int) -> None:
-            srtp = dtls._rx_srtp
-            if srtp is not None and 127 < data[0] < 192 and not 191 < data[1] < 224:
-                try:
-                    on_rtp(srtp.unprotect(data))
-                except pylibsrtp.Error:
-                    pass
-            else:  # STUN, DTLS, RTCP: aiortc's own path
-                original(data, component)
-
-        connection.data_received = data_received
-        self._hooked = True
-
-    def _on_rtp(self, data: bytes) -> None:
-        ssrc = (data[8] << 24) | (data[9] << 16) | (data[10] << 8) | data[11]
-        track = self.tracks.get(ssrc)
-        if track is None:
-            track = self.tracks[ssrc] = TrackStats(self._kinds.get(data[1] & 0x7F, "other"))
-        track.packets += 1
-        seq = (data[2] << 8) | data[3]
-        if track.seq >= 0:
-            gap = (seq - track.seq) & 0xFFFF
-            if gap >= 0x8000 or gap == 0:
-                return  # late or duplicate
-            track.lost += gap - 1
-        track.seq = seq
-        if data[1] & 0x80 and track.kind == "video":
-            now = time.monotonic()
-            if track.frames:
-                interval = now - track.last_frame
-                self.intervals.append(interval)
-                if interval > track.max_gap:
-                    track.max_gap = interval
-            track.frames += 1
-            track.last_frame = now
-            i = 12 + 4 * (data[0] & 0x0F)
-            if data[0] & 0x10:
-                i += 4 + 4 * ((data[i + 2] << 8) | data[i + 3])
-            if len(data) > i + 3 and data[i] & 0x80 and data[i + 1] & 0x80:  # X, I
-                pid = data[i + 2] & 0x7F
-                if data[i + 2] & 0x80:
-                    pid = (pid << 8) | data[i + 3]
-                sent = self._sent_at.get(pid)
-                if sent is not None and now - sent < 5.0:
-                    self.latencies.append(now - sent)
-
-    def start_window(self) -> None:
-        self.intervals.clear()
-        self.latencies.clear()
-        for track in self.tracks.values():
-            track.window_packets = track.packets
-            track.window_lost = track.lost
-            track.window_frames = track.frames
-            track.max_gap = 0.0
-
-    async def close(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-
-
-async def _never_receive(*_: Any) -> None:
-    return None
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -466,12 +136,14 @@ class Wire:
 class Load:
     """The board: publishers, subscribers, the pacer, and the measurement windows."""
 
-    def __init__(self, size: int, clip: Clip) -> None:
+    def __init__(self, size: int, clip: Clip, *, latency: bool = True) -> None:
         if not 2 <= size <= MAX_PUBLISHERS:
             raise ValueError(f"participants must be 2…{MAX_PUBLISHERS}, not {size}")
         self.sent_at: dict[int, float] = {}
         self.publishers = [Publisher(i, clip, self.sent_at) for i in range(size)]
-        self.subscribers = {p.name: Subscriber(p.name, self.sent_at) for p in self.publishers}
+        # Without latency the subscribers look frames up in an empty table.
+        sent_at = self.sent_at if latency else {}
+        self.subscribers = {p.name: Subscriber(p.name, sent_at) for p in self.publishers}
         self.pacer = Pacer(self.publishers)
         self._window_start = 0.0
         self._window_counters: dict[str, int] = {}
@@ -714,7 +386,7 @@ async def main(args: argparse.Namespace) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [address]
     clip = Clip.load(Path(args.clip))
     wire = Wire()
-    load = Load(args.participants, clip)
+    load = Load(args.participants, clip, latency=args.latency)
     signalling: PipeSignalling | JanusSignalling
     if args.janus:
         signalling = JanusSignalling(args.janus, load)
@@ -768,5 +440,11 @@ if __name__ == "__main__":
     parser.add_argument("--address", required=True, help="the one address to gather ICE on")
     parser.add_argument("--janus", help="Janus's HTTP API URL (else signal through the runner)")
     parser.add_argument("--flowing-timeout", type=float, default=40.0)
+    parser.add_argument(
+        "--no-latency",
+        dest="latency",
+        action="store_false",
+        help="the SFU re-encodes: PictureIDs no longer identify frames",
+    )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     asyncio.run(main(parser.parse_args()))
