@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from aiohttp import BodyPartReader
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from ..access import case_for, is_external
-from ..errors import Forbidden, Invalid, TooLarge
+from ..errors import Forbidden, Invalid
 from ..imaging.dicomweb import METADATA
-from ..imaging.upload import files_from_zip, is_zip
+from ..imaging.upload import read_parts
 from ..models import DicomInstance, DicomSeries, ImagingStudy
 from .roles import CASE_AUTHORS, EVERYONE
 from .routing import Call, RouteTable
@@ -32,23 +31,9 @@ async def upload(call: Call) -> dict[str, object]:
         raise Forbidden(f"only staff of case {case.number}'s home institution may add imaging")
     if not call.request.content_type.startswith("multipart/form-data"):
         raise Invalid.on("file", "send the files as multipart/form-data parts named file")
-    limit = call.services.settings.max_imaging_upload_bytes
-    reader = await call.request.multipart()
-    files: list[tuple[str, bytes]] = []
-    total = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or part.name != "file":
-            continue
-        data = bytearray()
-        while chunk := await part.read_chunk(256 * 1024):
-            data += chunk
-            total += len(chunk)
-            if total > limit:
-                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
-        name = part.filename or f"file {len(files) + 1}"
-        files.extend(
-            files_from_zip(name, bytes(data)) if is_zip(bytes(data[:4])) else [(name, bytes(data))]
-        )
+    files = await read_parts(
+        call.request, call.services.settings.max_imaging_upload_bytes, field="file"
+    )
     stored = await call.services.dicom.ingest(call.session, case, call.me, files)
     for series in stored:
         assert series.id is not None

@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from ..api.roles import CASE_AUTHORS, EVERYONE
 from ..api.routing import Call, RouteTable
-from ..errors import EboardError, Forbidden, Invalid, TooLarge
+from ..errors import EboardError, Forbidden, Invalid
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient
 from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
 from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
+from .upload import read_parts
 
 __all__ = ["routes", "MetadataCache"]
 
@@ -464,7 +465,7 @@ async def stow(call: Call) -> web.Response:
     to the case first); nothing is stored if any part is refused."""
     if not call.request.content_type.startswith("multipart/related"):
         raise Invalid.on("body", 'send multipart/related; type="application/dicom"')
-    files = await read_parts(call, "application/dicom")
+    files = await read_parts(call.request, call.services.settings.max_imaging_upload_bytes)
     parsed = await call.services.dicom.check(files)
     studies = {p.study_uid for p in parsed}
     if len(studies) != 1:
@@ -499,27 +500,6 @@ async def stow(call: Call) -> web.Response:
             },
         }
     )
-
-
-async def read_parts(call: Call, wanted: str) -> list[tuple[str, bytes]]:
-    """The parts of a multipart request, within the upload limit."""
-    limit = call.services.settings.max_imaging_upload_bytes
-    reader = await call.request.multipart()
-    files: list[tuple[str, bytes]] = []
-    total = 0
-    index = 0
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise Invalid.on("body", "nested multipart bodies are not accepted")
-        index += 1
-        data = bytearray()
-        while chunk := await part.read_chunk(256 * 1024):
-            data += chunk
-            total += len(chunk)
-            if total > limit:
-                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
-        files.append((part.filename or f"part {index}", bytes(data)))
-    return files
 
 
 METADATA = web.AppKey("dicom_metadata", MetadataCache)

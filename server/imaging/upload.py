@@ -7,9 +7,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from aiohttp import BodyPartReader, web
+
 from ..errors import Invalid, TooLarge
 
-__all__ = ["ZipLimits", "files_from_zip", "is_zip"]
+__all__ = ["ZipLimits", "files_from_zip", "is_zip", "read_parts"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,28 @@ def files_from_zip(
     if not out:
         raise Invalid.on("file", f"{name} contains no files")
     return out
+
+
+async def read_parts(
+    request: web.Request, limit: int, field: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The (file name, bytes) of each part of a multipart request (only those named ``field``
+    when given; zips expanded), refusing the whole request past ``limit`` bytes."""
+    reader = await request.multipart()
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise Invalid.on("body", "nested multipart bodies are not accepted")
+        if field is not None and part.name != field:
+            continue
+        data = bytearray()
+        while chunk := await part.read_chunk(256 * 1024):
+            data += chunk
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
+        name = part.filename or f"part {len(files) + 1}"
+        content = bytes(data)
+        files.extend(files_from_zip(name, content) if is_zip(content) else [(name, content)])
+    return files
