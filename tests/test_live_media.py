@@ -119,6 +119,15 @@ async def _wait(condition: Callable[[], bool], seconds: float, what: str) -> Non
         await asyncio.sleep(0.05)
 
 
+async def next_session(server: TestServer, auth: dict[str, dict[str, str]], board: int) -> int:
+    """The id of the board's next session, as the coordinator lists it."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.make_url(f"/api/boards/{board}/sessions"), headers=auth["coordinator"]
+        ) as resp:
+            return int((await resp.json())["items"][0]["id"])
+
+
 @pytest.fixture(params=["in-process", "worker"])
 async def server(
     request: pytest.FixtureRequest,
@@ -141,11 +150,8 @@ async def test_two_participants_see_each_other_and_attendance_follows_media(
     server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
     url = str(server.make_url("/"))
+    sid = await next_session(server, auth, ids["board_id"])
     async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
         async with http.post(
             server.make_url(f"/api/sessions/{sid}/agenda"),
             headers=auth["coordinator"],
@@ -191,11 +197,7 @@ async def test_malformed_sdp_is_refused_and_others_are_unaffected(
     server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
     url = str(server.make_url("/"))
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
+    sid = await next_session(server, auth, ids["board_id"])
     chair, surgeon = Participant("chair"), Participant("surgeon")
     try:
         for p in (chair, surgeon):
@@ -222,11 +224,7 @@ async def test_malformed_sdp_is_refused_and_others_are_unaffected(
 async def test_candidate_for_an_unknown_mid_is_refused(
     server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
+    sid = await next_session(server, auth, ids["board_id"])
     chair = Participant("chair")
     try:
         await chair.connect(str(server.make_url("/")), auth["chair"]["Authorization"].split()[1])
@@ -258,11 +256,7 @@ async def test_participant_who_never_completes_ice_is_timed_out_and_removed(
 
     app = create_app(settings, sfu_factory=lambda sink, ice: LocalSfu(sink, ice, ice_timeout=1.5))
     server = await aiohttp_server(app)
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
+    sid = await next_session(server, auth, ids["board_id"])
     chair, surgeon = Participant("chair"), Participant("surgeon")
     left: list[Any] = []
     errors: list[Any] = []
@@ -293,11 +287,7 @@ async def test_participant_who_never_completes_ice_is_timed_out_and_removed(
 async def test_socket_reconnect_with_media_still_up_resumes_as_connected(
     server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
+    sid = await next_session(server, auth, ids["board_id"])
     chair, surgeon = Participant("chair"), Participant("surgeon")
     updates: list[Any] = []
     chair.sio.on("participant", updates.append, namespace="/board")

@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import aiohttp
 import aioice.ice
 import pytest
 from aiohttp.test_utils import TestServer
@@ -20,7 +19,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from server.app import create_app
 from server.config import Settings
-from tests.test_live_media import Participant
+from tests.test_live_media import Participant, next_session
 
 SECRET = "coturn-test-secret"
 
@@ -107,11 +106,7 @@ def _relay_only(ice_servers: list[dict[str, object]]) -> RTCConfiguration:
 async def test_relay_only_participants_connect_through_coturn_and_receive_video(
     server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
 ) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
-            server.make_url(f"/api/boards/{ids['board_id']}/sessions"), headers=auth["coordinator"]
-        ) as resp:
-            sid = (await resp.json())["items"][0]["id"]
+    sid = await next_session(server, auth, ids["board_id"])
     chair, surgeon = Participant("chair"), Participant("surgeon")
     try:
         for p in (chair, surgeon):
