@@ -22,11 +22,13 @@ class EventContract:
 
     def __init__(self, folder: Path = SCHEMAS_DIR) -> None:
         docs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        # Shared definitions (the view state) live one level up and are referenced by $id.
+        shared = [json.loads(p.read_text()) for p in sorted(folder.parent.glob("*.json"))]
         registry: Registry[Any] = Registry().with_resources(
             (f"{name}.json", Resource.from_contents(doc)) for name, doc in docs.items()
         )
         registry = registry.with_resources(
-            (doc["$id"], Resource.from_contents(doc)) for doc in docs.values()
+            (doc["$id"], Resource.from_contents(doc)) for doc in [*docs.values(), *shared]
         )
         self._validators = {
             name: Draft202012Validator(doc, registry=registry) for name, doc in docs.items()

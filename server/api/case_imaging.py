@@ -78,9 +78,15 @@ async def list_series(call: Call) -> dict[str, object]:
                 .where(DicomInstance.series_id == series.id)
             )
         ).one()
+        # A copy is named on the wire by the alias of the series it was made from, so both
+        # audiences follow the same view (schemas/view-state.json).
+        alias = series.alias
+        if series.source_id is not None:
+            source = await call.session.get(DicomSeries, series.source_id)
+            alias = source.alias if source is not None else alias
         out.append(
             {
-                "alias": series.alias,
+                "alias": alias,
                 "study_instance_uid": study.study_instance_uid,
                 "series_instance_uid": series.series_uid,
                 "modality": series.modality,
