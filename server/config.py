@@ -40,6 +40,10 @@ class Settings:
     reconnect_grace_seconds: float = 10.0
     event_rate_per_second: float = 20.0
     event_burst: int = 40
+    # The presenter's view patches and pointer moves (each coalesced to <= 60 Hz by the client)
+    # have their own allowance, so a scrolling presenter never starves their other events.
+    view_rate_per_second: float = 130.0
+    view_burst: int = 260
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import Conflict, Forbidden, Invalid, NotFound
+from .viewer import SharedView
 
 __all__ = ["Participant", "AgendaEntry", "LiveSession", "CHAIR_ROLES", "media_caps"]
 
@@ -86,6 +87,9 @@ class LiveSession:
     chat: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=CHAT_HISTORY))
     # Whose media reaches the server now (from the SFU's joins and leaves).
     media_up: set[str] = field(default_factory=set)
+    view: SharedView = field(default_factory=SharedView)
+    # Image count per series alias of the agenda's cases, as last read (filled by signalling).
+    images: dict[str, int] = field(default_factory=dict)
 
     def arrive(self, person: Participant) -> bool:
         """Place an arriving participant; True if admitted, False if sent to the lobby."""
@@ -133,7 +137,9 @@ class LiveSession:
         return person
 
     def set_presenter(self, by: Participant, participant_id: str | None) -> None:
-        self._require_chair(by, "choose the presenter")
+        # The chair grants; the presenter may pass it on (or give it back with null).
+        if by.id != self.presenter:
+            self._require_chair(by, "choose the presenter")
         if participant_id is not None and participant_id not in self.participants:
             raise Invalid.on("participant", f"{participant_id} is not in the session")
         self.presenter = participant_id
@@ -172,6 +178,7 @@ class LiveSession:
             speaker=None,
             chat=[],
             agenda={"items": [], "current": None, "current_started_at": None},
+            view=SharedView().snapshot(),
         )
         return view
 
@@ -195,7 +202,12 @@ class LiveSession:
             },
             "chat": list(self.chat),
             "admission": self.admission,
+            "view": self.view.snapshot(),
         }
+
+    def require_presenter(self, by: Participant) -> None:
+        if by.id != self.presenter:
+            raise Forbidden("only the presenter may change the shared view")
 
     @staticmethod
     def _require_chair(by: Participant, what: str) -> None:

@@ -11,6 +11,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import socketio
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from media import (
@@ -30,7 +31,18 @@ from .attendance import close_spans, open_span, switch_item
 from .contract import EventContract
 from .errors import Conflict, EboardError, Forbidden, Invalid, NotFound, Unauthenticated
 from .live import AgendaEntry, LiveSession, Participant, media_caps
-from .models import Board, BoardMember, BoardSession, Case, Institution, User, utcnow
+from .models import (
+    Board,
+    BoardMember,
+    BoardSession,
+    Case,
+    DicomInstance,
+    DicomSeries,
+    ImagingStudy,
+    Institution,
+    User,
+    utcnow,
+)
 from .ratelimit import TokenBucket
 from .services import Services
 
@@ -40,6 +52,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/board"
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+VIEW_EVENTS = frozenset({"view", "pointer"})
 
 
 def _room(session_id: int) -> str:
@@ -80,7 +93,10 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             "presenter": self._presenter,
             "agenda": self._agenda,
             "admit": self._admit,
+            "view": self._view,
+            "pointer": self._pointer,
         }
+        self._view_buckets: dict[str, TokenBucket] = {}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -100,12 +116,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         if user is None or not user.active:
             raise socketio.exceptions.ConnectionRefusedError("user no longer exists")
         await self.save_session(sid, {"user_id": user.id})
-        self._buckets[sid] = TokenBucket(
-            self._services.settings.event_rate_per_second, self._services.settings.event_burst
-        )
+        settings = self._services.settings
+        self._buckets[sid] = TokenBucket(settings.event_rate_per_second, settings.event_burst)
+        self._view_buckets[sid] = TokenBucket(settings.view_rate_per_second, settings.view_burst)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._buckets.pop(sid, None)
+        self._view_buckets.pop(sid, None)
         where = await self.get_session(sid)
         key = self._key(where)
         if key is None or self._sids.get(key) != sid:
@@ -129,7 +146,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             return await super().trigger_event(event, *args)
         sid = args[0]
         data = args[1] if len(args) > 1 else None
-        bucket = self._buckets.get(sid)
+        buckets = self._view_buckets if event in VIEW_EVENTS else self._buckets
+        bucket = buckets.get(sid)
         try:
             if bucket is not None and not bucket.take():
                 raise EboardError("too many events: slow down (rate limited)")
@@ -372,6 +390,51 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.emit("state", live.snapshot(), to=other)
         await self.emit("participant", admitted.as_json(), room=_room(live.session_id))
         await self._tell_chairs(live)
+        return {"ok": True}
+
+    async def _view(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        live.require_presenter(person)
+        patch = data["patch"]
+        named = live.view.aliases(patch)
+        try:
+            accepted = live.view.apply(data["seq"], patch, live.images)
+        except Invalid:
+            # Unknown to the cache: imaging may have been added since; read once and retry.
+            await self._count_images(live, named)
+            accepted = live.view.apply(data["seq"], patch, live.images)
+        if not accepted:
+            return {"ok": True, "dropped": True, "seq": live.view.seq}
+        update = {"seq": live.view.seq, "by": person.id, "patch": patch}
+        await self.emit("view-update", update, room=_room(live.session_id), skip_sid=sid)
+        return {"ok": True, "seq": live.view.seq}
+
+    async def _count_images(self, live: LiveSession, aliases: set[str]) -> None:
+        """How many images each named series has, if it belongs to a case on the agenda. Only
+        original series are named on the wire; a copy shares its source's alias and count."""
+        async with self._services.db.read() as db:
+            # The agenda as stored now: coordinators may add a case during the session.
+            cases = {item.case_id for item in await items_of(db, live.session_id)}
+            rows = await db.exec(
+                select(DicomSeries.alias, func.sum(DicomInstance.frames))
+                .where(
+                    DicomInstance.series_id == DicomSeries.id,
+                    DicomSeries.study_id == ImagingStudy.id,
+                    col(DicomSeries.alias).in_(aliases),
+                    col(DicomSeries.source_id).is_(None),
+                    col(ImagingStudy.case_id).in_(cases),
+                )
+                .group_by(col(DicomSeries.alias))
+            )
+            for alias, count in rows:
+                live.images[alias] = int(count)
+
+    async def _pointer(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        live, person = await self._joined(sid)
+        live.require_presenter(person)
+        # Volatile: relayed to the room as it comes, never stored or replayed.
+        move = {"by": person.id, "viewport": data["viewport"], "point": data["point"]}
+        await self.emit("pointer-move", move, room=_room(live.session_id), skip_sid=sid)
         return {"ok": True}
 
     async def _tell_chairs(self, live: LiveSession) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from server.app import create_app
@@ -19,6 +20,8 @@ from server.config import Settings
 from server.demo import DEMO_USERS, seed
 from server.models import User
 from server.services import SERVICES, Services
+
+from .peers import Peer
 
 DEMO_USERNAMES = [d.username for d in DEMO_USERS]
 
@@ -93,3 +96,42 @@ async def auth(client: TestClient[Any, Any]) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def services(app: web.Application) -> Services:
     return app[SERVICES]
+
+
+@pytest.fixture
+async def server(
+    settings: Settings, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> TestServer:
+    fast = Settings(**{**settings.__dict__, "reconnect_grace_seconds": 0.5})
+    app: web.Application = create_app(fast)
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def connect(
+    server: TestServer, auth: dict[str, dict[str, str]]
+) -> AsyncIterator[Callable[[str], Awaitable[Peer]]]:
+    peers: list[Peer] = []
+
+    async def make(username: str) -> Peer:
+        client = socketio.AsyncClient(reconnection=False)
+        peer = Peer(client)
+
+        @client.on("*", namespace="/board")  # type: ignore[misc]
+        async def record(event: str, data: Any = None) -> None:
+            peer.events.append((event, data))
+
+        token = auth[username]["Authorization"].split(" ", 1)[1]
+        await client.connect(
+            str(server.make_url("/")),
+            namespaces=["/board"],
+            auth={"token": token},
+            transports=["websocket"],
+        )
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        if peer.client.connected:
+            await peer.client.disconnect()

@@ -3,84 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import socketio
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
-from server.app import create_app
-from server.config import Settings
 from server.models import AuditRecord
 from server.services import SERVICES
-
-
-@dataclass
-class Peer:
-    """A socket.io client that records every event it receives."""
-
-    client: socketio.AsyncClient
-    events: list[tuple[str, Any]] = field(default_factory=list)
-
-    async def call(self, event: str, data: Any = None) -> Any:
-        return await self.client.call(event, data, namespace="/board", timeout=10)
-
-    def seen(self, event: str) -> list[Any]:
-        return [d for e, d in self.events if e == event]
-
-    async def wait_for(
-        self, event: str, predicate: Callable[[Any], bool] = lambda _: True, seconds: float = 5.0
-    ) -> Any:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < deadline:
-            for data in self.seen(event):
-                if predicate(data):
-                    return data
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no {event} matching within {seconds}s; saw {self.events}")
-
-
-@pytest.fixture
-async def server(
-    settings: Settings, aiohttp_server: Callable[..., Awaitable[TestServer]]
-) -> TestServer:
-    fast = Settings(**{**settings.__dict__, "reconnect_grace_seconds": 0.5})
-    app: web.Application = create_app(fast)
-    return await aiohttp_server(app)
-
-
-@pytest.fixture
-async def connect(
-    server: TestServer, auth: dict[str, dict[str, str]]
-) -> AsyncIterator[Callable[[str], Awaitable[Peer]]]:
-    peers: list[Peer] = []
-
-    async def make(username: str) -> Peer:
-        client = socketio.AsyncClient(reconnection=False)
-        peer = Peer(client)
-
-        @client.on("*", namespace="/board")  # type: ignore[misc]
-        async def record(event: str, data: Any = None) -> None:
-            peer.events.append((event, data))
-
-        token = auth[username]["Authorization"].split(" ", 1)[1]
-        await client.connect(
-            str(server.make_url("/")),
-            namespaces=["/board"],
-            auth={"token": token},
-            transports=["websocket"],
-        )
-        peers.append(peer)
-        return peer
-
-    yield make
-    for peer in peers:
-        if peer.client.connected:
-            await peer.client.disconnect()
 
 
 async def _next_session(server: TestServer, auth: dict[str, dict[str, str]], board: int) -> int:
