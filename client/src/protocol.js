@@ -70,6 +70,7 @@ import { io } from 'socket.io-client';
  * @property {{items: AgendaEntry[], current: number|null, current_started_at: string|null}} agenda
  * @property {ChatMessage[]} chat
  * @property {boolean} admission
+ * @property {{seq: number, state: import('./viewsync.js').ViewState}} view the shared viewer's state
  */
 
 /**
