@@ -9,6 +9,7 @@ from .accounts import SPECIALTIES, check_email, create_user
 from .boards import add_member
 from .db import AsyncSession
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from .imaging.copies import for_new_member
 from .models import Board, Institution, Invitation, User, utcnow
 from .security import Role
 from .services import Services
@@ -92,7 +93,9 @@ async def accept(
         email=invitation.email,
     )
     assert user.id is not None
-    await add_member(session, board, user.id, "specialist")
+    member = await add_member(session, board, user.id, "specialist")
+    # The new member sees the board's imaging stored before they came (de-identified copies).
+    await for_new_member(session, services.dicom, services.audit, board, member, actor_id=user.id)
     invitation.accepted_by = user.id
     invitation.accepted_at = utcnow()
     session.add(invitation)

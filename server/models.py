@@ -261,6 +261,11 @@ class DicomSeries(SQLModel, table=True):
     # A de-identified copy points at the series it was made from.
     source_id: int | None = Field(default=None, foreign_key="dicom_series.id")
     created_at: datetime = _instant(nullable=False)
+    # A coordinator's word that a burned-in series shows nothing identifying: from then on
+    # external participants get its de-identified copy too.
+    cleared_at: datetime | None = _instant(nullable=True)
+    cleared_by: int | None = Field(default=None, foreign_key="user.id")
+    clearance_reason: str | None = Field(default=None, max_length=500)
 
 
 class DicomInstance(SQLModel, table=True):

@@ -78,9 +78,11 @@ def test_upgrade_from_0003_keeps_stored_imaging(tmp_path: Path) -> None:
         command.upgrade(cfg, "head")
         row = conn.execute(
             text(
-                "SELECT s.source_id, st.deidentified, count(i.id) FROM dicom_series s "
+                "SELECT s.source_id, s.cleared_at, s.cleared_by, s.clearance_reason, "
+                "st.deidentified, count(i.id) FROM dicom_series s "
                 "JOIN imaging_study st ON st.id = s.study_id JOIN dicom_instance i "
                 "ON i.series_id = s.id GROUP BY s.id"
             )
         ).one()
-    assert tuple(row) == (None, 0, 1)
+    # Stored series are neither copies nor cleared: a burned-in one stays withheld.
+    assert tuple(row) == (None, None, None, None, 0, 1)

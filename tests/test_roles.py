@@ -97,6 +97,7 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("POST", "/api/cases/{case_id}/imaging"): CASE_AUTHORS,
     ("GET", "/api/cases/{case_id}/imaging"): EVERYONE,
     ("POST", "/api/cases/{case_id}/imaging/import"): CASE_AUTHORS,
+    ("POST", "/api/cases/{case_id}/imaging/{alias}/clearance"): MANAGERS,
     ("GET", "/dicom-web/studies"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series/{series}/instances"): EVERYONE,
@@ -159,6 +160,7 @@ class Context:
     series: str = ""
     instance: str = ""
     stow_body: bytes = b""
+    burned_in_alias: str = ""  # a burned-in series of the ready case, only for NEEDS_BURNED_IN
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,10 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
     ("POST", "/api/cases/{case_id}/imaging/import"): lambda c: Request(
         f"/api/cases/{c.case_id}/imaging/import", {"study_instance_uid": PACS_STUDY}
     ),
+    ("POST", "/api/cases/{case_id}/imaging/{alias}/clearance"): lambda c: Request(
+        f"/api/cases/{c.case_id}/imaging/{c.burned_in_alias}/clearance",
+        {"reason": "checked every slice: no identifying text burned in"},
+    ),
 }
 
 
@@ -362,6 +368,7 @@ NEEDS_AGENDA_ITEM = {
 }
 NEEDS_INVITATION = {("GET", "/api/invitations/{token}"), ("POST", "/api/invitations/accept")}
 NEEDS_IMAGING = {route for route in EXPECTED if route[1].startswith("/dicom-web/")}
+NEEDS_BURNED_IN = {("POST", "/api/cases/{case_id}/imaging/{alias}/clearance")}
 STOW_BOUNDARY = "eboard-roles-boundary"
 
 
@@ -369,6 +376,17 @@ def _phantom(tmp: Path) -> tuple[list[bytes], str]:
     paths = write_ct_series(tmp, slices=2, size=32)
     study = str(pydicom.dcmread(paths[0]).StudyInstanceUID)
     return [p.read_bytes() for p in paths], study
+
+
+def _burned_in_upload() -> FormData:
+    path = write_ct_series(Path(tempfile.mkdtemp(prefix="eboard-roles-")), slices=1, size=32)[0]
+    ds = pydicom.dcmread(path)
+    ds.BurnedInAnnotation = "YES"
+    data = io.BytesIO()
+    ds.save_as(data, enforce_file_format=True)
+    form = FormData()
+    form.add_field("file", data.getvalue(), filename="sc.dcm", content_type="application/dicom")
+    return form
 
 
 def _ct_upload() -> FormData:
@@ -469,6 +487,12 @@ async def _arrange(
             headers={**coord, "Content-Type": STOW_TYPE},
         )
         assert resp.status == 200, await resp.text()
+    if route in NEEDS_BURNED_IN:
+        resp = await client.post(
+            f"/api/cases/{case}/imaging", data=_burned_in_upload(), headers=coord
+        )
+        assert resp.status == 201, await resp.text()
+        context = replace(context, burned_in_alias=(await resp.json())["series"][0]["alias"])
     return context
 
 

@@ -18,6 +18,8 @@ from ..boards import (
     sessions_of,
 )
 from ..errors import Invalid
+from ..imaging.copies import for_new_member
+from ..imaging.dicomweb import METADATA
 from ..invitations import invite
 from ..models import Board
 from .roles import EVERYONE, MANAGERS
@@ -108,13 +110,25 @@ async def get_board(call: Call) -> dict[str, object]:
 async def post_member(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     member = await add_member(call.session, board, call.body.user_id, call.body.role)
+    # An external member gets the de-identified copies of imaging stored before they came.
+    copied = await for_new_member(
+        call.session, call.services.dicom, call.services.audit, board, member, actor_id=call.me.id
+    )
+    for copy in copied.series:
+        assert copy.id is not None
+        call.request.app[METADATA].forget(copy.id)
     await call.audit(
         action="board.member.add",
         target_type="board",
         target_id=board.id,
         detail={"user_id": member.user_id, "role": member.role},
     )
-    return {"board_id": board.id, "user_id": member.user_id, "role": member.role}
+    return {
+        "board_id": board.id,
+        "user_id": member.user_id,
+        "role": member.role,
+        "copies": {"instances": copied.instances, "failed_studies": copied.failed_studies},
+    }
 
 
 def _day(call: Call, name: str) -> datetime | None:

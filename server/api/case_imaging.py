@@ -1,19 +1,27 @@
-"""REST: a case's stored imaging — upload (DICOM files or zips) and the series list."""
+"""REST: a case's stored imaging — upload (DICOM files or zips), the series list, and the
+clearance of a burned-in series for external participants."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from ..access import case_for, is_external
 from ..errors import Forbidden, Invalid
+from ..imaging.copies import REASON_MAX_LENGTH, clear, series_of_case
 from ..imaging.dicomweb import METADATA
+from ..imaging.store import withheld
 from ..imaging.upload import read_parts
 from ..models import DicomInstance, DicomSeries, ImagingStudy
-from .roles import CASE_AUTHORS, EVERYONE
+from .roles import CASE_AUTHORS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
 routes = RouteTable()
+
+
+class ClearanceIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=REASON_MAX_LENGTH)
 
 
 @routes.add(
@@ -80,20 +88,63 @@ async def list_series(call: Call) -> dict[str, object]:
         ).one()
         # A copy is named on the wire by the alias of the series it was made from, so both
         # audiences follow the same view (schemas/view-state.json).
-        alias = series.alias
+        source = series
         if series.source_id is not None:
-            source = await call.session.get(DicomSeries, series.source_id)
-            alias = source.alias if source is not None else alias
+            source = await call.session.get(DicomSeries, series.source_id) or series
+        original = source is series
         out.append(
             {
-                "alias": alias,
+                "alias": source.alias,
                 "study_instance_uid": study.study_instance_uid,
                 "series_instance_uid": series.series_uid,
                 "modality": series.modality,
                 "description": series.description,
                 "number": series.number,
                 "instances": count,
-                "burned_in": series.burned_in,
+                "burned_in": source.burned_in,
+                # Withheld: external participants get no copy until a coordinator clears it.
+                "withheld": withheld(source),
+                "cleared_at": source.cleared_at.isoformat() if source.cleared_at else None,
+                "cleared_by": source.cleared_by if original else None,
+                "clearance_reason": source.clearance_reason if original else None,
             }
         )
     return {"series": out}
+
+
+@routes.add(
+    "POST",
+    "/api/cases/{case_id}/imaging/{alias}/clearance",
+    roles=MANAGERS,
+    summary="Clear a burned-in series for external participants",
+    body=ClearanceIn,
+    status=201,
+    tag="imaging",
+)
+async def post_clearance(call: Call) -> dict[str, object]:
+    """A coordinator has looked at every image of the series and found no identifying text
+    burned in: the series is recorded as cleared and its de-identified copy is made now."""
+    case = await case_for(call.session, call.me, call.int_param("case_id"))
+    if is_external(call.me, case):
+        raise Forbidden(f"only staff of case {case.number}'s home institution may clear imaging")
+    series = await series_of_case(call.session, case, call.request.match_info["alias"])
+    copied = await clear(call.session, call.services.dicom, case, series, call.me, call.body.reason)
+    for copy in copied.series:
+        assert copy.id is not None
+        call.request.app[METADATA].forget(copy.id)
+    await call.audit(
+        action="case.imaging_clearance",
+        target_type="case",
+        target_id=case.id,
+        detail={"series": series.id, "alias": series.alias, "instances": copied.instances},
+    )
+    assert series.cleared_at is not None
+    return {
+        "alias": series.alias,
+        "burned_in": series.burned_in,
+        "withheld": withheld(series),
+        "cleared_at": series.cleared_at.isoformat(),
+        "cleared_by": series.cleared_by,
+        "clearance_reason": series.clearance_reason,
+        "copied_instances": copied.instances,
+    }

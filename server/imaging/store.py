@@ -3,6 +3,10 @@
 Ingest checks every file before storing any (all or nothing), writes each instance once, and
 records where each frame's bytes sit in its file, so frames are served by offset, never by
 parsing the file again. Parsing runs in a worker thread: it is CPU work.
+
+External participants see de-identified copies, made at ingest while the board has external
+members, and later (``write_copies`` then ``index_copies``) for a series cleared after ingest
+or a board that gains an external member: see ``imaging.copies``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import hmac
 import io
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,7 +34,14 @@ from ..errors import Conflict, Invalid
 from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
 from .deid import Deidentifier, burned_in
 
-__all__ = ["DicomStore", "Parsed", "SUPPORTED_SYNTAXES", "NATIVE_SYNTAXES"]
+__all__ = [
+    "DicomStore",
+    "Parsed",
+    "Copies",
+    "withheld",
+    "SUPPORTED_SYNTAXES",
+    "NATIVE_SYNTAXES",
+]
 
 NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": "implicit little endian",
@@ -139,6 +150,23 @@ def _metadata(ds: Dataset) -> dict[str, Any]:
     return copy.to_json_dict(bulk_data_threshold=1 << 20)
 
 
+def withheld(series: DicomSeries) -> bool:
+    """Whether external participants are kept from ``series``: burned in and not cleared."""
+    return series.burned_in and series.cleared_at is None
+
+
+@dataclass
+class Copies:
+    """De-identified instances written to disk but not yet indexed (see ``write_copies``)."""
+
+    case: Case
+    # Per source series, its first copied instance: the copy's study and series rows come
+    # from it.
+    heads: dict[int, Parsed] = field(default_factory=dict)
+    rows: list[tuple[DicomSeries, DicomInstance]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+
+
 def _deidentified(deid: Deidentifier, item: Parsed, pseudonym: str) -> Parsed:
     """The external participants' copy of one instance (CPU work: run in a thread)."""
     copy = deid.deidentify(item.dataset, pseudonym=pseudonym)
@@ -148,9 +176,17 @@ def _deidentified(deid: Deidentifier, item: Parsed, pseudonym: str) -> Parsed:
 
 
 class DicomStore:
+    """The files under ``root`` and their index; ``key`` derives each board's UID map."""
+
     def __init__(self, root: Path, key: bytes) -> None:
         self.root = root
         self._key = key
+
+    def deidentifier(self, board_id: int) -> Deidentifier:
+        """The de-identifier of one board's copies: one key per board, so copies made for two
+        boards cannot be linked by their UIDs."""
+        key = hmac.new(self._key, f"deid:board:{board_id}".encode(), hashlib.sha256).digest()
+        return Deidentifier(key)
 
     async def check(self, files: list[tuple[str, bytes]]) -> list[Parsed]:
         return await asyncio.to_thread(lambda: [parse(name, data) for name, data in files])
@@ -180,27 +216,25 @@ class DicomStore:
         touched: dict[str, DicomSeries] = {}
         board = await session.get(Board, case.board_id)
         assert board is not None and board.id is not None
-        # External members get a de-identified copy, made now, at ingest (one key per board,
-        # so copies for two boards cannot be linked by their UIDs).
+        # External members get a de-identified copy, made now, at ingest.
         deid = None
         if await board_has_external_members(session, board):
-            key = hmac.new(self._key, f"deid:board:{board.id}".encode(), hashlib.sha256).digest()
-            deid = Deidentifier(key)
+            deid = self.deidentifier(board.id)
         copies: dict[str, DicomSeries] = {}
         written: list[Path] = []
         try:
             for item in parsed:
                 if item.sop_uid in already:
                     continue  # the same instance again: storing it twice would change nothing
-                study = await self._study(session, case, user, item)
+                study = await self._study(session, case, user.id, item)
                 series = touched.get(item.series_uid) or await self._series(session, study, item)
                 touched[item.series_uid] = series
                 written.append(await self._instance(session, series, item))
                 already.add(item.sop_uid)
-                if deid is not None and not series.burned_in:
-                    # Burned-in series are withheld from external participants.
+                if deid is not None and not withheld(series):
+                    # Burned-in series are withheld from external participants until cleared.
                     copy = await asyncio.to_thread(_deidentified, deid, item, case.number)
-                    copy_study = await self._study(session, case, user, copy, deidentified=True)
+                    copy_study = await self._study(session, case, user.id, copy, deidentified=True)
                     copy_series = copies.get(copy.series_uid) or await self._series(
                         session, copy_study, copy, source=series
                     )
@@ -214,28 +248,115 @@ class DicomStore:
             raise
         return list(touched.values()) + list(copies.values())
 
+    async def write_copies(
+        self, session: AsyncSession, case: Case, sources: list[DicomSeries]
+    ) -> Copies:
+        """Write to disk what is missing of the de-identified copy of ``sources`` (original
+        series of ``case``) for the external participants of the case's board; index nothing.
+
+        An instance whose copy is indexed already is skipped, so nothing is made twice. If any
+        instance fails (a stored file unreadable, say), the files written so far are removed
+        and the error raised: a study's copy is written whole or not at all.
+        """
+        deid = self.deidentifier(case.board_id)
+        copies = Copies(case)
+        try:
+            for series in sources:
+                assert series.source_id is None, "a copy is never copied again"
+                for instance in await self._missing_copies(session, deid, series):
+                    copy = await asyncio.to_thread(self._copy_of, deid, instance, case.number)
+                    path, row = await self._stored(copy)
+                    copies.paths.append(path)
+                    assert series.id is not None
+                    copies.heads.setdefault(series.id, copy)
+                    copies.rows.append((series, row))
+        except BaseException:
+            self.discard(copies)
+            raise
+        return copies
+
+    async def index_copies(
+        self, session: AsyncSession, copies: Copies, *, added_by: int
+    ) -> list[DicomSeries]:
+        """Index copies written by ``write_copies`` in the caller's unit of work; on failure
+        their files are removed (the unit rolls back the rows)."""
+        made: dict[int, DicomSeries] = {}
+        try:
+            for source, row in copies.rows:
+                assert source.id is not None
+                copy_series = made.get(source.id)
+                if copy_series is None:
+                    head = copies.heads[source.id]
+                    study = await self._study(
+                        session, copies.case, added_by, head, deidentified=True
+                    )
+                    copy_series = await self._series(session, study, head, source=source)
+                    made[source.id] = copy_series
+                assert copy_series.id is not None
+                row.series_id = copy_series.id
+                session.add(row)
+            await session.flush()
+        except BaseException:
+            self.discard(copies)
+            raise
+        return list(made.values())
+
+    def discard(self, copies: Copies) -> None:
+        """Remove the files of copies that will not be indexed."""
+        for path in copies.paths:
+            path.unlink(missing_ok=True)
+
+    async def _missing_copies(
+        self, session: AsyncSession, deid: Deidentifier, series: DicomSeries
+    ) -> list[DicomInstance]:
+        instances = list(
+            await session.exec(
+                select(DicomInstance)
+                .where(DicomInstance.series_id == series.id)
+                .order_by(col(DicomInstance.instance_number), col(DicomInstance.id))
+            )
+        )
+        # The board's UID map is deterministic: an instance's copy has a known SOP UID.
+        mapped = {str(deid.uid(i.sop_uid)): i for i in instances}
+        indexed = set(
+            await session.exec(
+                select(DicomInstance.sop_uid).where(col(DicomInstance.sop_uid).in_(mapped))
+            )
+        )
+        return [i for uid, i in mapped.items() if uid not in indexed]
+
+    def _copy_of(self, deid: Deidentifier, instance: DicomInstance, pseudonym: str) -> Parsed:
+        """The copy of a stored instance (CPU work: run in a thread)."""
+        item = parse(f"stored instance {instance.id}", self.read_file(instance))
+        return _deidentified(deid, item, pseudonym)
+
     async def _instance(self, session: AsyncSession, series: DicomSeries, item: Parsed) -> Path:
+        path, row = await self._stored(item)
+        assert series.id is not None
+        row.series_id = series.id
+        session.add(row)
+        return path
+
+    async def _stored(self, item: Parsed) -> tuple[Path, DicomInstance]:
+        """Write ``item``'s file; its index row, whose ``series_id`` the caller sets."""
         path = await asyncio.to_thread(self._write, item)
         with path.open("rb") as fp:
             runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
         ds = item.dataset
-        assert series.id is not None
-        session.add(
-            DicomInstance(
-                series_id=series.id,
-                sop_uid=item.sop_uid,
-                sop_class_uid=str(ds.SOPClassUID),
-                instance_number=int(ds.get("InstanceNumber") or 0) or None,
-                path=str(path.relative_to(self.root)),
-                transfer_syntax=item.transfer_syntax,
-                rows=int(ds.Rows),
-                columns=int(ds.Columns),
-                frames=int(ds.get("NumberOfFrames", 1) or 1),
-                frame_index=runs,
-                dicom_json=await asyncio.to_thread(_metadata, ds),
-            )
+        row = DicomInstance(
+            series_id=0,
+            sop_uid=item.sop_uid,
+            sop_class_uid=str(ds.SOPClassUID),
+            instance_number=int(ds.get("InstanceNumber") or 0) or None,
+            path=str(path.relative_to(self.root)),
+            transfer_syntax=item.transfer_syntax,
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            frames=int(ds.get("NumberOfFrames", 1) or 1),
+            frame_index=runs,
+            dicom_json=await asyncio.to_thread(_metadata, ds),
         )
-        return path
+        return path, row
 
     def _write(self, item: Parsed) -> Path:
         folder = self.root / item.series_uid
@@ -250,7 +371,7 @@ class DicomStore:
         self,
         session: AsyncSession,
         case: Case,
-        user: User,
+        added_by: int | None,
         item: Parsed,
         deidentified: bool = False,
     ) -> ImagingStudy:
@@ -270,7 +391,7 @@ class DicomStore:
             day = date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
         except ValueError:
             day = date.today()
-        assert case.id is not None and user.id is not None
+        assert case.id is not None and added_by is not None
         study = ImagingStudy(
             deidentified=deidentified,
             case_id=case.id,
@@ -278,7 +399,7 @@ class DicomStore:
             description=str(ds.get("StudyDescription", ""))[:200],
             modality=str(ds.get("Modality", ""))[:16],
             study_date=day,
-            added_by=user.id,
+            added_by=added_by,
             added_at=utcnow(),
         )
         session.add(study)
