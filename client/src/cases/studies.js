@@ -1,10 +1,12 @@
 /**
- * A case's imaging studies (references to studies in the imaging store) and the form to add one.
+ * A case's imaging studies (references to studies in the imaging store), the form to add one, and
+ * the stored images in the viewer.
  */
 
 import { FormFields } from '../form.js';
 import { formatDate, t } from '../i18n/index.js';
 import { busy, h } from '../ui.js';
+import { imagingPanel } from './imaging.js';
 
 /** @typedef {import('../types.js').Case} Case */
 /** @typedef {import('../types.js').Study} Study */
@@ -28,7 +30,8 @@ export function studiesSection(context, c) {
           h('th', { scope: 'col' }, t('studies.description')),
           h('th', { scope: 'col' }, t('studies.uid')))),
         h('tbody', null, c.studies.map(studyRow))),
-    context.app.may('author') && studyForm(context, c));
+    context.app.may('author') && studyForm(context, c),
+    imagingPanel(context.app, c.id));
 }
 
 /** @param {Study} s */
