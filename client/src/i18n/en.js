@@ -221,6 +221,7 @@ export default {
   'viewer.presenting': 'Everyone follows your view',
   'viewer.looking_around': 'Looking around on your own',
   'viewer.not_shared': 'Not shared with external participants',
+  'viewer.withheld': 'Withheld from external participants',
   'viewer.empty_cell': 'Choose a series from the list',
   'viewer.load_failed': 'The images of this series could not be loaded.',
   'viewer.arrow_text': 'Arrow text',

@@ -222,6 +222,7 @@ export default {
   'viewer.presenting': '所有人都在跟随您的画面',
   'viewer.looking_around': '正在自行浏览',
   'viewer.not_shared': '未向外部参与者共享',
+  'viewer.withheld': '不向外部参与者提供',
   'viewer.empty_cell': '请从列表中选择一个序列',
   'viewer.load_failed': '此序列的影像无法加载。',
   'viewer.arrow_text': '箭头文字',

@@ -59,6 +59,8 @@ export class Cell {
     this.ready = true;
     /** @type {WorldPoint | null} */
     this.pointer = null;
+    /** @type {Presentation | null} the presentation at the last render, kept across resizes */
+    this._presentation = null;
     /** @type {Array<() => void>} */
     this._waiters = [];
     this._onRendered = () => this._rendered();
@@ -91,6 +93,7 @@ export class Cell {
     engine.disableElement(this.viewportId);
     this.viewport = null;
     this.series = null;
+    this._presentation = null;
     this.ready = true;
     this._wake();
   }
@@ -122,6 +125,7 @@ export class Cell {
       }
       this.setVoi(target.voi, target.invert);
       this.setPresentation(target.presentation);
+      this._presentation = target.presentation;
     } finally {
       this.busy = false;
     }
@@ -320,6 +324,18 @@ export class Cell {
     return [tidy(point[0]), tidy(point[1]), tidy(point[2])];
   }
 
+  /** A render is coming: the cell is ready again once it has drawn what it shows now. */
+  expectRender() {
+    if (!this.viewport || !this.series) return;
+    this.target = this.read();
+    this.ready = false;
+  }
+
+  /** After a resize: the presentation the cell had before, on the new canvas size. */
+  keepPresentation() {
+    if (this.viewport && this.series && this._presentation && !this.busy) this.setPresentation(this._presentation);
+  }
+
   /** Resolves once the cell has rendered what it was last asked to show. */
   rendered() {
     if (this.ready || !this.viewport) return Promise.resolve();
@@ -335,6 +351,7 @@ export class Cell {
     if (viewport && this.series && viewport.getCurrentImageIdIndex() === this.series.clampIndex(this.target.index)) {
       this.ready = true;
     }
+    if (viewport && this.series) this._presentation = this.readPresentation();
     this.updateInfo();
     if (this.ready) this._wake();
   }

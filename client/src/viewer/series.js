@@ -18,6 +18,7 @@ import { wadors } from '@cornerstonejs/dicom-image-loader';
  * @property {number | null} number
  * @property {number} instances
  * @property {boolean} burned_in
+ * @property {boolean} [withheld] (internal users' list) external participants do not get this series
  */
 
 /**

@@ -33,10 +33,37 @@ export function startCornerstone() {
 }
 
 async function start() {
-  core.init();
+  // One WebGL context per viewer is plenty for four cells, and browsers allow only ~16 a page.
+  // init() merges what it is given into its defaults, so a part of the configuration is enough.
+  const configuration = { rendering: { webGlContextCount: 1 } };
+  core.init(/** @type {core.Types.Cornerstone3DConfig} */ (/** @type {unknown} */ (configuration)));
   dicomImageLoader.init({
     maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
   });
   tools.init();
   for (const Tool of TOOL_CLASSES) tools.addTool(Tool);
+}
+
+/**
+ * Give back the WebGL contexts of a rendering engine that is being destroyed. Cornerstone deletes
+ * its vtk.js windows but the browser keeps their contexts until garbage collection, and a page
+ * that opens viewers one after another runs into the browser's limit ("Too many active WebGL
+ * contexts"). Reaches into the engine's context pool, so it is tried, not relied on.
+ * @param {core.RenderingEngine} engine
+ * @returns {() => void} call after `engine.destroy()`
+ */
+export function webglReleaser(engine) {
+  /** @type {HTMLCanvasElement[]} */
+  const canvases = [];
+  const pool = /** @type {any} */ (engine).contextPool;
+  for (const window of pool?.getAllContexts?.() ?? []) {
+    const canvas = window?.getOpenGLRenderWindow?.()?.getCanvas?.();
+    if (canvas instanceof HTMLCanvasElement) canvases.push(canvas);
+  }
+  return () => {
+    for (const canvas of canvases) {
+      const gl = canvas.getContext('webgl2') ?? canvas.getContext('webgl');
+      gl?.getExtension('WEBGL_lose_context')?.loseContext();
+    }
+  };
 }

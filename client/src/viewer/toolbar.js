@@ -154,7 +154,8 @@ export class Toolbar {
       canvas,
       h('span', { class: 'viewer-series-text' },
         h('strong', null, info.description || info.modality),
-        h('span', null, [info.modality, t('viewer.images', { count: info.instances })].filter(Boolean).join(' · '))));
+        h('span', null, [info.modality, t('viewer.images', { count: info.instances })].filter(Boolean).join(' · ')),
+        info.withheld && h('span', { class: 'viewer-withheld', 'data-testid': 'viewer-series-withheld' }, t('viewer.withheld'))));
     }));
     this._disableSeries();
     return canvases;
