@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
-from .conftest import CHROMIUM, CHROMIUM_FLAGS, Server
+from server.contract import EventContract
+
+from .conftest import CHROMIUM, CHROMIUM_FLAGS, ROOT, Server
+
+CONTRACT = EventContract()
+VIEW_STATE = Draft202012Validator(json.loads((ROOT / "schemas" / "view-state.json").read_text()))
 
 VIEWPORT = {"width": 1280, "height": 900}
 LUNG = {"center": -600, "width": 1500}
@@ -39,6 +45,12 @@ FRAME_REQUESTS = """
   .map((e) => e.name)
   .filter((u) => u.includes('/frames/'))
 """
+
+
+def _valid(state: dict[str, Any]) -> dict[str, Any]:
+    """`state`, after checking it against schemas/view-state.json."""
+    VIEW_STATE.validate(state)
+    return state
 
 
 @dataclass
@@ -139,7 +151,7 @@ def test_viewer_renders_the_case_ct_and_answers_mouse_and_keyboard(
     expect(v.page.get_by_test_id("viewer-series-item")).to_have_count(2)
 
     # The first series, middle image, in the image's own window: a real image, not a blank.
-    state = v.viewer("(v) => v.state")
+    state = _valid(v.viewer("(v) => v.state"))
     first = series[0]
     assert state["layout"] == "1x1"
     assert state["viewports"][0]["series"] == first["alias"]
@@ -191,7 +203,7 @@ def test_viewer_renders_the_case_ct_and_answers_mouse_and_keyboard(
     v.page.mouse.move(x + 40, y + 30, steps=6)
     v.page.mouse.up()
     expect(v.cell(0).locator("svg text").first).to_contain_text("mm")
-    annotations = v.viewer("(v) => v.state.annotations")
+    annotations = _valid(v.viewer("(v) => v.state"))["annotations"]
     assert len(annotations) == 1
     length = annotations[0]
     assert length["tool"] == "Length" and length["series"] == first["alias"]
@@ -202,7 +214,7 @@ def test_viewer_renders_the_case_ct_and_answers_mouse_and_keyboard(
     v.page.get_by_test_id("viewer-layout-2x2").click()
     v.ready()
     expect(v.page.locator(".viewer-cell:visible")).to_have_count(4)
-    state = v.viewer("(v) => v.state")
+    state = _valid(v.viewer("(v) => v.state"))
     assert state["layout"] == "2x2"
     assert state["viewports"][1]["series"] == series[1]["alias"]
     assert v.pixels(1)["levels"] > 10
@@ -271,7 +283,7 @@ def test_external_participant_gets_the_deidentified_copy_in_the_same_order_and_p
         v.page.mouse.move(x + 20, y + 20, steps=5)
         v.page.mouse.up()
         v.ready()
-        state = v.viewer("(v) => v.state")
+        state = _valid(v.viewer("(v) => v.state"))
         assert state["viewports"][0]["presentation"]["zoom"] > 1
         assert len(state["annotations"]) == 1
 
@@ -287,7 +299,7 @@ def test_external_participant_gets_the_deidentified_copy_in_the_same_order_and_p
         e.viewer("(v, viewports) => v.apply({viewports})", withheld)
         e.ready()
         expect(e.cell(0)).to_contain_text("Not shared with external participants")
-        assert e.viewer("(v) => v.state.viewports[0].series") == "withheld-series"
+        assert _valid(e.viewer("(v) => v.state"))["viewports"][0]["series"] == "withheld-series"
         assert e.errors == []
     finally:
         other.close()
@@ -326,14 +338,16 @@ def test_presenter_patches_take_a_follower_to_the_same_view(
     assert all(set(p) <= {"layout", "active", "viewports", "annotations"} for p in patches)
     assert any("layout" in p for p in patches)
     for patch in patches:
+        CONTRACT.check("view", {"seq": 1, "patch": patch})  # what the server would accept
         follower.viewer("(v, p) => v.apply(p)", patch)
     follower.ready()
-    assert follower.viewer("(v) => v.state") == presenter.viewer("(v) => v.state")
+    assert follower.viewer("(v) => v.state") == _valid(presenter.viewer("(v) => v.state"))
     assert follower.pixels(0) == presenter.pixels(0)
     assert follower.pixels(1) == presenter.pixels(1)
 
     cell, point = presenter.page.evaluate("window.__points")[-1]
     assert cell == 0 and len(point) == 3
+    CONTRACT.check("pointer", {"viewport": cell, "point": point})
     follower.viewer("(v, [cell, point]) => v.showPointer(cell, point)", [cell, point])
     expect(follower.cell(0).locator(".viewer-pointer")).to_be_visible()
 

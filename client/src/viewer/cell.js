@@ -193,9 +193,12 @@ export class Cell {
     const p = viewport.getViewPresentation();
     const scale = this._panScale();
     const pan = p.pan ?? [0, 0];
+    // The view state's bounds (schemas/view-state.json); no one looks at an image from further.
+    const clamp = (/** @type {number} */ v, /** @type {number} */ low, /** @type {number} */ high) =>
+      Math.min(high, Math.max(low, v));
     return {
-      zoom: tidy(p.zoom ?? 1),
-      pan: [tidy(pan[0] * scale), tidy(pan[1] * scale)],
+      zoom: tidy(clamp(p.zoom ?? 1, 0.001, 100)),
+      pan: [tidy(clamp(pan[0] * scale, -100, 100)), tidy(clamp(pan[1] * scale, -100, 100))],
       rotation: normalizeRotation(p.rotation ?? 0),
       flipHorizontal: Boolean(p.flipHorizontal),
       flipVertical: Boolean(p.flipVertical),

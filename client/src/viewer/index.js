@@ -320,7 +320,7 @@ export class Viewer {
    * @returns {Promise<{series: Series | null, missing: string}>}
    */
   async _seriesForCell(alias) {
-    if (!alias) return { series: null, missing: t('viewer.empty_cell') };
+    if (!alias) return { series: null, missing: t(this._mode === 'follow' ? 'viewer.waiting' : 'viewer.empty_cell') };
     if (!this.library.info(alias)) return { series: null, missing: t('viewer.not_shared') };
     const series = await this.library.load(alias);
     return { series, missing: series ? '' : t('viewer.load_failed') };
