@@ -228,7 +228,7 @@ export class Viewer {
   async setSeries(series) {
     this.library.setInfos(series);
     for (const [alias, canvas] of this.toolbar.setSeries(series)) void this._thumbnail(alias, canvas);
-    const state = structuredClone(this._received && this._mode !== 'free' ? this._received : this.state);
+    const state = structuredClone(this._mode === 'follow' && this._received ? this._received : this.state);
     const shown = state.viewports.some((v) => v.series && this.library.info(v.series));
     if (this._mode !== 'follow' && !shown && series.length > 0) {
       state.viewports[0] = emptyViewport(series[0].alias, Math.floor(series[0].instances / 2));
@@ -297,6 +297,7 @@ export class Viewer {
         return;
       }
       const { series, missing } = await this._seriesForCell(target.series);
+      if (this._destroyed) return;
       series?.prefetch();
       try {
         await cell.show(target, series, missing);
@@ -306,6 +307,7 @@ export class Viewer {
       }
     }));
     await Promise.all(state.annotations.map((a) => this.library.load(a.series)));
+    if (this._destroyed) return; // closed while images were loading
     this.annotations.apply(state.annotations);
     this._foreign = state.annotations.filter((a) => !this.library.loaded(a.series));
     for (const cell of visible) cell.expectRender();
