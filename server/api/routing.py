@@ -78,6 +78,8 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+# Reads the user record behind a verified token: (request, user id) -> the user, or None.
+UserSource = Callable[[web.Request, int], Awaitable[User | None]]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class Route:
     writes: bool = False
     tag: str = ""
     raw_body: str | None = None  # e.g. "multipart/form-data" for uploads
+    # Where the user record comes from once the token is verified; None: read from the
+    # database for each request (see dicomweb's frames for the one route that differs).
+    users: UserSource | None = None
 
     @property
     def public(self) -> bool:
@@ -116,6 +121,7 @@ class RouteTable:
         writes: bool | None = None,
         tag: str = "",
         raw_body: str | None = None,
+        users: UserSource | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -131,6 +137,7 @@ class RouteTable:
                     writes=(method != "GET") if writes is None else writes,
                     tag=tag,
                     raw_body=raw_body,
+                    users=users,
                 )
             )
             return handler
@@ -152,8 +159,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         # Who asks is settled before the body is read: a caller who may not use the route
         # learns nothing of its schema, and no large body is parsed for them.
         if not route.public:
-            async with services.db.read() as session:
-                user = await _authenticate(route, request, services, session)
+            user = await _authenticate(route, request, services)
             request[USER_ID] = user.id
         body = await _parse_body(route, request)
         unit = services.db.write() if route.writes else services.db.read()
@@ -165,15 +171,17 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
     return endpoint
 
 
-async def _authenticate(
-    route: Route, request: web.Request, services: Services, session: AsyncSession
-) -> User:
+async def _authenticate(route: Route, request: web.Request, services: Services) -> User:
     """The logged-in user of a non-public route, who must hold one of its roles."""
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("log in first: no token was sent")
     claims = services.tokens.verify("access", token)
-    user = await session.get(User, int(claims.subject))
+    if route.users is not None:
+        user = await route.users(request, int(claims.subject))
+    else:
+        async with services.db.read() as session:
+            user = await session.get(User, int(claims.subject))
     if user is None or not user.active:
         raise Unauthenticated("token is for a user who no longer exists or is disabled")
     # The role comes from the user record, never from the token's claims.
