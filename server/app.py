@@ -19,7 +19,8 @@ from .api.routing import RouteTable
 from .config import Settings
 from .contract import EventContract
 from .imaging import dicomweb
-from .imaging.dicomweb import METADATA, MetadataCache
+from .imaging.dicomweb import FRAMES, METADATA, MetadataCache
+from .imaging.frames import FrameIndex
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .services import SERVICES, Services
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[SERVICES] = services
     app[METRICS] = Metrics()
     app[METADATA] = MetadataCache()
+    app[FRAMES] = FrameIndex.watching(services.db.engine)
     table = route_table()
     app[ROUTES] = table
     table.wire(app)

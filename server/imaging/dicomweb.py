@@ -1,15 +1,17 @@
 """DICOMweb: the QIDO-RS / WADO-RS / STOW-RS subset viewers need, under ``/dicom-web/``.
 
-Every request is authenticated and reaches only the studies of cases its user may read. JSON is
-``application/dicom+json`` exactly (no charset); frames are ``multipart/related`` parts whose
-Content-Type names their ``transfer-syntax``; compressed frames go out as stored when the
-client accepts ``transfer-syntax=*`` (or that syntax), decoded to native otherwise.
+Every request is authenticated and reaches only the studies of cases its user may read. A
+viewer's burst of frame requests is answered from memory after the first (``FrameIndex``,
+``Grants``): a change to access made through this server applies to the next request, one
+made by another process within ``GRANT_SECONDS``. JSON is ``application/dicom+json`` exactly
+(no charset); frames are ``multipart/related`` parts whose Content-Type names their
+``transfer-syntax``; compressed frames go out as stored when the client accepts
+``transfer-syntax=*`` (or that syntax), decoded to native otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 import secrets
@@ -25,17 +27,20 @@ from sqlmodel import col, select
 from ..api.roles import CASE_AUTHORS, EVERYONE
 from ..api.routing import Call, RouteTable
 from ..errors import EboardError, Forbidden, Invalid
-from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient
+from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient, User
+from ..services import SERVICES
 from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
+from .frames import FrameIndex
 from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
 from .upload import read_parts
 
-__all__ = ["routes", "MetadataCache"]
+__all__ = ["routes", "MetadataCache", "METADATA", "FRAMES"]
 
 routes = RouteTable()
 DICOM_JSON = "application/dicom+json"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_FRAME_LIST = re.compile(r"\d+(,\d+)*")
 _QIDO_STUDY_KEYS = {
     "StudyInstanceUID",
     "0020000D",
@@ -307,7 +312,8 @@ def _with_bulk(call: Call, study_uid: str, series_uid: str, instance: DicomInsta
     tag="dicomweb",
 )
 async def series_metadata(call: Call) -> web.Response:
-    study, series = await series_for(
+    # Always asked of the database; the answer is kept for the frame requests that follow.
+    study, series = await call.request.app[FRAMES].grants.check(
         call.session, call.me, _uid(call, "study"), _uid(call, "series")
     )
     cache: MetadataCache = call.request.app[METADATA]
@@ -375,16 +381,18 @@ def _decode(path: str, frames: list[int]) -> list[bytes]:
 
 def _multipart(parts: list[tuple[str, bytes]], kind: str) -> web.Response:
     boundary = secrets.token_hex(16)
-    body = io.BytesIO()
+    body: list[bytes] = []
     for content_type, data in parts:
-        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
-        body.write(data)
-        body.write(b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
+        body += (f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), data, b"\r\n")
+    body.append(f"--{boundary}--\r\n".encode())
     return web.Response(
-        body=body.getvalue(),
+        body=b"".join(body),
         headers={"Content-Type": f'multipart/related; type="{kind}"; boundary={boundary}'},
     )
+
+
+async def _recent_user(request: web.Request, user_id: int) -> User | None:
+    return await request.app[FRAMES].grants.user(request.app[SERVICES].db, user_id)
 
 
 @routes.add(
@@ -393,13 +401,16 @@ def _multipart(parts: list[tuple[str, bytes]], kind: str) -> web.Response:
     roles=EVERYONE,
     summary="Retrieve frames (WADO-RS)",
     tag="dicomweb",
+    users=_recent_user,  # the token is verified each time; its user is at most GRANT_SECONDS old
 )
 async def frames(call: Call) -> web.Response:
-    _, instance = await instance_for(
+    # A viewer asks for every frame of a series in a burst: the user record, the access
+    # decision and the frame offsets come from memory (Grants, FrameIndex) after the first.
+    instance = await call.request.app[FRAMES].instance(
         call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
     )
     raw = call.request.match_info["frames"]
-    if not re.fullmatch(r"\d+(,\d+)*", raw):
+    if not _FRAME_LIST.fullmatch(raw):
         raise Invalid.on("frames", f"{raw[:40]!r} is not a comma-separated list of numbers")
     numbers = [int(n) for n in raw.split(",")]
     if any(n < 1 or n > instance.frames for n in numbers):
@@ -503,3 +514,4 @@ async def stow(call: Call) -> web.Response:
 
 
 METADATA = web.AppKey("dicom_metadata", MetadataCache)
+FRAMES = web.AppKey("dicom_frames", FrameIndex)

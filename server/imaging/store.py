@@ -442,12 +442,13 @@ class DicomStore:
     def read_frame(self, instance: DicomInstance, number: int) -> bytes:
         """Frame ``number`` (1-based) as stored, from the offset index (call in a thread)."""
         runs = instance.frame_index[number - 1]
-        out = bytearray()
-        with (self.root / instance.path).open("rb") as fp:
+        out = []
+        # Unbuffered: each run is one read straight into its bytes, copied once.
+        with (self.root / instance.path).open("rb", buffering=0) as fp:
             for offset, length in runs:
                 fp.seek(offset)
-                out += fp.read(length)
-        return bytes(out)
+                out.append(fp.read(length))
+        return b"".join(out)  # a single run is returned as is, not copied
 
     def read_file(self, instance: DicomInstance) -> bytes:
         return (self.root / instance.path).read_bytes()
