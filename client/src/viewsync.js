@@ -11,50 +11,10 @@
 /** @typedef {import('./protocol.js').LiveClient} LiveClient */
 /** @typedef {import('./protocol.js').Snapshot} Snapshot */
 
-/**
- * @typedef {object} Presentation
- * @property {number} zoom
- * @property {[number, number]} pan
- * @property {number} rotation
- * @property {boolean} flipHorizontal
- * @property {boolean} flipVertical
- */
+import { applyPatch, emptyState } from './viewer/state.js';
 
-/**
- * One cell of the layout (schemas/view-state.json#/$defs/viewport).
- * @typedef {object} ViewportState
- * @property {string|null} series alias; null: an empty cell
- * @property {number} index image index in the series' canonical order
- * @property {{center: number, width: number}|null} voi null: the image's own window
- * @property {boolean} invert
- * @property {Presentation} presentation
- */
-
-/**
- * @typedef {object} AnnotationState
- * @property {string} id
- * @property {'Length'|'Angle'|'EllipticalROI'|'ArrowAnnotate'} tool
- * @property {string} series alias
- * @property {number} index the image it was drawn on
- * @property {number[][]} points world coordinates (mm)
- * @property {string} [text]
- */
-
-/**
- * @typedef {object} ViewState
- * @property {'1x1'|'1x2'|'2x2'} layout
- * @property {number} active
- * @property {ViewportState[]} viewports
- * @property {AnnotationState[]} annotations
- */
-
-/**
- * @typedef {object} ViewPatch
- * @property {ViewState['layout']} [layout]
- * @property {number} [active]
- * @property {Record<string, ViewportState>} [viewports] replaced whole, by cell number
- * @property {AnnotationState[]} [annotations]
- */
+/** @typedef {import('./viewer/state.js').ViewState} ViewState */
+/** @typedef {import('./viewer/state.js').ViewPatch} ViewPatch */
 
 /**
  * @typedef {object} ViewEvents
@@ -63,27 +23,11 @@
  * @property {{by: string, viewport: number, point: number[]|null}} pointer the presenter's laser
  */
 
-/** @returns {ViewState} */
-export function emptyView() {
-  return { layout: '1x1', active: 0, viewports: [], annotations: [] };
-}
+const TIMELINE = 200;
 
-/**
- * The state after a patch (the server merges the same way: top-level keys replace, viewports
- * are replaced whole by cell number).
- * @param {ViewState} state
- * @param {ViewPatch} patch
- * @returns {ViewState}
- */
-export function merged(state, patch) {
-  const next = { ...state, viewports: [...state.viewports] };
-  if (patch.layout !== undefined) next.layout = patch.layout;
-  if (patch.active !== undefined) next.active = patch.active;
-  if (patch.annotations !== undefined) next.annotations = patch.annotations;
-  for (const [cell, viewport] of Object.entries(patch.viewports ?? {})) {
-    next.viewports[Number(cell)] = viewport;
-  }
-  return next;
+/** Milliseconds since the epoch, sub-millisecond, on the clock every page of a machine shares. */
+function now() {
+  return performance.timeOrigin + performance.now();
 }
 
 export class ViewSync extends EventTarget {
@@ -94,7 +38,10 @@ export class ViewSync extends EventTarget {
     /** The sequence number of the last state we hold (ours when presenting). */
     this.seq = 0;
     /** @type {ViewState} */
-    this.state = emptyView();
+    this.state = emptyState();
+    /** When each recent state went out (presenter) or was on screen (follower): for support
+     * and the sync tests, in ms since the epoch (comparable between browsers on one machine). */
+    this.timeline = /** @type {{seq: number, at: number}[]} */ ([]);
     this._listen();
   }
 
@@ -116,11 +63,22 @@ export class ViewSync extends EventTarget {
   send(patch) {
     if (!this.live.presenting || !this.live.socket.connected) return;
     this.seq += 1;
-    this.state = merged(this.state, patch);
+    this.state = applyPatch(this.state, patch);
+    this.timeline.push({ seq: this.seq, at: now() });
+    if (this.timeline.length > TIMELINE) this.timeline.shift();
     this.live.socket.emit('view', { seq: this.seq, patch }, (/** @type {any} */ ack) => {
       // Someone presented meanwhile with higher numbers: continue after theirs.
       if (ack?.dropped) this.seq = Math.max(this.seq, ack.seq);
     });
+  }
+
+  /**
+   * Follower: state `seq` is on screen now.
+   * @param {number} seq
+   */
+  shown(seq) {
+    this.timeline.push({ seq, at: now() });
+    if (this.timeline.length > TIMELINE) this.timeline.shift();
   }
 
   /**
@@ -129,7 +87,7 @@ export class ViewSync extends EventTarget {
    * @param {ViewState} state
    */
   resend(state) {
-    /** @type {Record<string, ViewportState>} */
+    /** @type {NonNullable<ViewPatch['viewports']>} */
     const viewports = {};
     state.viewports.forEach((v, cell) => { viewports[String(cell)] = v; });
     this.send({ layout: state.layout, active: state.active, viewports, annotations: state.annotations });
@@ -150,7 +108,7 @@ export class ViewSync extends EventTarget {
     socket.on('view-update', (/** @type {{seq: number, patch: ViewPatch}} */ { seq, patch }) => {
       if (seq <= this.seq) return;
       this.seq = seq;
-      this.state = merged(this.state, patch);
+      this.state = applyPatch(this.state, patch);
       this._emit('update', { seq, patch });
     });
     socket.on('pointer-move', (/** @type {ViewEvents['pointer']} */ move) => this._emit('pointer', move));

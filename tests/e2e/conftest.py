@@ -27,6 +27,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # WebGL in software (SwiftShader) for the DICOM viewer: the same renderer, and so the same
+    # pixels, in every browser of a test, with or without a GPU on the machine.
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
 ]
 
 

@@ -20,6 +20,7 @@ import { VideoGrid } from './grid.js';
 import { LobbyPanel } from './lobby.js';
 import { ParticipantList } from './participants.js';
 import { ScreenStage } from './stage.js';
+import { ViewerPanel } from './viewer.js';
 
 /** @typedef {import('../app.js').App} App */
 /** @typedef {import('../types.js').Session} Session */
@@ -30,6 +31,8 @@ import { ScreenStage } from './stage.js';
  * What the router holds for the room: the live client, and the views of the latest render.
  * @typedef {object} Room
  * @property {LiveClient} live
+ * @property {ViewerPanel} viewer the synchronised viewer (kept with its WebGL context and view)
+ * @property {AbortController} life aborted when the user leaves the room
  * @property {AbortController | null} views
  */
 
@@ -44,17 +47,20 @@ export async function roomPage(app, { id, debug }) {
   /** @type {Session} */
   const session = await app.api.get(`/sessions/${id}`);
   if (app.router.path !== path) return h('section'); // the user went elsewhere meanwhile
-  const room = app.router.hold(() => startRoom(session.id), (held) => {
+  const room = app.router.hold(() => startRoom(app, session.id), (held) => {
     held.views?.abort();
+    held.life.abort();
     held.live.close('left');
     const hook = /** @type {any} */ (window).__eboard;
     if (hook?.live === held.live) delete (/** @type {any} */ (window).__eboard);
   });
-  if (debug !== undefined || debugging()) /** @type {any} */ (window).__eboard = { live: room.live };
+  // The debug hook (tests, support): the live client, and the viewer panel (its `viewer` is
+  // the Viewer once opened).
+  if (debug !== undefined || debugging()) /** @type {any} */ (window).__eboard = { live: room.live, room: room.viewer };
   room.views?.abort();
   const views = new AbortController();
   room.views = views;
-  return roomView(app, session, room.live, views.signal);
+  return roomView(app, session, room, views.signal);
 }
 
 /** Whether this browser asked for the debug hook (`localStorage['eboard.debug']`, e.g. tests). */
@@ -68,11 +74,14 @@ function debugging() {
 
 /**
  * Open camera and microphone, then connect and join.
+ * @param {App} app
  * @param {number} sessionId
  * @returns {Room}
  */
-function startRoom(sessionId) {
+function startRoom(app, sessionId) {
   const live = new LiveClient(sessionId);
+  const life = new AbortController();
+  const viewer = new ViewerPanel(live, app.api, life.signal);
   void openMedia().then((stream) => {
     if (live.phase === 'left') {
       for (const track of stream?.getTracks() ?? []) track.stop();
@@ -80,16 +89,17 @@ function startRoom(sessionId) {
     }
     live.start(stream);
   });
-  return { live, views: null };
+  return { live, viewer, life, views: null };
 }
 
 /**
  * @param {App} app
  * @param {Session} session
- * @param {LiveClient} live
+ * @param {Room} room
  * @param {AbortSignal} signal
  */
-function roomView(app, session, live, signal) {
+function roomView(app, session, room, signal) {
+  const live = room.live;
   const sessionPath = `/sessions/${session.id}`;
   const notice = h('div', { class: 'room-notice', 'data-testid': 'room-notice', 'aria-live': 'polite' });
   const errors = h('div', { class: 'room-errors', 'aria-live': 'assertive' });
@@ -106,6 +116,7 @@ function roomView(app, session, live, signal) {
     errors,
     h('div', { class: 'room-body' },
       h('div', { class: 'room-stage' },
+        room.viewer.el,
         new ScreenStage(live, signal).el,
         new VideoGrid(live, signal).el,
         new Controls(live, signal, () => app.navigate(sessionPath)).el),
