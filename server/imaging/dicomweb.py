@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..errors import EboardError, Forbidden, Invalid
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient, User
 from ..services import SERVICES
 from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
-from .frames import FrameIndex
+from .frames import FrameIndex, read_frames
 from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
 from .upload import read_parts
 
@@ -379,9 +380,9 @@ def _decode(path: str, frames: list[int]) -> list[bytes]:
     ]
 
 
-def _multipart(parts: list[tuple[str, bytes]], kind: str) -> web.Response:
+def _multipart(parts: list[tuple[str, bytes | bytearray]], kind: str) -> web.Response:
     boundary = secrets.token_hex(16)
-    body: list[bytes] = []
+    body: list[bytes | bytearray] = []
     for content_type, data in parts:
         body += (f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), data, b"\r\n")
     body.append(f"--{boundary}--\r\n".encode())
@@ -417,8 +418,9 @@ async def frames(call: Call) -> web.Response:
         raise Invalid.on("frames", f"this instance has frames 1 to {instance.frames}")
     as_stored, media = _accepted(call.request.headers.get("Accept", ""), instance.transfer_syntax)
     store = call.services.dicom
+    data: Sequence[bytes | bytearray]
     if as_stored:
-        data = await asyncio.to_thread(lambda: [store.read_frame(instance, n) for n in numbers])
+        data = await read_frames(store, instance, numbers)
         syntax = (
             EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
         )

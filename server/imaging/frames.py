@@ -1,9 +1,13 @@
 """FrameIndex: where the frames of recently read series sit, so that a frame request costs a
-grant lookup, a dictionary lookup and a file read instead of four database queries."""
+grant lookup, a dictionary lookup and a file read instead of four database queries; and
+``read_frames``, which reads frames the page cache holds without leaving the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,8 +18,14 @@ from ..db import AsyncSession
 from ..errors import NotFound
 from ..models import DicomInstance, User
 from .access import Grants
+from .store import DicomStore
 
-__all__ = ["FrameIndex"]
+__all__ = ["FrameIndex", "read_frames", "INLINE_BYTES"]
+
+# Larger requests are read in a thread even from the page cache: copying them would hold up
+# the event loop.
+INLINE_BYTES = 2 << 20
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 
 SeriesRows = dict[str, DicomInstance]
 # Left unread: the largest column, and a frame needs none of it.
@@ -73,3 +83,40 @@ class FrameIndex:
         while len(self._series) > self._size:
             self._series.popitem(last=False)
         return rows
+
+
+async def read_frames(
+    store: DicomStore, instance: DicomInstance, numbers: list[int]
+) -> list[bytes | bytearray]:
+    """Frames ``numbers`` (1-based) of ``instance`` as stored: on the event loop if the page
+    cache holds every byte of them, else by ``DicomStore.read_frame`` in a thread (handing
+    a small read to a thread costs more than the read itself)."""
+    frames = [instance.frame_index[n - 1] for n in numbers]
+    if _NOWAIT is not None and sum(n for runs in frames for _, n in runs) <= INLINE_BYTES:
+        found = _cached(store.root / instance.path, frames, _NOWAIT)
+        if found is not None:
+            return found
+    return await asyncio.to_thread(lambda: [store.read_frame(instance, n) for n in numbers])
+
+
+def _cached(
+    path: Path, frames: list[list[list[int]]], nowait: int
+) -> list[bytes | bytearray] | None:
+    """Each frame's bytes, if the page cache holds them all; never waits for the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        out: list[bytes | bytearray] = []
+        for runs in frames:
+            parts: list[bytearray] = []
+            for offset, length in runs:
+                part = bytearray(length)
+                try:
+                    if os.preadv(fd, [part], offset, nowait) != length:
+                        return None
+                except OSError:
+                    return None  # not cached (EAGAIN), or not supported here: the thread says
+                parts.append(part)
+            out.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        return out
+    finally:
+        os.close(fd)
