@@ -3,8 +3,9 @@ external expert (de-identified copy) follow. The presenter scrolls, changes wind
 pans and draws a length measurement with the mouse; after each, both followers hold the
 presenter's view state and exactly the presenter's canvas pixels. How long after the presenter
 each follower had it on screen is measured and printed (issue #4 asks for 200 ms; see the note in
-the test for why that is reported, not asserted, on this machine). Everything the external follower received (HTTP
-bodies and socket.io frames) is searched for the demo patient's identity and original UIDs.
+the test for why that is reported, not asserted, on this machine). Everything the external
+follower received (HTTP bodies and socket.io frames) is searched for the demo patient's identity
+and original UIDs.
 
 Real server (`python -m server demo`), real SFU, real Chromium with fake camera and microphone,
 software WebGL."""
