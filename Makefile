@@ -82,5 +82,13 @@ bench-imaging: venv
 		$(BENCH_IMAGING_PACKAGES); }
 	$(PY) -m tests.bench.bench_imaging $(BENCH_ARGS)
 
+# The view-sync benchmark: a presenter's 60 Hz view patches (and pointer moves) to 15 followers,
+# real socket.io clients, through eBoard (`python -m server demo`) and a bare python-socketio
+# relay, side by side; prints a table and writes tests/bench/results/sync.json.
+# `make bench-sync BENCH_ARGS=--quick` for a smoke run, `BENCH_ARGS=--profile` to add py-spy.
+.PHONY: bench-sync
+bench-sync: venv
+	$(PY) -m tests.bench.bench_sync $(BENCH_ARGS)
+
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
-bench: bench-sfu bench-imaging
+bench: bench-sfu bench-imaging bench-sync
