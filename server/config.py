@@ -42,8 +42,8 @@ class Settings:
     event_burst: int = 40
     # The presenter's view patches and pointer moves (each coalesced to <= 60 Hz by the client)
     # have their own allowance, so a scrolling presenter never starves their other events.
-    view_rate_per_second: float = 130.0
-    view_burst: int = 260
+    view_rate_per_second: float = 150.0
+    view_burst: int = 300
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.

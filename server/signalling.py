@@ -97,6 +97,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             "pointer": self._pointer,
         }
         self._view_buckets: dict[str, TokenBucket] = {}
+        self._view_locks: dict[int, asyncio.Lock] = {}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -315,6 +316,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             )
         if not live.participants and not live.lobby:
             self._live.pop(key[0], None)
+            self._view_locks.pop(key[0], None)
 
     async def _publish(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         live, person = await self._joined(sid)
@@ -395,6 +397,14 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _view(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
         live, person = await self._joined(sid)
         live.require_presenter(person)
+        # socket.io runs each event in its own task: without the lock, a patch that waits for
+        # its series' image count could be overtaken by the next and dropped as stale.
+        async with self._view_locks.setdefault(live.session_id, asyncio.Lock()):
+            return await self._apply_view(sid, live, person, data)
+
+    async def _apply_view(
+        self, sid: str, live: LiveSession, person: Participant, data: dict[str, Any]
+    ) -> dict[str, Any]:
         patch = data["patch"]
         named = live.view.aliases(patch)
         try:

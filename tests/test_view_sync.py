@@ -302,3 +302,23 @@ async def test_view_flood_is_rate_limited_and_others_are_unaffected(
     assert (await chair.call("chat", {"text": "still here"}))["ok"] is True
     # Other events of the presenter have their own allowance.
     assert (await presenter.call("hand", {"raised": True}))["ok"] is True
+
+
+async def test_patches_sent_back_to_back_are_applied_in_order_while_a_series_is_looked_up(
+    connect: Any, server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    """The first patch names a series the server has not counted yet (a database read); the
+    second must not overtake it and get it dropped as stale."""
+    sid, alias, _ = await _board(server, auth, ids, agenda=True)
+    chair, presenter = await _room(connect, sid, "chair", "radiologist")
+    first = {"seq": 1, "patch": {"layout": "1x2", "viewports": {"0": _viewport(alias, 1)}}}
+    # Valid on its own, naming no series: nothing to wait for.
+    second = {"seq": 2, "patch": {"viewports": {"1": _viewport(None, 0, zoom=3)}}}
+    replies = await asyncio.gather(presenter.call("view", first), presenter.call("view", second))
+    assert replies == [{"ok": True, "seq": 1}, {"ok": True, "seq": 2}]
+    await chair.wait_for("view-update", lambda u: u["seq"] == 2)
+    assert [u["seq"] for u in chair.seen("view-update")] == [1, 2]
+    late = await (await connect("surgeon")).call("join", {"session_id": sid})
+    state = late["snapshot"]["view"]["state"]
+    assert (state["layout"], state["viewports"][0]["index"]) == ("1x2", 1)
+    assert state["viewports"][1]["presentation"]["zoom"] == 3
