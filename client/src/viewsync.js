@@ -64,6 +64,7 @@ export class ViewSync extends EventTarget {
     if (!this.live.presenting || !this.live.socket.connected) return;
     this.seq += 1;
     this.state = applyPatch(this.state, patch);
+    this._keepSnapshot();
     this.timeline.push({ seq: this.seq, at: now() });
     if (this.timeline.length > TIMELINE) this.timeline.shift();
     this.live.socket.emit('view', { seq: this.seq, patch }, (/** @type {any} */ ack) => {
@@ -109,6 +110,7 @@ export class ViewSync extends EventTarget {
       if (seq <= this.seq) return;
       this.seq = seq;
       this.state = applyPatch(this.state, patch);
+      this._keepSnapshot();
       this._emit('update', { seq, patch });
     });
     socket.on('pointer-move', (/** @type {ViewEvents['pointer']} */ move) => this._emit('pointer', move));
@@ -127,6 +129,14 @@ export class ViewSync extends EventTarget {
       this.state = view.state;
       this._emit('reset', { seq: view.seq, state: view.state });
     });
+  }
+
+  /**
+   * The live client re-announces its snapshot on every participant change: keep the view in it
+   * current, so an older view never comes back as if it were new.
+   */
+  _keepSnapshot() {
+    if (this.live.snapshot) this.live.snapshot.view = { seq: this.seq, state: this.state };
   }
 
   /**

@@ -1,14 +1,13 @@
 """Issue #4, done when: in a live session, the radiologist presents the demo CT; the chair and an
 external expert (de-identified copy) follow. The presenter scrolls, changes window/level, zooms,
 pans and draws a length measurement with the mouse; after each, both followers hold the
-presenter's view state and exactly the presenter's canvas pixels. How long after the presenter
-each follower had it on screen is measured and printed (issue #4 asks for 200 ms; see the note in
-the test for why that is reported, not asserted, on this machine). Everything the external
+presenter's view state and exactly the presenter's canvas pixels, within 200 ms of the presenter
+sending it (each page's own clock: one clock on one machine). Everything the external
 follower received (HTTP bodies and socket.io frames) is searched for the demo patient's identity
 and original UIDs.
 
 Real server (`python -m server demo`), real SFU, real Chromium with fake camera and microphone,
-software WebGL."""
+Cornerstone drawing on the CPU (no GPU here)."""
 
 from __future__ import annotations
 
@@ -161,10 +160,6 @@ def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
     members = {"chair": chair, "radiologist": presenter, "external": external}
     for member in members.values():
         expect(member.page.get_by_test_id("room-participant")).to_have_count(3, timeout=20_000)
-        # Cameras off, as many do while the images are on screen: three browsers encoding and
-        # decoding video beside three software-WebGL viewers would measure this machine's two
-        # cores, not the sync.
-        member.page.evaluate("window.__eboard.live.setCamera(false)")
     # The chair opens the case and makes the radiologist the presenter.
     chair.page.evaluate(f"window.__eboard.live.moveAgenda({int(item['id'])})")
     chair.page.evaluate("window.__eboard.live.present('u4')")
@@ -289,11 +284,6 @@ def test_followers_show_the_presenters_pixels_within_200_ms(room: dict[str, Any]
     for follower in followers:
         expect(follower.cell().locator("svg text").first).to_have_text(label.text_content() or "")
 
-    # Issue #4 asks for the followers' canvases within 200 ms. On this machine (two shared
-    # cores running three Chromiums with software WebGL) each browser, the presenter's included,
-    # takes about 200 ms to render one change, so the followers land 150-450 ms after the
-    # presenter (a measurement drawn 1.2 s): the figures are printed and reported, and the
-    # criterion stays open in the issue rather than being asserted here to fail every run.
     print(
         f"\npresenter's patch sent → follower showing it (limit asked: {SYNC_LIMIT_MS} ms): "
         + "; ".join(
@@ -302,6 +292,11 @@ def test_followers_show_the_presenters_pixels_within_200_ms(room: dict[str, Any]
             for n in latency
         )
     )
+    # Issue #4: after each of the presenter's actions, both followers within 200 ms. (Opening
+    # the case is not one of them: it loads the series over the network first.)
+    for name, values in latency.items():
+        slow = {what: v for what, v in zip(STEPS, values, strict=True) if what != "open"}
+        assert all(v <= SYNC_LIMIT_MS for v in slow.values()), (name, slow)
     for member in members.values():
         assert member.errors == [], (member.username, member.errors)
 

@@ -61,9 +61,18 @@ export class Cell {
     this.pointer = null;
     /** @type {Presentation | null} the presentation at the last render, kept across resizes */
     this._presentation = null;
+    /** @type {Presentation | null} the presentation last set (not read back) */
+    this._setTo = null;
     /** @type {Array<() => void>} */
     this._waiters = [];
     this._onRendered = () => this._rendered();
+    /** Whether a window was set (CPU path, where Cornerstone does not record it). */
+    this._windowSet = false;
+    this._settingWindow = false;
+    this._onVoi = (/** @type {any} */ event) => {
+      // The window/level tool moved the window (not our own setVoi, not an image's default).
+      if (!this._settingWindow && !this._isOwnRange(event.detail?.range)) this._windowSet = true;
+    };
   }
 
   /**
@@ -80,6 +89,7 @@ export class Cell {
     });
     this.viewport = /** @type {StackViewport} */ (engine.getViewport(this.viewportId));
     this.element.addEventListener(csEnums.Events.IMAGE_RENDERED, this._onRendered);
+    this.element.addEventListener(csEnums.Events.VOI_MODIFIED, this._onVoi);
     this.series = null;
   }
 
@@ -90,6 +100,7 @@ export class Cell {
   disable(engine) {
     if (!this.viewport) return;
     this.element.removeEventListener(csEnums.Events.IMAGE_RENDERED, this._onRendered);
+    this.element.removeEventListener(csEnums.Events.VOI_MODIFIED, this._onVoi);
     engine.disableElement(this.viewportId);
     this.viewport = null;
     this.series = null;
@@ -119,6 +130,7 @@ export class Cell {
       const index = series.clampIndex(target.index);
       if (this.series !== series) {
         this.series = series;
+        fitCanvas(this.viewport);
         await this.viewport.setStack(series.imageIds, index);
       } else if (this.viewport.getCurrentImageIdIndex() !== index) {
         await this.viewport.setImageIdIndex(index);
@@ -157,7 +169,7 @@ export class Cell {
     const properties = viewport.getProperties();
     /** @type {Voi | null} */
     let voi = null;
-    if (!properties.isComputedVOI && properties.voiRange) {
+    if (!this._ownWindow() && properties.voiRange) {
       const { windowCenter, windowWidth } = csUtilities.windowLevel.toWindowLevel(
         properties.voiRange.lower, properties.voiRange.upper);
       voi = { center: tidy(windowCenter), width: tidy(windowWidth) };
@@ -178,12 +190,41 @@ export class Cell {
   setVoi(voi, invert) {
     const viewport = this.viewport;
     if (!viewport) return;
-    if (voi) {
-      viewport.setProperties({ voiRange: csUtilities.windowLevel.toLowHighRange(voi.width, voi.center), invert });
-    } else {
-      if (!viewport.getProperties().isComputedVOI) viewport.resetProperties();
-      viewport.setProperties({ invert });
+    this._settingWindow = true;
+    try {
+      if (voi) {
+        viewport.setProperties({ voiRange: csUtilities.windowLevel.toLowHighRange(voi.width, voi.center), invert });
+      } else {
+        if (!this._ownWindow()) viewport.resetProperties();
+        viewport.setProperties({ invert });
+      }
+    } finally {
+      this._settingWindow = false;
     }
+    this._windowSet = Boolean(voi);
+  }
+
+  /**
+   * Whether the viewport shows the image's own window (the view state's `voi: null`). The WebGL
+   * path records whether a window was set; the CPU path (used where WebGL is only emulated) does
+   * not, so the cell keeps track itself.
+   */
+  _ownWindow() {
+    const viewport = /** @type {any} */ (this.viewport);
+    if (!viewport) return true;
+    return viewport.useCPURendering ? !this._windowSet : Boolean(viewport.getProperties().isComputedVOI);
+  }
+
+  /**
+   * Whether `range` is the current image's own window.
+   * @param {{lower: number, upper: number} | undefined} range
+   */
+  _isOwnRange(range) {
+    const image = /** @type {any} */ (this.viewport)?.getCornerstoneImage?.();
+    if (!image || !range) return true;
+    const first = (/** @type {number | number[]} */ value) => (Array.isArray(value) ? value[0] : value);
+    const own = csUtilities.windowLevel.toLowHighRange(first(image.windowWidth), first(image.windowCenter));
+    return Math.abs(own.lower - range.lower) < 1e-6 && Math.abs(own.upper - range.upper) < 1e-6;
   }
 
   /** @returns {Presentation} */
@@ -191,18 +232,21 @@ export class Cell {
     const viewport = this.viewport;
     if (!viewport) return defaultPresentation();
     const p = viewport.getViewPresentation();
-    const scale = this._panScale();
-    const pan = p.pan ?? [0, 0];
+    const pan = this._pan() ?? [0, 0];
     // The view state's bounds (schemas/view-state.json); no one looks at an image from further.
     const clamp = (/** @type {number} */ v, /** @type {number} */ low, /** @type {number} */ high) =>
       Math.min(high, Math.max(low, v));
-    return {
+    /** @type {Presentation} */
+    const read = {
       zoom: tidy(clamp(p.zoom ?? 1, 0.001, 100)),
-      pan: [tidy(clamp(pan[0] * scale, -100, 100)), tidy(clamp(pan[1] * scale, -100, 100))],
+      pan: [tidy(clamp(pan[0], -100, 100)), tidy(clamp(pan[1], -100, 100))],
       rotation: normalizeRotation(p.rotation ?? 0),
       flipHorizontal: Boolean(p.flipHorizontal),
       flipVertical: Boolean(p.flipVertical),
     };
+    // What was set comes back through floating point: within a micro-fraction it is what was set
+    // (a follower's state then equals the presenter's exactly; no hand moves an image that little).
+    return this._setTo && samePresentation(read, this._setTo) ? this._setTo : read;
   }
 
   /**
@@ -213,19 +257,20 @@ export class Cell {
   setPresentation(presentation) {
     const viewport = this.viewport;
     if (!viewport) return;
+    this._setTo = structuredClone(presentation);
     viewport.setViewPresentation({
       zoom: presentation.zoom,
       rotation: normalizeRotation(presentation.rotation),
       flipHorizontal: presentation.flipHorizontal,
       flipVertical: presentation.flipVertical,
     });
-    const scale = this._panScale();
-    const current = viewport.getViewPresentation().pan ?? [0, 0];
-    const zoom = viewport.getZoom();
-    // Pan in Cornerstone's units is canvas pixels divided by zoom, measured from the fitted view.
-    const dx = (presentation.pan[0] / scale - current[0]) * zoom;
-    const dy = (presentation.pan[1] / scale - current[1]) * zoom;
-    if (dx === 0 && dy === 0) return;
+    const frame = this._frame();
+    const current = this._pan();
+    if (!frame || !current) return;
+    // Canvas pixels the image centre must move by.
+    const dx = (presentation.pan[0] - current[0]) * frame.extent / frame.mmPerPixel;
+    const dy = (presentation.pan[1] - current[1]) * frame.extent / frame.mmPerPixel;
+    if (Math.abs(dx) < 1e-9 && Math.abs(dy) < 1e-9) return;
     const origin = viewport.canvasToWorld([0, 0]);
     const moved = viewport.canvasToWorld([dx, dy]);
     const delta = [moved[0] - origin[0], moved[1] - origin[1], moved[2] - origin[2]];
@@ -239,22 +284,48 @@ export class Cell {
   }
 
   /**
-   * Cornerstone pan units → fractions of the image's larger side: the same fraction moves the same
-   * anatomy to the same place on any canvas size.
+   * Pan as the view state has it: where the image centre is on the canvas relative to the
+   * canvas centre (canvas axes, x right, y down), in millimetres at the current zoom, as a
+   * fraction of the image's larger side. The same numbers put the same anatomy in the same place
+   * on any canvas size, and read the same whether Cornerstone draws with WebGL or on the CPU
+   * (whose own pan units differ).
+   * @returns {[number, number] | null}
    */
-  _panScale() {
+  _pan() {
+    const viewport = this.viewport;
+    const frame = this._frame();
+    if (!viewport || !frame) return null;
+    const [x, y] = viewport.worldToCanvas(frame.centre);
+    const { clientWidth, clientHeight } = viewport.canvas;
+    return [
+      ((x - clientWidth / 2) * frame.mmPerPixel) / frame.extent,
+      ((y - clientHeight / 2) * frame.mmPerPixel) / frame.extent,
+    ];
+  }
+
+  /**
+   * The current image's centre in world coordinates, its larger side in mm, and how many mm one
+   * canvas pixel spans now.
+   * @returns {{centre: WorldPoint, extent: number, mmPerPixel: number} | null}
+   */
+  _frame() {
     const viewport = this.viewport;
     const imageId = viewport?.getCurrentImageId();
     const plane = imageId ? metaData.get('imagePlaneModule', imageId) : null;
-    if (!viewport || !plane) return 1;
-    const extent = Math.max(
-      (plane.rows ?? 1) * (plane.rowPixelSpacing ?? 1),
-      (plane.columns ?? 1) * (plane.columnPixelSpacing ?? 1));
-    // World millimetres per canvas pixel at zoom 1.
+    if (!viewport || !plane?.imagePositionPatient || !plane.rowCosines || !plane.columnCosines) return null;
+    const rows = plane.rows ?? 1;
+    const columns = plane.columns ?? 1;
+    const rowSpacing = plane.rowPixelSpacing ?? 1;
+    const columnSpacing = plane.columnPixelSpacing ?? 1;
+    const along = (columns - 1) / 2 * columnSpacing;
+    const down = (rows - 1) / 2 * rowSpacing;
+    const centre = /** @type {WorldPoint} */ ([0, 1, 2].map((i) =>
+      plane.imagePositionPatient[i] + plane.rowCosines[i] * along + plane.columnCosines[i] * down));
+    const extent = Math.max(rows * rowSpacing, columns * columnSpacing);
     const a = viewport.canvasToWorld([0, 0]);
     const b = viewport.canvasToWorld([1, 0]);
-    const mmPerPixel = Math.hypot(b[0] - a[0], b[1] - a[1], b[2] - a[2]) * viewport.getZoom();
-    return extent > 0 && mmPerPixel > 0 ? mmPerPixel / extent : 1;
+    const mmPerPixel = Math.hypot(b[0] - a[0], b[1] - a[1], b[2] - a[2]);
+    return extent > 0 && mmPerPixel > 0 ? { centre, extent, mmPerPixel } : null;
   }
 
   /** Zoom, pan, rotation and flips back to the fitted view; VOI and invert to the image's own. */
@@ -363,5 +434,29 @@ export class Cell {
     const waiters = this._waiters;
     this._waiters = [];
     for (const wake of waiters) wake();
+  }
+}
+
+/**
+ * @param {Presentation} a
+ * @param {Presentation} b
+ */
+function samePresentation(a, b) {
+  const near = (/** @type {number} */ x, /** @type {number} */ y) => Math.abs(x - y) <= 1e-6 * Math.max(1, Math.abs(y));
+  return near(a.zoom, b.zoom) && near(a.pan[0], b.pan[0]) && near(a.pan[1], b.pan[1])
+    && near(a.rotation, b.rotation) && a.flipHorizontal === b.flipHorizontal && a.flipVertical === b.flipVertical;
+}
+
+/**
+ * Give a CPU-drawn viewport's canvas the size it is shown at before an image goes in (Cornerstone
+ * sizes it only when the cell is enabled, which may be while the cell is still hidden).
+ * @param {any} viewport
+ */
+function fitCanvas(viewport) {
+  const canvas = viewport?.canvas;
+  if (!viewport?.useCPURendering || !canvas) return;
+  if (canvas.width !== canvas.clientWidth || canvas.height !== canvas.clientHeight) {
+    canvas.width = canvas.clientWidth;
+    canvas.height = canvas.clientHeight;
   }
 }

@@ -400,6 +400,8 @@ export class Viewer {
   _resize() {
     if (this._destroyed) return;
     this.engine.resize(true, true);
+    // The engine resizes WebGL viewports only; a CPU-drawn one sizes its canvas when asked.
+    for (const cell of this._visibleCells()) cell.viewport?.resize();
     for (const cell of this._visibleCells()) cell.keepPresentation();
     this.engine.render();
   }
