@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
@@ -38,6 +40,23 @@ CHROMIUM_FLAGS = [
 class Server:
     url: str
     data_dir: Path
+
+
+def api_call(
+    server: Server, method: str, path: str, token: str | None = None, body: Any = None
+) -> Any:
+    """One JSON request to the server's API, as a script would make it."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"{server.url}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=headers,
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
 
 
 def _free_port() -> int:

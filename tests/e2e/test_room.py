@@ -5,17 +5,14 @@ agenda, and a participant whose connection is cut is back within 5 s."""
 from __future__ import annotations
 
 import itertools
-import json
 import re
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from .conftest import Server
+from .conftest import Server, api_call
 
 DEMO_BOARD = "Thoracic MDT"
 PEOPLE = ("chair", "surgeon", "radiologist")
@@ -73,35 +70,21 @@ class Member:
     page: Page
 
 
-def _call(
-    server: Server, method: str, path: str, token: str | None = None, body: Any = None
-) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(
-        f"{server.url}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers=headers,
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
-
-
 def _next_session_with_ready_case(server: Server) -> tuple[int, str]:
     """The demo board's next session, with its ready case put on the agenda by the coordinator
     (before anyone joins: the live session reads its agenda when the first participant comes)."""
     login = {"username": "coordinator", "password": "eboard-demo"}
-    token = _call(server, "POST", "/api/login", body=login)["token"]
-    boards = _call(server, "GET", "/api/boards?tz=UTC", token)["items"]
+    token = api_call(server, "POST", "/api/login", body=login)["token"]
+    boards = api_call(server, "GET", "/api/boards?tz=UTC", token)["items"]
     board = next(b for b in boards if b["name"] == DEMO_BOARD)
     session_id = int(board["next_session"]["id"])
-    cases = _call(server, "GET", f"/api/cases?board_id={board['id']}&state=ready", token)["items"]
+    cases = api_call(server, "GET", f"/api/cases?board_id={board['id']}&state=ready", token)[
+        "items"
+    ]
     ready = next(c for c in cases if re.fullmatch(r"HZ-.*-0001", c["number"]))
-    agenda = _call(server, "GET", f"/api/sessions/{session_id}/agenda", token)["items"]
+    agenda = api_call(server, "GET", f"/api/sessions/{session_id}/agenda", token)["items"]
     if all(item["case_id"] != ready["id"] for item in agenda):
-        _call(
+        api_call(
             server,
             "POST",
             f"/api/sessions/{session_id}/agenda",

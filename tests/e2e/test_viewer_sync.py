@@ -11,9 +11,7 @@ Cornerstone drawing on the CPU (no GPU here)."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response, WebSocket, expect
 
-from .conftest import Server
+from .conftest import Server, api_call
 
 SYNC_LIMIT_MS = 200
 STEPS = ("open", "scroll", "scroll", "window/level", "zoom", "pan", "length")
@@ -74,28 +72,16 @@ class Member:
         )
 
 
-def _call(
-    server: Server, method: str, path: str, token: str | None = None, body: Any = None
-) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(
-        f"{server.url}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers=headers,
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
-
-
 def _token(server: Server, username: str) -> str:
     login = {"username": username, "password": "eboard-demo"}
-    return str(_call(server, "POST", "/api/login", body=login)["token"])
+    return str(api_call(server, "POST", "/api/login", body=login)["token"])
 
 
-def _join(browser: Browser, server: Server, username: str, session_id: int) -> Member:
+def _join(
+    browser: Browser, server: Server, username: str, session_id: int, *, record: bool = False
+) -> Member:
+    """Log in, open the session and join its room; `record`: keep everything received from the
+    login on (see `_record`)."""
     context = browser.new_context(viewport=VIEWPORT, locale="en-US", device_scale_factor=1)
     context.add_init_script("localStorage.setItem('eboard.debug', '1')")
     page = context.new_page()
@@ -103,6 +89,8 @@ def _join(browser: Browser, server: Server, username: str, session_id: int) -> M
     page.goto(server.url + "/")
     page.get_by_test_id("login-username").fill(username)
     page.get_by_test_id("login-password").fill("eboard-demo")
+    if record:
+        _record(member)
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("current-user")).to_be_visible()
     page.on("console", lambda m: member.errors.append(m.text) if m.type == "error" else None)
@@ -110,7 +98,6 @@ def _join(browser: Browser, server: Server, username: str, session_id: int) -> M
     page.goto(f"{server.url}/#/sessions/{session_id}")
     page.get_by_test_id("join-room").click()
     expect(page.get_by_test_id("room")).to_be_visible()
-    page.evaluate("window.__eboard.live.on('error', (e) => (window.__errors ??= []).push(e))")
     return member
 
 
@@ -133,15 +120,15 @@ def _record(member: Member) -> None:
 @pytest.fixture(scope="module")
 def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
     coordinator = _token(server, "coordinator")
-    boards = _call(server, "GET", "/api/boards?tz=UTC", coordinator)["items"]
+    boards = api_call(server, "GET", "/api/boards?tz=UTC", coordinator)["items"]
     board = next(b for b in boards if b["name"] == "Thoracic MDT")
     session_id = int(board["next_session"]["id"])
-    cases = _call(server, "GET", f"/api/cases?board_id={board['id']}&state=ready", coordinator)
+    cases = api_call(server, "GET", f"/api/cases?board_id={board['id']}&state=ready", coordinator)
     case = cases["items"][0]
-    agenda = _call(server, "GET", f"/api/sessions/{session_id}/agenda", coordinator)["items"]
+    agenda = api_call(server, "GET", f"/api/sessions/{session_id}/agenda", coordinator)["items"]
     item = next((i for i in agenda if i["case_id"] == case["id"]), None)
     if item is None:
-        item = _call(
+        item = api_call(
             server,
             "POST",
             f"/api/sessions/{session_id}/agenda",
@@ -149,11 +136,11 @@ def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
             {"case_id": case["id"], "timebox_minutes": 15, "lane": "discussion"},
         )
     radiologist = _token(server, "radiologist")
-    series = _call(server, "GET", f"/api/cases/{case['id']}/imaging", radiologist)["series"]
+    series = api_call(server, "GET", f"/api/cases/{case['id']}/imaging", radiologist)["series"]
 
     chair = _join(browser, server, "chair", session_id)
     expect(chair.page.get_by_test_id("room-participant")).to_have_count(1)
-    external = _join_recorded(browser, server, "external", session_id)
+    external = _join(browser, server, "external", session_id, record=True)
     # The chair admits the guest from the lobby.
     chair.page.get_by_test_id("room-lobby-admit").first.click()
     presenter = _join(browser, server, "radiologist", session_id)
@@ -166,26 +153,6 @@ def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
     yield {"members": members, "series": series, "case": case, "session": session_id}
     for member in members.values():
         member.context.close()
-
-
-def _join_recorded(browser: Browser, server: Server, username: str, session_id: int) -> Member:
-    """Like _join, but recording from the very first response after login."""
-    context = browser.new_context(viewport=VIEWPORT, locale="en-US", device_scale_factor=1)
-    context.add_init_script("localStorage.setItem('eboard.debug', '1')")
-    page = context.new_page()
-    member = Member(username, context, page)
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    _record(member)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("current-user")).to_be_visible()
-    page.on("console", lambda m: member.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: member.errors.append(str(e)))
-    page.goto(f"{server.url}/#/sessions/{session_id}")
-    page.get_by_test_id("join-room").click()
-    expect(page.get_by_test_id("room")).to_be_visible()
-    return member
 
 
 def _followed(
@@ -310,7 +277,7 @@ def test_the_external_follower_received_nothing_identifying(
     for series in room["series"]:
         study, uid = series["study_instance_uid"], series["series_instance_uid"]
         originals.update((study, uid))
-        instances = _call(
+        instances = api_call(
             server, "GET", f"/dicom-web/studies/{study}/series/{uid}/instances", radiologist
         )
         originals.update(i["00080018"]["Value"][0] for i in instances)
