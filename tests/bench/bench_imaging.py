@@ -34,7 +34,7 @@ from pydicom.encaps import generate_frames
 
 from server.demo import DEMO_PASSWORD
 
-from .orthanc import Orthanc, free_port
+from .orthanc import Orthanc, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "tests" / "bench" / "results"
@@ -136,19 +136,7 @@ class EboardServer:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        deadline = time.monotonic() + seconds
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"eBoard exited with {self.process.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"eBoard did not answer on {self.url}; see {log.name}")
-            time.sleep(0.2)
+        wait_healthy(self.process, self.url, seconds, lambda: f"see {log.name}")
 
     def login(self, username: str) -> dict[str, str]:
         request = urllib.request.Request(

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +39,7 @@ from aiohttp import web
 from server.demo import DEMO_PASSWORD
 
 from .machine import background_load, machine_cpu, process_cpu, wait_quiet
-from .orthanc import free_port
+from .orthanc import free_port, wait_healthy
 from .report import SATURATED, profile_summary, ratio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,21 +128,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
-        deadline = time.monotonic() + seconds
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}: {self.tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not answer on {self.url}: {self.tail()}")
-            time.sleep(0.2)
+        wait_healthy(self.process, self.url, seconds, lambda: f"{self.name}: {self.tail()}")
 
     def tail(self, size: int = 1500) -> str:
         return self.log.read_text(errors="replace")[-size:] if self.log.exists() else ""

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], url: str, seconds: float, why: Callable[[], str]
+) -> None:
+    """Wait until an eBoard process answers ``/api/health``; raise with ``why()`` (where to look)
+    if it exits or does not answer in time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: exited with {process.returncode}: {why()}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer: {why()}")
+        time.sleep(0.2)
 
 
 class Orthanc:
