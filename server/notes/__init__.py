@@ -1,0 +1,1 @@
+"""Consensus notes: templates, the CRDT document per case, finalize and sign, amendments."""
