@@ -1,4 +1,4 @@
-"""``python -m server``: serve, demo, migrate, user add, verify-audit, keys rotate.
+"""``python -m server``: serve, demo, migrate, user add, verify-audit, verify, keys rotate.
 
 Configuration enters here, once: flags, with EBOARD_* environment variables as defaults.
 """
@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import gc
 import getpass
+import json
 import logging
 import os
 import sys
@@ -116,6 +117,14 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(sub.add_parser("migrate", help="bring the database schema up to date"))
     _common(sub.add_parser("verify-audit", help="check the audit hash chain"))
+    verify = sub.add_parser("verify", help="check a signed agreed-plan export offline")
+    verify.add_argument("file", help="the export file (or one signed version) to check")
+    verify.add_argument("--keys", help="trusted keys: a JWKS file as served at /api/keys")
+    verify.add_argument(
+        "--data-dir",
+        default=_env("DATA_DIR", "data"),
+        help="without --keys, trust this server's signing-keys.json if it exists",
+    )
     keys = sub.add_parser("keys", help="key management")
     keys.add_argument("action", choices=["rotate"])
     keys.add_argument("--data-dir", default=_env("DATA_DIR", "data"))
@@ -245,6 +254,45 @@ async def _verify_audit(settings: Settings) -> int:
     return 0
 
 
+def _verify_plans(args: argparse.Namespace) -> int:
+    from .notes.signature import verify_file
+    from .signing import FILE_NAME, SigningKeys, keys_from_jwks
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file} ({exc.strerror or exc})") from exc
+    data_dir = Path(args.data_dir).resolve()
+    if args.keys:
+        try:
+            trusted = keys_from_jwks(json.loads(Path(args.keys).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the keys file {args.keys} ({exc})") from exc
+    elif (data_dir / FILE_NAME).exists():
+        trusted = keys_from_jwks(SigningKeys.load(data_dir).jwks())
+    else:
+        trusted = None
+        print(
+            "warning: no trusted keys (--keys, or a data dir with signing-keys.json); checked "
+            "with the file's own keys, which proves integrity but not origin",
+            file=sys.stderr,
+        )
+    report = verify_file(data, trusted)
+    for note in report.notes:
+        print(f"note: {note}")
+    if not report.ok:
+        for problem in report.problems:
+            print(problem)
+        print(f"FAILED: {len(report.problems)} problem(s) in {args.file}")
+        return 1
+    chain = ", hash chain intact" if report.chained else ""
+    print(
+        f"OK: {report.versions} version(s) of case {report.case}, "
+        f"signatures by {', '.join(report.kids)}{chain}"
+    )
+    return 0
+
+
 async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     password = args.password or os.environ.get("EBOARD_NEW_PASSWORD") or getpass.getpass()
     services = Services.build(settings)
@@ -290,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             ring = KeyRing.load_or_create(Path(args.data_dir).resolve()).rotate()
             print(f"active field key is now {ring.active_field_key}")
             return 0
+        if args.command == "verify":
+            return _verify_plans(args)
         settings = settings_from(args)
         if args.command == "serve":
             _serve(settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["KeyRing"]
+__all__ = ["KeyRing", "write_private"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class KeyRing:
                 "active_field_key": "k1",
                 "hash_key": _b64(secrets.token_bytes(32)),
             }
-            _write_private(path, fresh)
+            write_private(path, fresh)
             log.info("KeyRing(%s) created", path)
         return cls._read(path)
 
@@ -78,7 +78,7 @@ class KeyRing:
         """Add a new field-encryption key, make it active, and return the new ring."""
         new_id = f"k{len(self.field_keys) + 1}"
         keys = {**self.field_keys, new_id: secrets.token_bytes(32)}
-        _write_private(
+        write_private(
             self.path,
             {
                 "token_secret": _b64(self.token_secret),
@@ -90,7 +90,7 @@ class KeyRing:
         return KeyRing._read(self.path)
 
 
-def _write_private(path: Path, content: Mapping[str, object]) -> None:
+def write_private(path: Path, content: Mapping[str, object]) -> None:
     # Written beside the target with 0600 from the first byte, then renamed over it.
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
