@@ -9,11 +9,24 @@ from pathlib import Path
 
 import socketio
 from aiohttp import web
+from sqlmodel import select
 
 from media import EventSink, IceConfig, IceServer, LocalSfu, Sfu
 from media.worker import WorkerSfu
 
-from .api import auth, boards, case_imaging, cases, imaging, invitations, people, sessions, system
+from .api import (
+    auth,
+    boards,
+    case_imaging,
+    cases,
+    imaging,
+    invitations,
+    keys,
+    notes,
+    people,
+    sessions,
+    system,
+)
 from .api.openapi import ROUTES
 from .api.routing import RouteTable
 from .config import Settings
@@ -23,6 +36,7 @@ from .imaging.dicomweb import FRAMES, METADATA, MetadataCache
 from .imaging.frames import FrameIndex
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
+from .models import Institution
 from .services import SERVICES, Services
 from .signalling import Signalling
 
@@ -45,6 +59,8 @@ def route_table() -> RouteTable:
         table.extend(module.routes)
     table.extend(case_imaging.routes)
     table.extend(imaging.routes)
+    table.extend(notes.routes)
+    table.extend(keys.routes)
     table.extend(dicomweb.routes)
     return table
 
@@ -105,9 +121,16 @@ async def _signalling_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
-    db = app[SERVICES].db
+    services = app[SERVICES]
+    db = services.db
     await db.migrate()
+    # Each institution's signing key exists from the first run, so /api/keys publishes it
+    # before the first plan is signed.
+    async with db.read() as session:
+        for code in await session.exec(select(Institution.code)):
+            services.signing.ensure(code)
     yield
+    await services.notes.close()
     await db.close()
 
 

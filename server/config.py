@@ -44,6 +44,9 @@ class Settings:
     # have their own allowance, so a scrolling presenter never starves their other events.
     view_rate_per_second: float = 150.0
     view_burst: int = 300
+    # Note updates (clients coalesce keystrokes, ~20 per second while typing) and focus moves.
+    note_rate_per_second: float = 100.0
+    note_burst: int = 300
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.

@@ -61,6 +61,9 @@ def _message(error: ValidationError) -> str:
     # Never echo a long value back (a chat flood, an SDP): say what the limit is instead.
     if error.validator == "maxLength":
         return f"is longer than {error.validator_value} characters"
+    if error.validator == "pattern":
+        encoding = error.schema.get("contentEncoding") if isinstance(error.schema, dict) else None
+        return f"is not {encoding}" if encoding else f"does not match {error.validator_value}"
     if error.validator == "minLength":
         return f"is shorter than {error.validator_value} characters"
     text = str(error.message)

@@ -29,6 +29,10 @@ __all__ = [
     "Attendance",
     "DicomSeries",
     "DicomInstance",
+    "Note",
+    "NoteUpdate",
+    "AgreedPlan",
+    "PlanFollowup",
 ]
 
 
@@ -94,6 +98,9 @@ class Board(SQLModel, table=True):
     duration_minutes: int
     required_specialties: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     readiness_max_age_days: int = 90
+    # The consensus-note template the board writes its notes in; None: the one serving its
+    # tumor site (see notes.templates.TemplateSet.for_site).
+    note_template: str | None = Field(default=None, max_length=32)
     created_at: datetime = _instant(nullable=False)
 
 
@@ -286,3 +293,61 @@ class DicomInstance(SQLModel, table=True):
     # Per frame, the (offset, length) runs in the file that make it up.
     frame_index: list[list[list[int]]] = Field(default_factory=list, sa_column=Column(JSON))
     dicom_json: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Note(SQLModel, table=True):
+    """A case's consensus note: its template and where it stands (draft, finalized, or an
+    amendment open). The content is the CRDT document made of its ``NoteUpdate`` rows."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", unique=True)
+    template: str = Field(max_length=32)
+    status: str = Field(default="draft", max_length=16)
+    amendment_reason_enc: str | None = None
+    created_at: datetime = _instant(nullable=False)
+    updated_at: datetime = _instant(nullable=False)
+
+
+class NoteUpdate(SQLModel, table=True):
+    """One CRDT update of a note, sealed (FieldCipher), stored before it is acknowledged."""
+
+    __tablename__ = "note_update"
+    id: int | None = Field(default=None, primary_key=True)
+    note_id: int = Field(foreign_key="note.id", index=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    author_id: int | None = Field(default=None, foreign_key="user.id")
+    at: datetime = _instant(nullable=False)
+
+
+class AgreedPlan(SQLModel, table=True):
+    """One signed version of a case's agreed plan; version 2 onwards are amendments."""
+
+    __tablename__ = "agreed_plan"
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    version: int
+    hash: str = Field(max_length=80)
+    previous_hash: str | None = Field(default=None, max_length=80)
+    kid: str = Field(max_length=32)
+    # The signed version (payload, hash, signature) as canonical JSON, sealed.
+    document_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    session_id: int | None = Field(default=None, foreign_key="board_session.id")
+    signed_by: int = Field(foreign_key="user.id")
+    signed_at: datetime = _instant(nullable=False)
+
+
+class PlanFollowup(SQLModel, table=True):
+    """What became of one recommendation of the agreed plan (by its rank)."""
+
+    __tablename__ = "plan_followup"
+    __table_args__ = (UniqueConstraint("case_id", "rank"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="case.id", index=True)
+    rank: int
+    kind: str = Field(max_length=32)
+    status: str = Field(default="planned", max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    comment_enc: str | None = None
+    updated_by: int | None = Field(default=None, foreign_key="user.id")
+    updated_at: datetime = _instant(nullable=False)

@@ -12,7 +12,11 @@ from .crypto import FieldCipher
 from .db import Database
 from .imaging.store import DicomStore
 from .keys import KeyRing
+from .notes.plan import PlanDesk
+from .notes.store import NoteStore
+from .notes.templates import TemplateSet
 from .security import Passwords, Tokens
+from .signing import SigningKeys
 
 __all__ = ["Services", "SERVICES"]
 
@@ -27,19 +31,30 @@ class Services:
     passwords: Passwords
     audit: AuditLog
     dicom: DicomStore
+    signing: SigningKeys
+    notes: NoteStore
+    plans: PlanDesk
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         keys = KeyRing.load_or_create(settings.data_dir)
+        db = Database(settings.effective_database_url)
+        cipher = FieldCipher(keys)
+        audit = AuditLog()
+        signing = SigningKeys.load_or_create(settings.data_dir)
+        notes = NoteStore(db, cipher, TemplateSet())
         return cls(
             settings=settings,
-            db=Database(settings.effective_database_url),
+            db=db,
             keys=keys,
-            cipher=FieldCipher(keys),
+            cipher=cipher,
             tokens=Tokens(keys.token_secret),
             passwords=Passwords(),
-            audit=AuditLog(),
+            audit=audit,
             dicom=DicomStore(settings.data_dir / "imaging", keys.hash_key),
+            signing=signing,
+            notes=notes,
+            plans=PlanDesk(db, cipher, audit, signing, notes),
         )
 
 

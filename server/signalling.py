@@ -43,6 +43,7 @@ from .models import (
     User,
     utcnow,
 )
+from .notes.channel import NoteChannel
 from .ratelimit import TokenBucket
 from .services import Services
 
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/board"
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 VIEW_EVENTS = frozenset({"view", "pointer"})
+# Typing: each keystroke may be an update, so notes have an allowance of their own.
+NOTE_EVENTS = frozenset({"note-update", "note-focus"})
 
 
 def _room(session_id: int) -> str:
@@ -95,7 +98,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             "admit": self._admit,
             "view": self._view,
             "pointer": self._pointer,
+            "note-open": self._note_open,
+            "note-close": self._note_close,
+            "note-update": self._note_update,
+            "note-focus": self._note_focus,
         }
+        self._notes = NoteChannel(self, services.db, services.audit, services.notes)
+        self._note_buckets: dict[str, TokenBucket] = {}
         self._view_buckets: dict[str, TokenBucket] = {}
         self._view_locks: dict[int, asyncio.Lock] = {}
 
@@ -120,10 +129,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         settings = self._services.settings
         self._buckets[sid] = TokenBucket(settings.event_rate_per_second, settings.event_burst)
         self._view_buckets[sid] = TokenBucket(settings.view_rate_per_second, settings.view_burst)
+        self._note_buckets[sid] = TokenBucket(settings.note_rate_per_second, settings.note_burst)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._buckets.pop(sid, None)
         self._view_buckets.pop(sid, None)
+        self._note_buckets.pop(sid, None)
+        await self._notes.disconnect(sid)
         where = await self.get_session(sid)
         key = self._key(where)
         if key is None or self._sids.get(key) != sid:
@@ -147,7 +159,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             return await super().trigger_event(event, *args)
         sid = args[0]
         data = args[1] if len(args) > 1 else None
-        buckets = self._view_buckets if event in VIEW_EVENTS else self._buckets
+        buckets = (
+            self._view_buckets
+            if event in VIEW_EVENTS
+            else self._note_buckets
+            if event in NOTE_EVENTS
+            else self._buckets
+        )
         bucket = buckets.get(sid)
         try:
             if bucket is not None and not bucket.take():
@@ -446,6 +464,21 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         move = {"by": person.id, "viewport": data["viewport"], "point": data["point"]}
         await self.emit("pointer-move", move, room=_room(live.session_id), skip_sid=sid)
         return {"ok": True}
+
+    # -- consensus notes (server/notes/channel.py) ----------------------------------------------
+
+    async def _note_open(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        where = await self.get_session(sid)
+        return await self._notes.open(sid, int(where["user_id"]), data)
+
+    async def _note_close(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._notes.close(sid, data)
+
+    async def _note_update(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._notes.update(sid, data)
+
+    async def _note_focus(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return await self._notes.focus(sid, data)
 
     async def _tell_chairs(self, live: LiveSession) -> None:
         waiting = {"waiting": [p.as_json() for p in live.lobby.values()]}
