@@ -1,4 +1,4 @@
-"""``python -m server``: serve, demo, migrate, user add, verify-audit, verify, keys rotate.
+"""``python -m server``: serve, demo, migrate, user add, verify-audit, verify, export, keys rotate.
 
 Configuration enters here, once: flags, with EBOARD_* environment variables as defaults.
 """
@@ -23,7 +23,7 @@ from .app import create_app
 from .config import Settings
 from .demo import DEMO_PASSWORD, DEMO_USERS, seed
 from .errors import ConfigError, EboardError
-from .models import Institution, User
+from .models import Case, Institution, User
 from .services import Services
 from .tls import ssl_context
 
@@ -117,6 +117,11 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(sub.add_parser("migrate", help="bring the database schema up to date"))
     _common(sub.add_parser("verify-audit", help="check the audit hash chain"))
+    export = sub.add_parser("export", help="write a case's signed agreed plan to a file")
+    _common(export)
+    export.add_argument("--case", required=True, help="case number, e.g. DEMO-0001")
+    export.add_argument("--format", choices=["json"], default="json", help="signed JSON")
+    export.add_argument("--out", required=True, help="file to write")
     verify = sub.add_parser("verify", help="check a signed agreed-plan export offline")
     verify.add_argument("file", help="the export file (or one signed version) to check")
     verify.add_argument("--keys", help="trusted keys: a JWKS file as served at /api/keys")
@@ -293,6 +298,32 @@ def _verify_plans(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> tuple[bytes, int]:
+    """The signed versions of a case's agreed plan, as one canonical JSON file (audited)."""
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        async with services.db.write() as session:
+            case = (await session.exec(select(Case).where(Case.number == args.case))).first()
+            if case is None or case.id is None:
+                raise ConfigError(f"there is no case numbered {args.case!r}")
+            versions = await services.plans.versions(session, case.id)
+            if not versions:
+                raise ConfigError(f"case {args.case} has no agreed plan yet (it is {case.state})")
+            data = services.plans.export(case, versions)
+            await services.audit.append(
+                session,
+                actor_id=None,
+                action="plan.export",
+                target_type="case",
+                target_id=case.id,
+                detail={"format": args.format, "versions": len(versions), "via": "cli"},
+            )
+        return data, len(versions)
+    finally:
+        await services.db.close()
+
+
 async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     password = args.password or os.environ.get("EBOARD_NEW_PASSWORD") or getpass.getpass()
     services = Services.build(settings)
@@ -353,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             print("database is up to date")
         elif args.command == "verify-audit":
             return asyncio.run(_verify_audit(settings))
+        elif args.command == "export":
+            data, count = asyncio.run(_export(settings, args))
+            Path(args.out).write_bytes(data)
+            print(f"wrote {count} signed version(s) of case {args.case} to {args.out}")
         elif args.command == "user":
             asyncio.run(_user_add(settings, args))
     except ConfigError as exc:

@@ -1,4 +1,5 @@
-"""Demo data: two institutions, one user per role, a weekly thoracic board, three cases."""
+"""Demo data: two institutions, one user per role, a weekly thoracic board, three cases to
+work on, and one case (DEMO-0001) discussed last week whose agreed plan is finalized and signed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,18 @@ from .boards import BoardSpec, add_member, create_board
 from .cases import CaseIn, PatientIn, add_attachment, add_study, create_case, transition
 from .db import AsyncSession
 from .imaging.phantom import PhantomPatient, write_ct_series
-from .models import Case, ImagingStudy, Institution, User
+from .models import (
+    AgendaItem,
+    Attendance,
+    Board,
+    BoardSession,
+    Case,
+    ImagingStudy,
+    Institution,
+    User,
+    utcnow,
+)
+from .notes.document import update_writing
 from .services import Services
 
 __all__ = ["DEMO_PASSWORD", "DemoUser", "DEMO_USERS", "seed"]
@@ -196,13 +208,152 @@ async def seed(
                 target_type="case",
                 target_id=case.id,
             )
+        discussed = await _discussed_case(session, services, board, users)
         assert ready.id is not None and preparing.id is not None and requested.id is not None
-        return {
-            "board_id": board.id,
-            "ready_case": ready.id,
-            "preparing_case": preparing.id,
-            "requested_case": requested.id,
-        }
+    await _agree_plan(services, discussed, board, users["chair"])
+    assert discussed.id is not None
+    return {
+        "board_id": board.id,
+        "ready_case": ready.id,
+        "preparing_case": preparing.id,
+        "requested_case": requested.id,
+        "plan_case": discussed.id,
+    }
+
+
+# Who attended last week's discussion of DEMO-0001, and when each joined (minutes from start).
+_ATTENDED = {
+    "chair": 0,
+    "radiologist": 0,
+    "pathologist": 1,
+    "surgeon": 2,
+    "oncologist": 0,
+    "external": 3,
+}
+
+
+async def _discussed_case(
+    session: AsyncSession, services: Services, board: Board, users: dict[str, User]
+) -> Case:
+    """DEMO-0001: ready, on the agenda of a session a week ago, attended (as media joins would
+    record it), and marked discussed by the chair."""
+    coordinator = users["coordinator"]
+    assert board.id is not None
+    case = await create_case(
+        session,
+        services,
+        coordinator,
+        CaseIn(
+            board_id=board.id,
+            patient=PatientIn("Chen Hui", "HZ00054321", date(1958, 9, 9), "male"),
+            clinical_question="Resected? Stage IIB squamous cell carcinoma, right lower lobe: "
+            "lobectomy alone or with adjuvant chemotherapy?",
+            clinical_summary="68岁男性，右下肺鳞癌，cT3N0M0 IIB期，ECOG 1，肺功能可耐受肺叶切除。",
+            summary_language="zh-CN",
+            summary_translation="68-year-old man, right lower lobe squamous cell carcinoma, "
+            "cT3N0M0 stage IIB, ECOG 1, lung function allows lobectomy.",
+            translation_language="en",
+            translator="Coordinator Li Na",
+            consent_external=True,
+            consent_date=date.today() - timedelta(days=14),
+        ),
+    )
+    case.number = "DEMO-0001"  # the referral number the hospital sent it under
+    session.add(case)
+    await add_study(
+        session,
+        case,
+        coordinator,
+        uid=f"1.2.826.0.1.3680043.10.543.{case.id}",
+        description="CT chest with contrast",
+        modality="CT",
+        study_date=date.today() - timedelta(days=20),
+    )
+    await add_attachment(
+        session,
+        services,
+        case,
+        coordinator,
+        filename="pathology.txt",
+        content_type="text/plain",
+        data=b"Pathology report\nBronchoscopic biopsy, right lower lobe: squamous cell "
+        b"carcinoma, keratinising. PD-L1 TPS 30%.\n",
+    )
+    for state in ("accepted", "in_preparation", "ready"):
+        await transition(session, services.audit, case, coordinator, state, None)
+    start = utcnow().replace(second=0, microsecond=0) - timedelta(days=7)
+    meeting = BoardSession(
+        board_id=board.id, start_at=start, end_at=start + timedelta(minutes=90), origin="added"
+    )
+    session.add(meeting)
+    await session.flush()
+    assert meeting.id is not None and case.id is not None
+    item = AgendaItem(session_id=meeting.id, case_id=case.id, position=0, timebox_minutes=20)
+    session.add(item)
+    await session.flush()
+    for username, minutes in _ATTENDED.items():
+        user = users[username]
+        assert user.id is not None
+        session.add(
+            Attendance(
+                session_id=meeting.id,
+                user_id=user.id,
+                agenda_item_id=item.id,
+                specialty=user.specialty,
+                institution_id=user.institution_id,
+                joined_at=start + timedelta(minutes=minutes),
+                left_at=start + timedelta(minutes=21),
+            )
+        )
+    await transition(session, services.audit, case, users["chair"], "discussed", None)
+    return case
+
+
+def _demo_note() -> dict[str, object]:
+    surgery = (date.today() + timedelta(days=7)).isoformat()
+    return {
+        "primary_cancer": {
+            "code": "254637007",
+            "histology": "1162767002",
+            "laterality": "24028007",
+        },
+        "staging": {
+            "prefix": "c",
+            "t": "T3",
+            "n": "N0",
+            "m": "M0",
+            "stage_group": "IIB",
+            "system": "897275008",
+        },
+        "ecog": 1,
+        "biomarkers": {"pd_l1_tps": 30, "egfr": "not_detected", "alk": "not_detected"},
+        "intent": "373808002",
+        "recommendations": [
+            {"type": "surgery", "detail": "Right lower lobectomy with mediastinal node dissection"},
+            {"type": "systemic_therapy", "detail": "Adjuvant cisplatin-vinorelbine, 4 cycles"},
+        ],
+        "guideline": {"name": "csco", "version": "2025", "concordant": True},
+        "rationale": "cT3N0M0 (IIB) squamous cell carcinoma, fit for lobectomy (FEV1 81%). "
+        "Adjuvant platinum doublet after R0 resection per CSCO and NCCN.\n"
+        "术后辅助含铂双药化疗四周期。",
+        "dissent": "Dr. Carter (Rochester) would also consider adjuvant immunotherapy given "
+        "PD-L1 30%; to be re-discussed after pathologic staging.",
+        "followup_actions": [
+            {"action": "Book lobectomy", "owner": "Thoracic surgery", "due": surgery},
+        ],
+    }
+
+
+async def _agree_plan(services: Services, case: Case, board: Board, chair: User) -> None:
+    """Written into the case's note as a browser would, then finalized and signed by the chair
+    through the same path as in a session."""
+    note = await services.notes.load(case, board)
+    shape = services.notes.templates.shape(note.template)
+    update = update_writing(note.document.state(), shape, _demo_note())
+    await services.notes.apply(note, update, chair.id)
+    assert case.id is not None
+    await services.plans.finalize(chair, case.id)
+    services.notes.release(case.id)
 
 
 async def _attach_phantom(
