@@ -25,7 +25,6 @@
 
 /**
  * @typedef {object} Held
- * @property {string} path
  * @property {unknown} value
  * @property {() => void} dispose
  */
@@ -40,28 +39,33 @@ export class Router {
     this._fallback = fallback;
     /** @type {(match: Match) => void} */
     this._listener = () => {};
-    /** @type {Held | null} */
-    this._held = null;
+    /** What the current path holds, by name. */
+    this._held = /** @type {Map<string, Held>} */ (new Map());
+    /** @type {string | null} the path `_held` belongs to */
+    this._heldPath = null;
   }
 
   /**
    * A resource that lives as long as the current path: made on the first call, the same one
    * handed back when the page is shown again (a language switch), disposed when the path
    * changes. A live session's connection is one: it must outlast a re-render, not a visit.
+   * A page holding several resources names each.
    * @template T
    * @param {() => T} make
    * @param {(value: T) => void} dispose
+   * @param {string} [name]
    * @returns {T}
    */
-  hold(make, dispose) {
-    const path = this.path;
-    if (this._held?.path !== path) {
+  hold(make, dispose, name = 'page') {
+    if (this._heldPath !== this.path) {
       this._release();
-      const value = make();
-      this._held = { path, value, dispose: () => dispose(value) };
-      return value;
+      this._heldPath = this.path;
     }
-    return /** @type {T} */ (this._held.value);
+    const held = this._held.get(name);
+    if (held) return /** @type {T} */ (held.value);
+    const value = make();
+    this._held.set(name, { value, dispose: () => dispose(value) });
+    return value;
   }
 
   /**
@@ -94,13 +98,14 @@ export class Router {
   }
 
   _release() {
-    const held = this._held;
-    this._held = null;
-    held?.dispose();
+    const held = [...this._held.values()];
+    this._held.clear();
+    this._heldPath = null;
+    for (const { dispose } of held) dispose();
   }
 
   _dispatch() {
-    if (this._held && this._held.path !== this.path) this._release();
+    if (this._heldPath !== null && this._heldPath !== this.path) this._release();
     const match = this.match(this.path);
     if (match) this._listener(match);
     else this.navigate(this._fallback);

@@ -186,4 +186,103 @@
  * @typedef {{items: T[]}} ItemList
  */
 
+/**
+ * Someone who attended a case's discussion, from their media joins.
+ * @typedef {object} Attendee
+ * @property {number} user_id
+ * @property {string} name
+ * @property {string|null} specialty
+ * @property {string} institution
+ * @property {string} joined_at ISO instant
+ * @property {string|null} left_at
+ */
+
+/**
+ * Which of the board's required specialties attended.
+ * @typedef {object} Quorum
+ * @property {string[]} required
+ * @property {string[]} present
+ * @property {string[]} missing
+ */
+
+/**
+ * A case's consensus note as the REST API gives it (GET /api/cases/{id}/note).
+ * @typedef {object} NoteInfo
+ * @property {number} case_id
+ * @property {string} template
+ * @property {'draft'|'amending'|'finalized'} status
+ * @property {boolean} readonly
+ * @property {boolean} can_edit
+ * @property {boolean} can_finalize
+ * @property {boolean} can_amend
+ * @property {Record<string, unknown>} content
+ * @property {Attendee[]} attendance
+ * @property {Quorum} quorum
+ * @property {{id: number, start_at: string, end_at: string}|null} session
+ * @property {string|null} amendment_reason
+ */
+
+/**
+ * One signed version of an agreed plan.
+ * @typedef {object} PlanVersion
+ * @property {number} version
+ * @property {string} hash
+ * @property {string|null} previous_hash
+ * @property {string|null} amendment_reason
+ * @property {string} finalized_at
+ * @property {unknown} finalized_by a name, or an object with one
+ * @property {string} kid the key that signed it
+ */
+
+/**
+ * What a version signs (the payload of the signed export).
+ * @typedef {object} PlanPayload
+ * @property {string} format
+ * @property {unknown} case
+ * @property {number} version
+ * @property {string|null} previous the hash of the version before
+ * @property {string|null} amendment_reason
+ * @property {string} template
+ * @property {Record<string, unknown>} note
+ * @property {unknown} session
+ * @property {Attendee[]} attendance
+ * @property {Quorum} quorum
+ * @property {unknown} finalized_by
+ * @property {string} finalized_at
+ */
+
+/**
+ * @typedef {'planned'|'done'|'not_done'} FollowupStatus
+ */
+
+/**
+ * The follow-up of one recommendation of the agreed plan.
+ * @typedef {object} Followup
+ * @property {number} rank
+ * @property {string} type
+ * @property {FollowupStatus} status
+ * @property {string|null} reason
+ * @property {string|null} comment
+ * @property {string|null} updated_at
+ */
+
+/**
+ * A case's agreed plan (GET /api/cases/{id}/plan).
+ * @typedef {object} Plan
+ * @property {PlanVersion[]} versions
+ * @property {PlanPayload} current
+ * @property {Followup[]} followup
+ * @property {boolean} verified the server's own check of signatures and hash chain
+ * @property {string[]} problems what that check found
+ */
+
+/**
+ * The signed export of an agreed plan (GET /api/cases/{id}/plan/signed).
+ * @typedef {object} SignedPlan
+ * @property {string} format
+ * @property {unknown} case
+ * @property {JsonWebKey[]} keys
+ * @property {{payload: PlanPayload, hash: string, signature: {alg: string, kid: string, value: string}}[]} versions
+ */
+
 export {};

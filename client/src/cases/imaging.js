@@ -3,6 +3,7 @@
  * ('free' mode), at their own copy (external participants see the de-identified one).
  */
 
+import { debugHook, debugging } from '../debug.js';
 import { t } from '../i18n/index.js';
 import { ErrorSlot, h } from '../ui.js';
 
@@ -56,7 +57,7 @@ class CaseImaging {
         return;
       }
       this.viewer = viewer;
-      if (debugging()) Object.assign(/** @type {any} */ (window).__eboard ??= {}, { viewer });
+      if (debugging()) debugHook().viewer = viewer;
     } catch (error) {
       this.el.hidden = false;
       this.host.replaceChildren();
@@ -68,21 +69,9 @@ class CaseImaging {
 
   destroy() {
     this.destroyed = true;
-    const hook = /** @type {any} */ (window).__eboard;
-    if (this.viewer && hook?.viewer === this.viewer) delete hook.viewer;
+    const hook = debugHook();
+    if (this.viewer && hook.viewer === this.viewer) delete hook.viewer;
     this.viewer?.destroy();
     this.viewer = null;
-  }
-}
-
-/**
- * Whether this browser asked for the debug hook (`localStorage['eboard.debug']`, e.g. tests):
- * then the viewer is `window.__eboard.viewer`. It holds nothing the user could not see anyway.
- */
-function debugging() {
-  try {
-    return window.localStorage.getItem('eboard.debug') !== null;
-  } catch {
-    return false;
   }
 }

@@ -6,6 +6,7 @@ import { viewerTimeZone } from '../api.js';
 import { formatDate, formatDateTime, label, t } from '../i18n/index.js';
 import { ErrorSlot, h, mount } from '../ui.js';
 import { attachmentsSection } from './attachments.js';
+import { noteSection } from './note.js';
 import { opinionsSection } from './opinions.js';
 import { readyBadge, stateBadge } from './state.js';
 import { studiesSection } from './studies.js';
@@ -67,7 +68,9 @@ export async function casePage(app, { id }) {
     h('p', { class: 'breadcrumb' }, h('a', { href: '#/cases' }, t('nav.cases'))),
     errors.el,
     body,
-    // Opinions live outside the re-rendered part, so a draft survives other changes on the page.
+    // The note and opinions live outside the re-rendered part, so what is being written
+    // survives other changes on the page.
+    noteSection(app, initial.id, () => void reload()),
     opinionsSection(app, initial.id));
 }
 

@@ -8,6 +8,7 @@
  */
 
 import './room.css';
+import { debugging } from '../debug.js';
 import { LiveClient } from '../protocol.js';
 import { label, t } from '../i18n/index.js';
 import { h, mount } from '../ui.js';
@@ -18,6 +19,7 @@ import { Controls } from './controls.js';
 import { openMedia } from './devices.js';
 import { VideoGrid } from './grid.js';
 import { LobbyPanel } from './lobby.js';
+import { RoomNote } from './note.js';
 import { ParticipantList } from './participants.js';
 import { ScreenStage } from './stage.js';
 import { ViewerPanel } from './viewer.js';
@@ -32,6 +34,7 @@ import { ViewerPanel } from './viewer.js';
  * @typedef {object} Room
  * @property {LiveClient} live
  * @property {ViewerPanel} viewer the synchronised viewer (kept with its WebGL context and view)
+ * @property {RoomNote} note the current case's consensus note (kept with its unsent edits)
  * @property {AbortController} life aborted when the user leaves the room
  * @property {AbortController | null} views
  */
@@ -39,8 +42,8 @@ import { ViewerPanel } from './viewer.js';
 /**
  * @param {App} app
  * @param {Record<string, string>} params `id`; `debug` (or `localStorage['eboard.debug']`) exposes
- *   the live client as `window.__eboard.live`, for tests and support: it holds nothing the
- *   user could not see
+ *   the live client as `window.__eboard.live` and the current note's NoteSync as
+ *   `window.__eboard.note`, for tests and support: they hold nothing the user could not see
  */
 export async function roomPage(app, { id, debug }) {
   const path = app.router.path;
@@ -54,22 +57,15 @@ export async function roomPage(app, { id, debug }) {
     const hook = /** @type {any} */ (window).__eboard;
     if (hook?.live === held.live) delete (/** @type {any} */ (window).__eboard);
   });
-  // The debug hook (tests, support): the live client, and the viewer panel (its `viewer` is
-  // the Viewer once opened).
-  if (debug !== undefined || debugging()) /** @type {any} */ (window).__eboard = { live: room.live, room: room.viewer };
+  // The debug hook (tests, support): the live client, the viewer panel (its `viewer` is the
+  // Viewer once opened) and the note of the current case.
+  if (debug !== undefined || debugging()) {
+    /** @type {any} */ (window).__eboard = { live: room.live, room: room.viewer, get note() { return room.note.sync; } };
+  }
   room.views?.abort();
   const views = new AbortController();
   room.views = views;
   return roomView(app, session, room, views.signal);
-}
-
-/** Whether this browser asked for the debug hook (`localStorage['eboard.debug']`, e.g. tests). */
-function debugging() {
-  try {
-    return window.localStorage.getItem('eboard.debug') !== null;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -82,6 +78,7 @@ function startRoom(app, sessionId) {
   const live = new LiveClient(sessionId);
   const life = new AbortController();
   const viewer = new ViewerPanel(live, app.api, life.signal);
+  const note = new RoomNote(live, app, life.signal);
   void openMedia().then((stream) => {
     if (live.phase === 'left') {
       for (const track of stream?.getTracks() ?? []) track.stop();
@@ -89,7 +86,7 @@ function startRoom(app, sessionId) {
     }
     live.start(stream);
   });
-  return { live, viewer, life, views: null };
+  return { live, viewer, note, life, views: null };
 }
 
 /**
@@ -122,6 +119,7 @@ function roomView(app, session, room, signal) {
         new Controls(live, signal, () => app.navigate(sessionPath)).el),
       h('aside', { class: 'room-side' },
         new AgendaPanel(live, signal).el,
+        room.note.el,
         new LobbyPanel(live, signal).el,
         new ParticipantList(live, signal).el,
         new ChatPanel(live, signal).el)));
@@ -133,6 +131,7 @@ function roomView(app, session, room, signal) {
   live.on('phase', showPhase, signal);
   showPhase(live.phase);
   live.on('error', (error) => showError(errors, error), signal);
+  room.note.render(signal);
   return el;
 }
 
