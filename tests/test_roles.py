@@ -52,6 +52,7 @@ MANAGERS = frozenset({"admin", "coordinator"})
 CASE_AUTHORS = frozenset({"admin", "coordinator", "chair", "specialist"})
 MOVERS = frozenset({"admin", "coordinator", "chair"})
 OPINION_GIVERS = frozenset({"chair", "specialist"})
+CHAIRS = frozenset({"chair"})
 
 EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/api/health"): PUBLIC,
@@ -110,6 +111,15 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/dicom-web/studies/{study}/series/{series}/instances/{instance}"): EVERYONE,
     ("GET", "/dicom-web/studies/{study}/series/{series}"): EVERYONE,
     ("POST", "/dicom-web/studies"): CASE_AUTHORS,
+    ("GET", "/api/keys"): PUBLIC,
+    ("GET", "/api/templates"): EVERYONE,
+    ("GET", "/api/templates/{name}"): EVERYONE,
+    ("GET", "/api/cases/{case_id}/note"): EVERYONE,
+    ("POST", "/api/cases/{case_id}/note/finalize"): CHAIRS,
+    ("POST", "/api/cases/{case_id}/plan/amendments"): CHAIRS,
+    ("GET", "/api/cases/{case_id}/plan"): EVERYONE,
+    ("GET", "/api/cases/{case_id}/plan/signed"): EVERYONE,
+    ("PUT", "/api/cases/{case_id}/plan/followup/{rank}"): MANAGERS,
 }
 
 
@@ -161,6 +171,8 @@ class Context:
     instance: str = ""
     stow_body: bytes = b""
     burned_in_alias: str = ""  # a burned-in series of the ready case, only for NEEDS_BURNED_IN
+    plan_case_id: int = 0  # DEMO-0001, whose agreed plan is signed (an amendment is open for
+    # the routes in NEEDS_AMENDMENT)
 
 
 @dataclass(frozen=True)
@@ -357,6 +369,23 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
         f"/api/cases/{c.case_id}/imaging/{c.burned_in_alias}/clearance",
         {"reason": "checked every slice: no identifying text burned in"},
     ),
+    ("GET", "/api/keys"): lambda c: Request("/api/keys"),
+    ("GET", "/api/templates"): lambda c: Request("/api/templates"),
+    ("GET", "/api/templates/{name}"): lambda c: Request("/api/templates/thoracic"),
+    ("GET", "/api/cases/{case_id}/note"): lambda c: Request(f"/api/cases/{c.case_id}/note"),
+    ("POST", "/api/cases/{case_id}/note/finalize"): lambda c: Request(
+        f"/api/cases/{c.plan_case_id}/note/finalize", {}
+    ),
+    ("POST", "/api/cases/{case_id}/plan/amendments"): lambda c: Request(
+        f"/api/cases/{c.plan_case_id}/plan/amendments", {"reason": "pathology revised"}
+    ),
+    ("GET", "/api/cases/{case_id}/plan"): lambda c: Request(f"/api/cases/{c.plan_case_id}/plan"),
+    ("GET", "/api/cases/{case_id}/plan/signed"): lambda c: Request(
+        f"/api/cases/{c.plan_case_id}/plan/signed"
+    ),
+    ("PUT", "/api/cases/{case_id}/plan/followup/{rank}"): lambda c: Request(
+        f"/api/cases/{c.plan_case_id}/plan/followup/1", {"status": "done"}
+    ),
 }
 
 
@@ -369,6 +398,7 @@ NEEDS_AGENDA_ITEM = {
 NEEDS_INVITATION = {("GET", "/api/invitations/{token}"), ("POST", "/api/invitations/accept")}
 NEEDS_IMAGING = {route for route in EXPECTED if route[1].startswith("/dicom-web/")}
 NEEDS_BURNED_IN = {("POST", "/api/cases/{case_id}/imaging/{alias}/clearance")}
+NEEDS_AMENDMENT = {("POST", "/api/cases/{case_id}/note/finalize")}
 STOW_BOUNDARY = "eboard-roles-boundary"
 
 
@@ -444,8 +474,17 @@ async def _arrange(
         home_institution_id=institutions["HZ"],
         external_institution_id=institutions["ROC"],
         outsider_id=outsider,
+        plan_case_id=ids["plan_case"],
     )
     coord = auth["coordinator"]
+    if route in NEEDS_AMENDMENT:
+        await _ok(
+            client,
+            "POST",
+            f"/api/cases/{ids['plan_case']}/plan/amendments",
+            auth["chair"],
+            {"reason": "staging corrected after pathology review"},
+        )
     if route in NEEDS_AGENDA_ITEM:
         item = await _ok(
             client,

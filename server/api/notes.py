@@ -14,7 +14,7 @@ from ..errors import NotFound
 from ..models import Board, BoardMember, Case, Note
 from ..notes.channel import WRITERS
 from ..notes.plan import discussion_of
-from .roles import EVERYONE, MANAGERS
+from .roles import CHAIRS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
 routes = RouteTable()
@@ -87,7 +87,7 @@ async def get_note(call: Call) -> dict[str, Any]:
 @routes.add(
     "POST",
     "/api/cases/{case_id}/note/finalize",
-    roles=EVERYONE,
+    roles=CHAIRS,
     summary="Finalize a case's note as its agreed plan",
     tag=_TAG,
     # Its own units of work: it waits for note updates in flight to be stored first.
@@ -101,7 +101,7 @@ async def post_finalize(call: Call) -> dict[str, Any]:
 @routes.add(
     "POST",
     "/api/cases/{case_id}/plan/amendments",
-    roles=EVERYONE,
+    roles=CHAIRS,
     summary="Open an amendment of a case's agreed plan",
     body=AmendmentIn,
     tag=_TAG,

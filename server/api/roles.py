@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from ..security import ALL_ROLES, Role
 
-__all__ = ["EVERYONE", "MANAGERS", "ADMINS", "CASE_AUTHORS", "OPINION_GIVERS", "MOVERS"]
+__all__ = [
+    "EVERYONE",
+    "MANAGERS",
+    "ADMINS",
+    "CASE_AUTHORS",
+    "OPINION_GIVERS",
+    "MOVERS",
+    "CHAIRS",
+]
 
 EVERYONE = ALL_ROLES
 ADMINS = frozenset({Role.ADMIN})
@@ -12,3 +20,5 @@ MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
 CASE_AUTHORS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CHAIR, Role.SPECIALIST})
 MOVERS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CHAIR})
 OPINION_GIVERS = frozenset({Role.CHAIR, Role.SPECIALIST})
+# Finalize and amend agreed plans (and then only the chair of the case's board).
+CHAIRS = frozenset({Role.CHAIR})
