@@ -81,19 +81,30 @@ class Discussion:
 
 
 async def discussion_of(db: AsyncSession, case: Case, board: Board) -> Discussion:
-    """Attendance comes from the media joins of the agenda item, never typed."""
-    row = (
-        await db.exec(
-            select(AgendaItem, BoardSession)
-            .where(
-                AgendaItem.case_id == case.id,
-                AgendaItem.session_id == BoardSession.id,
-                col(BoardSession.start_at) <= utcnow(),
-                BoardSession.status != "cancelled",
-            )
-            .order_by(col(BoardSession.start_at).desc())
+    """Attendance comes from the media joins of the agenda item, never typed. The discussion is
+    the latest session whose item for this case was attended (boards often start early), or
+    else the latest session that has begun with the case on its agenda."""
+    rows = await db.exec(
+        select(AgendaItem, BoardSession)
+        .where(
+            AgendaItem.case_id == case.id,
+            AgendaItem.session_id == BoardSession.id,
+            BoardSession.status != "cancelled",
         )
-    ).first()
+        .order_by(col(BoardSession.start_at).desc())
+    )
+    candidates = list(rows)
+    attended = set(
+        await db.exec(
+            select(Attendance.agenda_item_id).where(
+                col(Attendance.agenda_item_id).in_([item.id for item, _ in candidates])
+            )
+        )
+    )
+    now = utcnow()
+    row = next((c for c in candidates if c[0].id in attended), None) or next(
+        (c for c in candidates if c[1].start_at <= now), None
+    )
     required = list(board.required_specialties)
     if row is None:
         return Discussion(
