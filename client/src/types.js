@@ -189,7 +189,7 @@
 /**
  * Someone who attended a case's discussion, from their media joins.
  * @typedef {object} Attendee
- * @property {number} user_id
+ * @property {number} [user_id] (left out of a signed plan)
  * @property {string} name
  * @property {string|null} specialty
  * @property {string} institution
@@ -240,7 +240,7 @@
  * @property {string} format
  * @property {unknown} case
  * @property {number} version
- * @property {string|null} previous the hash of the version before
+ * @property {{version: number, hash: string}|null} previous the version before (amendments)
  * @property {string|null} amendment_reason
  * @property {string} template
  * @property {Record<string, unknown>} note

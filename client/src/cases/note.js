@@ -99,7 +99,7 @@ class CaseNote {
         onAmend: changed,
       }).el,
       showNote && new NotePanel({
-        api: app.api, sync: this._open(), templates: this._templates, userId: app.user.id,
+        api: app.api, sync: this._open(), templates: this._templates, userId: app.user.id, heading: null,
         onStatus: (status) => { if (status !== info.status) changed(); },
       }, signal).el,
     ];

@@ -395,7 +395,7 @@ export default {
   'note.move_down': 'Move down (lower rank)',
   'note.remove_item': 'Remove this {item}',
   'note.quorum_met': 'Quorum: every required specialty attended',
-  'note.quorum_missing': 'Quorum not met: missing {specialties}',
+  'note.quorum_missing': 'Quorum not met',
   'note.present': 'present',
   'note.absent': 'missing',
   'note.attendance': 'Attendance ({count})',

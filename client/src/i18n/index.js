@@ -121,7 +121,8 @@ export function formatDate(isoDate) {
  * @param {string[]} items
  */
 export function formatList(items) {
-  return new Intl.ListFormat(current, { style: 'narrow', type: 'unit' }).format(items);
+  // Intl.ListFormat's "unit" lists are space-separated in English and run together in Chinese.
+  return items.join(current === 'zh-CN' ? '、' : ', ');
 }
 
 /**

@@ -396,7 +396,7 @@ export default {
   'note.move_down': '下移（降低排序）',
   'note.remove_item': '删除此{item}',
   'note.quorum_met': '法定人数：所有必需专科均已出席',
-  'note.quorum_missing': '未达法定人数：缺少 {specialties}',
+  'note.quorum_missing': '未达法定人数',
   'note.present': '出席',
   'note.absent': '缺席',
   'note.attendance': '出席情况（{count}）',

@@ -4,7 +4,7 @@
  */
 
 import { viewerTimeZone } from '../api.js';
-import { formatDateTime, formatList, label, t } from '../i18n/index.js';
+import { formatDateTime, label, t } from '../i18n/index.js';
 import { h } from '../ui.js';
 
 /** @typedef {import('../types.js').Attendee} Attendee */
@@ -22,7 +22,7 @@ export function quorumIndicator(quorum) {
     class: `quorum ${complete ? 'complete' : 'incomplete'}`, 'data-quorum': '', 'data-complete': String(complete),
     role: 'status',
   },
-  h('strong', null, complete ? t('note.quorum_met') : t('note.quorum_missing', { specialties: formatList(missing.map((s) => label('specialty', s))) })),
+  h('strong', null, complete ? t('note.quorum_met') : t('note.quorum_missing')),
   required.length > 0 && h('ul', { class: 'quorum-list' }, required.map((specialty) => {
     const absent = missing.includes(specialty);
     return h('li', { class: absent ? 'missing' : 'present', 'data-specialty': specialty },

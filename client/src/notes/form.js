@@ -68,14 +68,15 @@ export class NoteForm {
     /** @type {Presence[]} */
     this._presence = [];
     this._self = -1;
+    this._onFocus = onFocus;
+    /** @type {HTMLElement | null} the control the user is in, and the path last sent for it */
+    this._focused = null;
+    this._focusedPath = '';
     // A disabled fieldset disables every control in it: that is the read-only lock.
     this.el = h('fieldset', { class: 'note-form' });
-    this.el.addEventListener('focusin', (event) => {
-      const field = controlOf(event.target)?.dataset.field;
-      if (field) onFocus(field);
-    });
+    this.el.addEventListener('focusin', (event) => this._focus(controlOf(event.target)));
     this.el.addEventListener('focusout', (event) => {
-      if (!controlOf(event.relatedTarget)?.dataset.field) onFocus(null);
+      if (!controlOf(event.relatedTarget)) this._focus(null);
     });
     const edited = (/** @type {Event} */ event) => clearMark(controlOf(event.target));
     this.el.addEventListener('input', edited);
@@ -175,6 +176,7 @@ export class NoteForm {
         const next = this._field(required, name, schema, kind, map, pathOf(el, this.el), inner);
         el.replaceWith(next);
         el = next;
+        if (this._focused && !this._focused.isConnected) this._focus(null);
         this._showPresence();
       });
     }
@@ -343,6 +345,18 @@ export class NoteForm {
   }
 
   /**
+   * Presence: tell where the user is, when that changed.
+   * @param {HTMLElement | null} control
+   */
+  _focus(control) {
+    const path = control?.dataset.field ?? '';
+    this._focused = path ? control : null;
+    if (path === this._focusedPath) return;
+    this._focusedPath = path;
+    this._onFocus(path || null);
+  }
+
+  /**
    * Set every `data-field` and `data-group` below `el` from the `data-key`s above them (after
    * list items moved).
    * @param {Element} el
@@ -353,6 +367,8 @@ export class NoteForm {
       if (node instanceof HTMLElement && node.dataset.field !== undefined) node.dataset.field = path;
       else if (node instanceof HTMLElement) node.dataset.group = path;
     }
+    // The user's field moved with its item, or went with it (a removed element sends no blur).
+    if (this._focused) this._focus(this._focused.isConnected ? this._focused : null);
     this._showPresence();
   }
 

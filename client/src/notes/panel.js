@@ -30,6 +30,7 @@ const SETTLE_MS = 5000;
  * @property {NoteSync} sync started
  * @property {Templates} templates
  * @property {number} userId ourselves, left out of the presence shown
+ * @property {string | null} [heading] the panel's title; null where the page already names it
  * @property {(status: NoteStatus) => void} [onStatus] the note was finalized or an amendment
  *   was opened
  */
@@ -39,7 +40,7 @@ export class NotePanel {
    * @param {PanelOptions} options
    * @param {AbortSignal} signal ends the panel
    */
-  constructor({ api, sync, templates, userId, onStatus = () => {} }, signal) {
+  constructor({ api, sync, templates, userId, heading = t('note.title'), onStatus = () => {} }, signal) {
     this._api = api;
     this._sync = sync;
     this._templates = templates;
@@ -52,7 +53,7 @@ export class NotePanel {
     this.form = null;
     /** @type {Schema | null} */
     this._template = null;
-    const heading = `note-heading-${sync.caseId}`;
+    const headingId = `note-heading-${sync.caseId}`;
     this._status = h('p', { class: 'note-status', 'data-note-status': '', role: 'status' });
     this._others = h('p', { class: 'note-others meta', 'aria-live': 'polite' });
     this._quorum = h('div', { class: 'note-quorum' });
@@ -62,10 +63,13 @@ export class NotePanel {
     this._formHost = h('div', { class: 'note-form-host' }, h('p', { class: 'loading' }, t('note.opening')));
     this._result = h('p', { class: 'status', role: 'status' });
     this._actions = h('div', { class: 'note-actions' });
-    this.el = h('section', { class: 'note-panel', 'data-note-panel': '', 'data-case': sync.caseId, 'aria-labelledby': heading },
-      h('div', { class: 'note-head' }, h('h2', { id: heading }, t('note.title')), this._status),
-      this._others, this._quorum, this._attendance, this._reason, this._errors, this._formHost,
-      this._actions, this._result);
+    this.el = h('section', {
+      class: 'note-panel', 'data-note-panel': '', 'data-case': sync.caseId,
+      'aria-labelledby': heading ? headingId : null, 'aria-label': heading ? null : t('note.title'),
+    },
+    h('div', { class: 'note-head' }, heading && h('h2', { id: headingId }, heading), this._status),
+    this._others, this._quorum, this._attendance, this._reason, this._errors, this._formHost,
+    this._actions, this._result);
 
     sync.on('open', () => void this._opened(), signal);
     sync.on('state', () => {
@@ -129,16 +133,18 @@ export class NotePanel {
 
   /** The note's status decides what is locked and which of the chair's buttons show. */
   _showState() {
-    const sync = this._sync;
     const status = this._statusNow();
-    const readonly = sync.readonly || status === 'finalized' || (this.info !== null && !this.info.can_edit);
-    this.form?.setReadonly(readonly);
-    this._status.dataset.readonly = String(readonly);
+    this.form?.setReadonly(this._readonly());
     const reason = status === 'amending' ? this.info?.amendment_reason : null;
     this._reason.hidden = !reason;
     this._reason.textContent = reason ? t('note.amendment_reason', { reason }) : '';
     this._showStatus();
     this._showActions(status);
+  }
+
+  /** Whether this user cannot change the note now. */
+  _readonly() {
+    return this._sync.readonly || this._statusNow() === 'finalized' || (this.info !== null && !this.info.can_edit);
   }
 
   /** @returns {NoteStatus} */
@@ -153,12 +159,13 @@ export class NotePanel {
     if (!sync.socket.connected) saving = t('note.offline', { count: sync.pending });
     else if (!sync.opened) saving = t('note.opening');
     else saving = sync.pending > 0 ? t('note.saving') : t('note.saved');
+    const readonly = this._readonly();
     this._status.dataset.status = status;
     this._status.dataset.saved = String(sync.opened && sync.pending === 0);
-    const readonly = this._status.dataset.readonly === 'true';
+    this._status.dataset.readonly = String(readonly);
     mount(this._status,
       h('span', { class: `badge note-${status}` }, label('note_status', status)),
-      readonly && h('span', { class: 'badge note-lock', title: t('note.readonly_hint') }, '🔒 ', t('note.readonly')),
+      readonly && h('span', { class: 'badge note-lock', title: t('note.readonly_hint') }, t('note.readonly')),
       ' ', h('span', { class: 'note-saving' }, saving));
   }
 
@@ -222,7 +229,7 @@ export class NotePanel {
     const sentence = isNoteError(error) ? error.message : errorText(error);
     this._errors.hidden = false;
     mount(this._errors,
-      h('p', null, fields.length > 0 ? t('note.invalid') : sentence),
+      h('p', null, error instanceof ApiError && error.status === 422 && fields.length > 0 ? t('note.invalid') : sentence),
       fields.length > 0 && h('ul', null, fields.map((e) => h('li', { 'data-error-field': e.field },
         e.field
           ? h('button', { type: 'button', class: 'link-button', onclick: () => this._focusField(e.field) },

@@ -49,7 +49,7 @@ export async function verifyPlan(signed, published, current) {
     const version = payload.version;
     const bytes = canonicalBytes(payload);
     if (!sameHash(hash, new Uint8Array(await subtle.digest('SHA-256', bytes)))) return failed('hash', version);
-    if ((payload.previous ?? null) !== previous) return failed('chain', version);
+    if ((payload.previous?.hash ?? null) !== previous) return failed('chain', version);
     if (!['EdDSA', 'Ed25519'].includes(signature.alg)) return failed('alg', version);
     const jwk = published.keys.find((key) => key.kid === signature.kid);
     if (!jwk || jwk.crv !== 'Ed25519' || !jwk.x) return failed('key', version);

@@ -42,8 +42,8 @@ import { getLocale, t } from '../i18n/index.js';
 /**
  * The control a field gets: `object` (fieldset), `list` (array of objects: ranked items),
  * `choices` (array of coded values: checkboxes), `select` (coded value), `boolean`, `number`,
- * `date`, `text` (free text: a Y.Text, edited character-wise), `line` (a string with another
- * format: a plain value), `other` (shown, not edited).
+ * `date`, `text` (free text: a Y.Text, edited character-wise), `line` (a string held as a plain
+ * value: free text whose Y.Text the document lacks), `other` (shown, not edited).
  * @typedef {'object'|'list'|'choices'|'select'|'boolean'|'number'|'date'|'text'|'line'|'other'} Kind
  */
 
@@ -97,10 +97,7 @@ export function kindOf(schema) {
   if (optionsOf(schema).length > 0) return 'select';
   if (types.includes('boolean')) return 'boolean';
   if (types.includes('integer') || types.includes('number')) return 'number';
-  if (types.includes('string')) {
-    if (schema.format === 'date') return 'date';
-    return schema.format ? 'line' : 'text';
-  }
+  if (types.includes('string')) return schema.format === 'date' ? 'date' : 'text';
   return 'other';
 }
 

@@ -16,8 +16,10 @@ import { h, mount } from '../ui.js';
 /** @typedef {import('../protocol.js').LiveClient} LiveClient */
 /** @typedef {import('../app.js').App} App */
 
-/** Attendance comes from media joins: look again this long after the participants change. */
+/** Attendance comes from media joins: look again this long after the participants change, */
 const ATTENDANCE_REFRESH_MS = 2000;
+/** and now and then, since joins are recorded per case as the agenda moves. */
+const ATTENDANCE_POLL_MS = 20000;
 
 export class RoomNote {
   /**
@@ -49,7 +51,9 @@ export class RoomNote {
       if (phase === 'live') this.sync?.open();
       this._follow();
     }, signal);
+    const poll = setInterval(() => void this._panel?.refresh(), ATTENDANCE_POLL_MS);
     signal.addEventListener('abort', () => {
+      clearInterval(poll);
       clearTimeout(this._refresh);
       this._open(null);
     });
@@ -75,18 +79,19 @@ export class RoomNote {
     // Not before admission; kept while reconnecting (the note comes back by itself).
     const admitted = this._live.phase === 'live' || this._live.phase === 'reconnecting';
     const caseId = admitted ? item?.case_id ?? null : null;
-    if (caseId !== this._caseId) {
+    const participants = snapshot.participants.map((p) => p.id).sort().join(' ');
+    const moved = caseId !== this._caseId;
+    if (moved) {
       this._open(caseId);
       this._showPanel();
-      return true;
     }
-    const participants = snapshot.participants.map((p) => p.id).sort().join(' ');
-    if (participants !== this._participants) {
+    if (moved || participants !== this._participants) {
+      // The server records the joins of the case under discussion as they happen.
       this._participants = participants;
       clearTimeout(this._refresh);
       this._refresh = setTimeout(() => void this._panel?.refresh(), ATTENDANCE_REFRESH_MS);
     }
-    return false;
+    return moved;
   }
 
   /**
