@@ -13,13 +13,15 @@ import { h } from '../ui.js';
 /**
  * The quorum line: each required specialty, the missing ones marked.
  * @param {Quorum | null | undefined} quorum
+ * @param {string} [hook] the attribute tests find it by: `data-quorum` for the note being
+ *   written, another for the quorum a signed plan records
  */
-export function quorumIndicator(quorum) {
+export function quorumIndicator(quorum, hook = 'data-quorum') {
   const required = quorum?.required ?? [];
   const missing = quorum?.missing ?? [];
   const complete = missing.length === 0;
   return h('div', {
-    class: `quorum ${complete ? 'complete' : 'incomplete'}`, 'data-quorum': '', 'data-complete': String(complete),
+    class: `quorum ${complete ? 'complete' : 'incomplete'}`, [hook]: '', 'data-complete': String(complete),
     role: 'status',
   },
   h('strong', null, complete ? t('note.quorum_met') : t('note.quorum_missing')),

@@ -88,6 +88,7 @@ export class NoteForm {
    * @param {YMap} root
    */
   bind(root) {
+    this._focus(null);
     this._scope.dispose();
     this._scope = new Scope();
     mount(this.el, this.fields(this.template, root, [], this._scope));
@@ -96,6 +97,7 @@ export class NoteForm {
 
   /** @param {boolean} readonly */
   setReadonly(readonly) {
+    if (readonly) this._focus(null); // a control disabled under the user sends no blur
     this.el.disabled = readonly;
     this.el.classList.toggle('readonly', readonly);
   }

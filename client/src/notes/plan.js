@@ -61,7 +61,7 @@ export class AgreedPlan {
       })),
       current.amendment_reason && h('p', { class: 'notice' }, t('note.amendment_reason', { reason: current.amendment_reason })),
       this._content,
-      quorumIndicator(current.quorum),
+      quorumIndicator(current.quorum, 'data-plan-quorum'),
       h('details', { class: 'note-attendance' },
         h('summary', null, t('note.attendance', { count: current.attendance?.length ?? 0 })),
         attendanceTable(current.attendance ?? [])),
