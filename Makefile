@@ -90,5 +90,13 @@ bench-imaging: venv
 bench-sync: venv
 	$(PY) -m tests.bench.bench_sync $(BENCH_ARGS)
 
+# The notes benchmark: 15 real socket.io clients each make 100 edits at once to one case's
+# consensus note through eBoard (`python -m server demo`), and 1 client alone as the baseline;
+# convergence after the last edit (goal ≤ 200 ms) and nothing lost. Prints a table and writes
+# tests/bench/results/notes.json; fails only if an edit was lost or a replica differs.
+.PHONY: bench-notes
+bench-notes: venv
+	$(PY) -m tests.bench.bench_notes $(BENCH_ARGS)
+
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
-bench: bench-sfu bench-imaging bench-sync
+bench: bench-sfu bench-imaging bench-sync bench-notes
