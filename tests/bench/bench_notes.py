@@ -54,7 +54,8 @@ WRITER_USERS = tuple(
     "chair radiologist pathologist surgeon oncologist coordinator external".split()
 )
 READER_USER = "observer"
-# About 15 recommendations in 1500 edits: a note the template's maxItems (20) would accept.
+# About 15 recommendations in 1500 edits (the template allows 20): the server checks the whole
+# note's shape on every update, so a note far longer than a real one would distort the figures.
 KINDS, WEIGHTS = ("rationale", "dissent", "value", "recommendation"), (70, 18, 11, 1)
 TEXTS = ("rationale", "dissent", "recommendation")  # the kinds whose edits carry a token
 INTENTS = ("373808002", "363676003", "399707004")
