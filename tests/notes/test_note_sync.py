@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pycrdt
 from sqlmodel import func, select
 
-from server.models import NoteUpdate
+from server.models import NoteUpdate, User
+from server.notes.document import update_writing
 from server.services import Services
 
 from ..peers import Peer
@@ -238,3 +241,33 @@ async def test_non_members_cannot_open_a_note(connect: Connect, ids: dict[str, i
     assert ack["ok"] is True and ack["readonly"] is True
     ack = await records.call("note-open", {"case_id": 999999})
     assert ack["ok"] is False and "no case 999999" in ack["error"]["message"]
+
+
+async def test_a_finalized_note_refuses_edits_and_everyone_is_told(
+    connect: Connect, served: Services, discussed: int
+) -> None:
+    example = json.loads((Path(__file__).parent / "examples" / "thoracic.json").read_text())
+    a, b = await _pair(connect, discussed)
+    await a.send(
+        update_writing(a.doc.get_update(), served.notes.templates.shape("thoracic"), example)
+    )
+    async with served.db.read() as db:
+        chair = (await db.exec(select(User).where(User.username == "chair"))).one()
+    await served.plans.finalize(chair, discussed)
+    for r in (a, b):
+        told = await r.peer.wait_for("note-state", lambda d: d["status"] == "finalized")
+        assert told["readonly"] is True and told["case_id"] == discussed
+    b.catch_up()
+    message = await _refused(
+        b, a, served, _edit_update(b, lambda n: n["rationale"].insert(0, "late")), "case_id"
+    )
+    assert "finalized and read-only" in message and "amendment" in message
+    reopened = await Replica(await connect("surgeon"), discussed).open()
+    assert reopened["status"] == "finalized" and reopened["readonly"] is True
+
+
+def _edit_update(r: Replica, change: Any) -> bytes:
+    before = r.doc.get_state()
+    with r.doc.transaction():
+        change(r.note)
+    return r.doc.get_update(before)

@@ -1,0 +1,68 @@
+"""Done when: ``python -m server verify`` accepts the demo's finalized note, exported with
+``python -m server export``, and rejects it after one byte is changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..conftest import DemoTemplate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EBOARD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_verify_accepts_the_demo_plan_and_rejects_it_after_one_byte_changes(
+    demo_template: DemoTemplate, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_template.path, data_dir)
+    out = tmp_path / "DEMO-0001.json"
+    done = _cli(
+        "export",
+        "--data-dir",
+        str(data_dir),
+        "--case",
+        "DEMO-0001",
+        "--format",
+        "json",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote 1 signed version(s) of case DEMO-0001" in done.stdout
+
+    ok = _cli("verify", str(out), "--data-dir", str(data_dir))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "OK: 1 version(s) of case DEMO-0001, signatures by HZ-1" in ok.stdout
+
+    data = out.read_bytes()
+    for needle, replacement, problem in (
+        (b'"stage_group":"IIB"', b'"stage_group":"IIA"', "versions[0].hash: does not match"),
+        (b'"version":1', b'"version":2', "versions[0].hash: does not match"),
+        (b"Chen Jie", b"Chen Jia", "versions[0].signature: invalid for key HZ-1"),
+    ):
+        at = data.index(needle)
+        changed = tmp_path / "changed.json"
+        changed.write_bytes(data[:at] + replacement + data[at + len(needle) :])
+        assert sum(a != b for a, b in zip(data, changed.read_bytes(), strict=True)) == 1
+        bad = _cli("verify", str(changed), "--data-dir", str(data_dir))
+        assert bad.returncode == 1, bad.stdout
+        assert problem in bad.stdout, bad.stdout
+
+    missing = _cli("export", "--data-dir", str(data_dir), "--case", "HZ-NOPE", "--out", str(out))
+    assert missing.returncode == 2 and "there is no case numbered 'HZ-NOPE'" in missing.stderr
