@@ -69,9 +69,12 @@ class CaseNote {
       shown = life;
       views.signal.addEventListener('abort', () => life.abort());
       try {
-        const [plan, info] = await Promise.all([this._plan(), this._app.api.get(`/cases/${this._caseId}/note`)]);
+        /** @type {NoteInfo} */
+        const info = await this._app.api.get(`/cases/${this._caseId}/note`);
+        // A draft has never been finalized: there is no plan to ask for (and no 404 to log).
+        const plan = info.status === 'draft' ? null : await this._plan();
         if (life.signal.aborted) return;
-        mount(body, this._content(/** @type {NoteInfo} */ (info), plan, life.signal, () => {
+        mount(body, this._content(info, plan, life.signal, () => {
           caseChanged();
           void load();
         }));
@@ -105,7 +108,7 @@ class CaseNote {
     ];
   }
 
-  /** @returns {Promise<Plan | null>} null when the case has no agreed plan yet */
+  /** @returns {Promise<Plan | null>} null when the case has no agreed plan (yet) */
   async _plan() {
     try {
       return await this._app.api.get(`/cases/${this._caseId}/plan`);
