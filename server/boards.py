@@ -42,6 +42,9 @@ class BoardSpec:
     required_specialties: list[str]
     start_date: date | None = None
     readiness_max_age_days: int = 90
+    # The consensus-note template; None: the one serving the tumor site (checked by the caller,
+    # who knows the templates).
+    note_template: str | None = None
 
 
 async def create_board(
@@ -82,6 +85,7 @@ async def create_board(
         duration_minutes=spec.duration_minutes,
         required_specialties=list(spec.required_specialties),
         readiness_max_age_days=spec.readiness_max_age_days,
+        note_template=spec.note_template,
         created_at=now,
     )
     session.add(board)
@@ -206,6 +210,7 @@ async def board_json(session: AsyncSession, board: Board, viewer_tz: ZoneInfo) -
         "duration_minutes": board.duration_minutes,
         "required_specialties": board.required_specialties,
         "readiness_max_age_days": board.readiness_max_age_days,
+        "note_template": board.note_template,
         "members": [
             {
                 "user_id": user.id,

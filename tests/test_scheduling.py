@@ -133,6 +133,7 @@ async def test_created_board_shows_next_session_in_board_and_viewer_zones(
         ({"duration_minutes": 0}, "duration_minutes"),
         ({"required_specialties": ["astrology"]}, "required_specialties"),
         ({"name": ""}, "name"),
+        ({"note_template": "astrology"}, "note_template"),
     ],
 )
 async def test_bad_board_is_refused_and_nothing_is_stored(

@@ -38,6 +38,7 @@ class BoardIn(BaseModel):
     duration_minutes: int = 90
     required_specialties: list[str] = Field(default_factory=list)
     readiness_max_age_days: int = 90
+    note_template: str | None = Field(default=None, max_length=32)
 
 
 class MemberIn(BaseModel):
@@ -76,6 +77,12 @@ async def list_boards(call: Call) -> dict[str, object]:
 async def post_board(call: Call) -> dict[str, object]:
     b: BoardIn = call.body
     viewer_tz = call.viewer_tz
+    templates = call.services.notes.templates.ids()
+    if b.note_template is not None and b.note_template not in templates:
+        raise Invalid.on(
+            "note_template",
+            f"unknown template {b.note_template!r}; templates are {', '.join(templates)}",
+        )
     board = await create_board(
         call.session,
         BoardSpec(**b.model_dump()),

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import func, select
 
 from server.errors import Conflict
-from server.models import AgreedPlan, AuditRecord, Case
+from server.models import AgreedPlan, AuditRecord, Board, Case
 from server.notes.document import update_writing
 from server.notes.signature import verify_file
 from server.services import Services
@@ -27,8 +27,6 @@ async def _write(services: Services, case_id: int, content: dict[str, Any]) -> N
     async with services.db.read() as db:
         case = await db.get(Case, case_id)
         assert case is not None
-        from server.models import Board
-
         board = await db.get(Board, case.board_id)
         assert board is not None
     note = await services.notes.load(case, board)
@@ -259,3 +257,29 @@ async def test_the_demo_plan_is_finalized_and_verifies(
     assert plan["verified"] is True
     assert plan["current"]["case"] == {"number": "DEMO-0001", "institution": "HZ"}
     assert plan["state"] == "finalized"
+
+
+async def test_a_board_chooses_its_template_else_its_tumor_site_decides(
+    client: TestClient[Any, Any], auth: Auth, services: Services
+) -> None:
+    board = {
+        "name": "Upper GI MDT",
+        "tumor_site": "colorectal",
+        "timezone": "Asia/Shanghai",
+        "rrule": "FREQ=WEEKLY;BYDAY=TH",
+        "start_time": "08:00",
+    }
+    by_site = await (
+        await client.post("/api/boards", json=board, headers=auth["coordinator"])
+    ).json()
+    chosen = await client.post(
+        "/api/boards", json={**board, "note_template": "generic"}, headers=auth["coordinator"]
+    )
+    assert chosen.status == 201, await chosen.text()
+    assert by_site["note_template"] is None and (await chosen.json())["note_template"] == "generic"
+    async with services.db.read() as db:
+        site_board = await db.get(Board, by_site["id"])
+        chosen_board = await db.get(Board, (await chosen.json())["id"])
+    assert site_board is not None and chosen_board is not None
+    assert services.notes.template_of(site_board) == "colorectal"
+    assert services.notes.template_of(chosen_board) == "generic"
