@@ -22,6 +22,7 @@ __all__ = ["NoteDocument", "ROOT", "MAX_DOCUMENT_BYTES"]
 ROOT = "note"
 # A note is a few pages of text; a document beyond this is abuse, not a discussion.
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+_MEASURE_EVERY = 64 * 1024
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -36,6 +37,7 @@ class NoteDocument:
         self._shape = shape
         self._live: pycrdt.Doc[Any] = pycrdt.Doc()
         self._shadow: pycrdt.Doc[Any] = pycrdt.Doc()
+        self._unmeasured = 0
 
     @classmethod
     def fresh(cls, shape: Field) -> tuple[NoteDocument, bytes]:
@@ -76,8 +78,12 @@ class NoteDocument:
         rest = pycrdt.get_update(update, self._shadow.get_state())
         if rest[:1] != b"\x00":
             return "does not fit this note: it builds on edits the note does not have"
-        if len(self._shadow.get_update()) > MAX_DOCUMENT_BYTES:
-            return f"would make the note larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
+        # Encoding the whole note costs what the note weighs: done once per 64 KiB of updates.
+        self._unmeasured += len(update)
+        if self._unmeasured > _MEASURE_EVERY:
+            if len(self._shadow.get_update()) > MAX_DOCUMENT_BYTES:
+                return f"would make the note larger than {MAX_DOCUMENT_BYTES // 1024} KiB"
+            self._unmeasured = 0
         root = self._shadow.get(ROOT, type=pycrdt.Map)
         return _shape_problem(root, self._shape, "")
 
@@ -132,6 +138,8 @@ def _shape_problem(node: Any, shape: Field, path: str, skeleton: bool = True) ->
         if not isinstance(node, pycrdt.Array):
             return f"{where}: must stay a list"
         assert shape.item is not None
+        if shape.max_items is not None and len(node) > shape.max_items:
+            return f"{where}: holds more than {shape.max_items} entries"
         for i, item in enumerate(node):
             problem = _shape_problem(item, shape.item, f"{path}.{i}", skeleton=False)
             if problem is not None:

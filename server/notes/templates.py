@@ -56,6 +56,9 @@ class Field:
     kind: Literal["map", "list", "text", "value"]
     children: Mapping[str, Field] = field(default_factory=dict)
     item: Field | None = None
+    # For "list": the template's maxItems, held to while the note is edited (not only when it
+    # is finalized), so no client can grow a note every edit then has to walk.
+    max_items: int | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +267,12 @@ def _shape(schema: dict[str, Any], where: str) -> Field:
         items = schema.get("items")
         if not isinstance(items, dict) or items.get("type") != "object":
             raise _Broken(f"{where}: the items of a list must be objects")
-        return Field("list", item=_shape(items, f"{where}.items"))
+        limit = schema.get("maxItems")
+        return Field(
+            "list",
+            item=_shape(items, f"{where}.items"),
+            max_items=limit if isinstance(limit, int) else None,
+        )
     if "oneOf" in schema or "enum" in schema:
         if kind not in ("string", "integer"):
             raise _Broken(f"{where}: a coded value must be a string or an integer")
