@@ -19,6 +19,7 @@ __all__ = [
     "is_external",
     "member_board_ids",
     "board_has_external_members",
+    "membership",
 ]
 
 MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
@@ -26,6 +27,14 @@ MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
 
 def is_manager(user: User) -> bool:
     return Role(user.role) in MANAGERS
+
+
+async def membership(session: AsyncSession, board_id: int, user_id: int) -> BoardMember | None:
+    """The user's membership of the board (with their board role), if any."""
+    query = select(BoardMember).where(
+        BoardMember.board_id == board_id, BoardMember.user_id == user_id
+    )
+    return (await session.exec(query)).first()
 
 
 async def member_board_ids(session: AsyncSession, user: User) -> set[int]:

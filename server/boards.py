@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from .access import membership
 from .accounts import SPECIALTIES
 from .db import AsyncSession
 from .errors import Conflict, Invalid, NotFound
@@ -104,14 +105,8 @@ async def add_member(session: AsyncSession, board: Board, user_id: int, role: st
         )
     if await session.get(User, user_id) is None:
         raise Invalid.on("user_id", f"no user {user_id}")
-    existing = (
-        await session.exec(
-            select(BoardMember).where(
-                BoardMember.board_id == board.id, BoardMember.user_id == user_id
-            )
-        )
-    ).first()
-    if existing:
+    assert board.id is not None
+    if await membership(session, board.id, user_id):
         raise Conflict.on("user_id", f"user {user_id} is already a member of this board")
     assert board.id is not None
     member = BoardMember(board_id=board.id, user_id=user_id, role=role)

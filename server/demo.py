@@ -246,7 +246,7 @@ async def _discussed_case(
         CaseIn(
             board_id=board.id,
             patient=PatientIn("Chen Hui", "HZ00054321", date(1958, 9, 9), "male"),
-            clinical_question="Resected? Stage IIB squamous cell carcinoma, right lower lobe: "
+            clinical_question="Stage IIB squamous cell carcinoma, right lower lobe: "
             "lobectomy alone or with adjuvant chemotherapy?",
             clinical_summary="68岁男性，右下肺鳞癌，cT3N0M0 IIB期，ECOG 1，肺功能可耐受肺叶切除。",
             summary_language="zh-CN",

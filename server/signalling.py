@@ -25,6 +25,7 @@ from media import (
     Sfu,
 )
 
+from .access import membership
 from .agenda import items_of
 from .api.routing import TOKEN_COOKIE
 from .attendance import close_spans, open_span, switch_item
@@ -33,7 +34,6 @@ from .errors import Conflict, EboardError, Forbidden, Invalid, NotFound, Unauthe
 from .live import AgendaEntry, LiveSession, Participant, media_caps
 from .models import (
     Board,
-    BoardMember,
     BoardSession,
     Case,
     DicomInstance,
@@ -217,13 +217,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Conflict.on("session_id", f"session {session_id} was cancelled")
             if meeting.end_at <= utcnow():
                 raise Conflict.on("session_id", f"session {session_id} is over")
-            member = (
-                await db.exec(
-                    select(BoardMember).where(
-                        BoardMember.board_id == meeting.board_id, BoardMember.user_id == user.id
-                    )
-                )
-            ).first()
+            member = await membership(db, meeting.board_id, user.id)
             if member is None:
                 raise Forbidden(f"you are not invited to session {session_id}")
             board = await db.get(Board, meeting.board_id)

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .cli import run_server
 
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
+_run = run_server
 
 
 def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
@@ -50,7 +38,8 @@ def test_demo_seed_only_prints_logins_and_seeds_once(tmp_path: Path) -> None:
     again = _run("demo", "--data-dir", str(tmp_path), "--seed-only", "--demo-ct", "3x32")
     assert again.returncode == 0 and "already present" in again.stdout
     with sqlite3.connect(tmp_path / "eboard.sqlite3") as db:
-        assert db.execute('SELECT count(*) FROM "case"').fetchone() == (3,)
+        # Three cases to work on and DEMO-0001, whose plan is signed.
+        assert db.execute('SELECT count(*) FROM "case"').fetchone() == (4,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

@@ -9,9 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from ..access import case_for
+from ..access import case_for, membership
 from ..errors import NotFound
-from ..models import Board, BoardMember, Case, Note
+from ..models import Board, Case, Note
 from ..notes.channel import WRITERS
 from ..notes.plan import discussion_of
 from .roles import CHAIRS, EVERYONE, MANAGERS
@@ -53,13 +53,8 @@ async def _case_board(call: Call) -> tuple[Case, Board]:
 )
 async def get_note(call: Call) -> dict[str, Any]:
     case, board = await _case_board(call)
-    member = (
-        await call.session.exec(
-            select(BoardMember).where(
-                BoardMember.board_id == board.id, BoardMember.user_id == call.me.id
-            )
-        )
-    ).first()
+    assert board.id is not None and call.me.id is not None
+    member = await membership(call.session, board.id, call.me.id)
     note = await call.services.notes.load(case, board)
     row = (await call.session.exec(select(Note).where(Note.case_id == case.id))).first()
     reason_enc = row.amendment_reason_enc if row is not None else None

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import socketio
-from sqlmodel import select
 
-from ..access import case_for
+from ..access import case_for, membership
 from ..audit import AuditLog
 from ..db import Database
 from ..errors import Forbidden, Invalid
-from ..models import Board, BoardMember, User
+from ..models import Board, User
 from .store import NoteStore, OpenNote
 
 __all__ = ["NoteChannel", "note_room"]
@@ -61,13 +60,8 @@ class NoteChannel:
             case = await case_for(db, user, case_id)
             board = await db.get(Board, case.board_id)
             assert board is not None
-            member = (
-                await db.exec(
-                    select(BoardMember).where(
-                        BoardMember.board_id == board.id, BoardMember.user_id == user_id
-                    )
-                )
-            ).first()
+            assert board.id is not None
+            member = await membership(db, board.id, user_id)
         note = await self._store.load(case, board)
         writes = member is not None and member.role in WRITERS
         readers = self._readers.setdefault(case_id, {})

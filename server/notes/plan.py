@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from ..access import case_for
+from ..access import case_for, membership
 from ..audit import AuditLog
 from ..crypto import FieldCipher
 from ..db import AsyncSession, Database
@@ -479,13 +479,8 @@ class PlanDesk:
         case = await case_for(db, user, case_id)
         board = await db.get(Board, case.board_id)
         assert board is not None
-        member = (
-            await db.exec(
-                select(BoardMember).where(
-                    BoardMember.board_id == board.id, BoardMember.user_id == user.id
-                )
-            )
-        ).first()
+        assert board.id is not None and user.id is not None
+        member = await membership(db, board.id, user.id)
         if member is None or member.role != "chair":
             raise Forbidden(
                 f"only the chair of board {board.name} finalizes or amends the plan "

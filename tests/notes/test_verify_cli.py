@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,22 +11,14 @@ import pytest
 from server.notes.signature import export_file
 from server.signing import SigningKeys
 
+from ..cli import run_server
 from .test_signature import CASE, signed_chain
 
-ROOT = Path(__file__).resolve().parents[2]
 OK_LINE = f"OK: 3 version(s) of case {CASE}, signatures by HZ-1, HZ-2, hash chain intact"
 
 
 def verify(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EBOARD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "server", "verify", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env, "PYTHONPATH": str(ROOT)},
-    )
+    return run_server("verify", *args)
 
 
 @pytest.fixture
