@@ -20,9 +20,11 @@ async def _next_session(
     return int(listed["items"][0]["id"])
 
 
-async def _agenda_count(client: TestClient[Any, Any]) -> int:
+async def _agenda_count(client: TestClient[Any, Any], sid: int) -> int:
+    """Items on session ``sid``'s agenda (the demo's past session has one of its own)."""
+    query = select(func.count()).select_from(AgendaItem).where(AgendaItem.session_id == sid)
     async with client.app[SERVICES].db.read() as session:
-        return int((await session.exec(select(func.count()).select_from(AgendaItem))).one())
+        return int((await session.exec(query)).one())
 
 
 async def _make_ready(client: TestClient[Any, Any], coord: dict[str, str], case_id: int) -> None:
@@ -118,7 +120,7 @@ async def test_bad_agenda_item_is_refused_and_nothing_stored(
     assert resp.status == status, await resp.text()
     problem = await resp.json()
     assert problem["errors"][0]["field"] == field
-    assert await _agenda_count(client) == 0
+    assert await _agenda_count(client, sid) == 0
 
 
 async def test_case_of_another_board_cannot_join_the_agenda(
@@ -146,7 +148,7 @@ async def test_case_of_another_board_cannot_join_the_agenda(
     )
     assert resp.status == 422
     assert "another board" in (await resp.json())["errors"][0]["message"]
-    assert await _agenda_count(client) == 0
+    assert await _agenda_count(client, sid) == 0
 
 
 async def test_reorder_must_name_every_item_once(
@@ -173,4 +175,4 @@ async def test_reorder_must_name_every_item_once(
         json={"case_id": ids["ready_case"], "timebox_minutes": 10},
     )
     assert dup.status == 409
-    assert await _agenda_count(client) == 1
+    assert await _agenda_count(client, sid) == 1

@@ -141,9 +141,11 @@ async def server(
     yield await aiohttp_server(app)
 
 
-async def _spans(server: TestServer) -> list[Attendance]:
+async def _spans(server: TestServer, sid: int) -> list[Attendance]:
+    """Attendance of session ``sid`` (the demo's past session has its own)."""
+    query = select(Attendance).where(Attendance.session_id == sid).order_by(col(Attendance.id))
     async with server.app[SERVICES].db.read() as session:
-        return list(await session.exec(select(Attendance).order_by(col(Attendance.id))))
+        return list(await session.exec(query))
 
 
 async def test_two_participants_see_each_other_and_attendance_follows_media(
@@ -174,18 +176,18 @@ async def test_two_participants_see_each_other_and_attendance_follows_media(
             "media both ways",
         )
 
-        spans = await _spans(server)
+        spans = await _spans(server, sid)
         assert sorted(s.user_id for s in spans) == [3, 6]
         assert all(s.left_at is None and s.agenda_item_id is None for s in spans)
         assert {s.specialty for s in spans} == {"medical_oncology", "surgery"}
 
         assert (await chair.call("agenda", {"item_id": item}))["ok"]
-        spans = await _spans(server)
+        spans = await _spans(server, sid)
         open_spans = [s for s in spans if s.left_at is None]
         assert sorted((s.user_id, s.agenda_item_id) for s in open_spans) == [(3, item), (6, item)]
 
         assert (await surgeon.call("leave", {}))["ok"]
-        spans = await _spans(server)
+        spans = await _spans(server, sid)
         assert [s for s in spans if s.user_id == 6 and s.left_at is None] == []
         assert [s.user_id for s in spans if s.left_at is None] == [3]
     finally:

@@ -113,7 +113,9 @@ export class ViewerPanel {
       if (before !== mode) viewer.setMode(mode);
       if (newCase) await viewer.setSeries(this._known());
       if (mode === 'present' && before !== 'present') {
-        // We were made the presenter: what we show now is the shared view.
+        // We were made the presenter: what we show now is the shared view. With nothing on
+        // screen (made presenter after the case was opened), that is the case's first series.
+        if (!newCase && !viewer.state.viewports.some((v) => v.series)) await viewer.setSeries(this._known());
         this.sync.resend(viewer.state);
       } else if (mode === 'follow' && before === 'present') {
         // We handed presenting on: from now on we follow the shared view as it is.
