@@ -14,18 +14,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from sqlmodel import select
-
-from .accounts import create_user
-from .app import create_app
-from .config import Settings
-from .demo import DEMO_PASSWORD, DEMO_USERS, seed
+from .config import DEMO_PASSWORD, Settings
 from .errors import ConfigError, EboardError
-from .models import Case, Institution, User
-from .services import Services
-from .tls import ssl_context
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+# The server's modules (the web app, WebRTC, DICOM) are imported by the commands that use them:
+# `verify`, which a records office runs offline, starts in a fraction of a second.
 
 log = logging.getLogger("eboard")
 
@@ -176,6 +174,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from .app import create_app
+    from .tls import ssl_context
+
     context = ssl_context(settings)
     app = create_app(settings)
     print(f"eBoard on {settings.effective_public_url}  (data in {settings.data_dir})", flush=True)
@@ -210,6 +213,12 @@ def _ct_size(text: str) -> tuple[int, int]:
 
 
 async def _demo_seed(settings: Settings, password: str, ct: tuple[int, int]) -> bool:
+    from sqlmodel import select
+
+    from .demo import seed
+    from .models import User
+    from .services import Services
+
     services = Services.build(settings)
     try:
         await services.db.migrate()
@@ -226,6 +235,8 @@ async def _demo_seed(settings: Settings, password: str, ct: tuple[int, int]) -> 
 
 
 def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
+    from .demo import DEMO_USERS
+
     url = settings.effective_public_url
     print(
         ("Demo data seeded." if fresh else "Demo data already present; not seeded again.")
@@ -237,12 +248,16 @@ def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
+    from .services import Services
+
     services = Services.build(settings)
     await services.db.migrate()
     await services.db.close()
 
 
 async def _verify_audit(settings: Settings) -> int:
+    from .services import Services
+
     services = Services.build(settings)
     try:
         await services.db.migrate()
@@ -300,6 +315,11 @@ def _verify_plans(args: argparse.Namespace) -> int:
 
 async def _export(settings: Settings, args: argparse.Namespace) -> tuple[bytes, int]:
     """The signed versions of a case's agreed plan, as one canonical JSON file (audited)."""
+    from sqlmodel import select
+
+    from .models import Case
+    from .services import Services
+
     services = Services.build(settings)
     try:
         await services.db.migrate()
@@ -325,6 +345,12 @@ async def _export(settings: Settings, args: argparse.Namespace) -> tuple[bytes, 
 
 
 async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
+    from sqlmodel import select
+
+    from .accounts import create_user
+    from .models import Institution
+    from .services import Services
+
     password = args.password or os.environ.get("EBOARD_NEW_PASSWORD") or getpass.getpass()
     services = Services.build(settings)
     try:

@@ -9,7 +9,10 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "DEMO_PASSWORD"]
+
+# Every demo user's password unless `demo --demo-password` says otherwise.
+DEMO_PASSWORD = "eboard-demo"
 
 _DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client" / "dist"
 

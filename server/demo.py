@@ -15,6 +15,7 @@ from sqlmodel import select
 from .accounts import create_institution, create_user
 from .boards import BoardSpec, add_member, create_board
 from .cases import CaseIn, PatientIn, add_attachment, add_study, create_case, transition
+from .config import DEMO_PASSWORD
 from .db import AsyncSession
 from .imaging.phantom import PhantomPatient, write_ct_series
 from .models import (
@@ -33,7 +34,6 @@ from .services import Services
 
 __all__ = ["DEMO_PASSWORD", "DemoUser", "DEMO_USERS", "seed"]
 
-DEMO_PASSWORD = "eboard-demo"
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
