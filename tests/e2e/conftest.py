@@ -11,11 +11,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -57,6 +59,27 @@ def api_call(
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
+
+
+def login_token(server: Server, username: str) -> str:
+    """An access token for a demo user, got as a script gets one."""
+    login = {"username": username, "password": "eboard-demo"}
+    return str(api_call(server, "POST", "/api/login", body=login)["token"])
+
+
+def log_in(page: Page, server: Server, username: str) -> None:
+    """Open the app and log in on its login page, as a person does (submitted, not awaited:
+    each test waits for what it needs to see next)."""
+    page.goto(server.url + "/")
+    page.get_by_test_id("login-username").fill(username)
+    page.get_by_test_id("login-password").fill("eboard-demo")
+    page.get_by_test_id("login-submit").click()
+
+
+def clock(instant: datetime, zone: ZoneInfo) -> str:
+    """'7:30' style hour:minute as en-US shows it, without the day period."""
+    local = instant.astimezone(zone)
+    return f"{local.hour % 12 or 12}:{local.minute:02d}"
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 from playwright.sync_api import Browser, expect
 
-from .conftest import Server
+from .conftest import Server, clock, log_in, login_token
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHICAGO = ZoneInfo("America/Chicago")
@@ -26,23 +26,6 @@ def _api(server: Server, path: str, token: str) -> Any:
         return json.load(resp)
 
 
-def _token(server: Server) -> str:
-    req = urllib.request.Request(
-        f"{server.url}/api/login",
-        method="POST",
-        data=json.dumps({"username": "coordinator", "password": "eboard-demo"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return str(json.load(resp)["token"])
-
-
-def _clock(instant: datetime, zone: ZoneInfo) -> str:
-    """'9:30' style hour:minute as en-US shows it, without the day period."""
-    local = instant.astimezone(zone)
-    return f"{local.hour % 12 or 12}:{local.minute:02d}"
-
-
 def test_coordinator_schedules_board_builds_agenda_and_downloads_ics(
     server: Server, browser: Browser
 ) -> None:
@@ -50,10 +33,7 @@ def test_coordinator_schedules_board_builds_agenda_and_downloads_ics(
         timezone_id="Asia/Shanghai", locale="en-US", accept_downloads=True
     )
     page = context.new_page()
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill("coordinator")
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    page.get_by_test_id("login-submit").click()
+    log_in(page, server, "coordinator")
     expect(page.get_by_test_id("new-board-form")).to_be_visible()
 
     # A new board in America/Chicago, weekly on Wednesdays at 07:30 board time.
@@ -66,7 +46,7 @@ def test_coordinator_schedules_board_builds_agenda_and_downloads_ics(
     # Creating a board opens its calendar.
     page.wait_for_url(re.compile(r".*#/boards/\d+$"))
 
-    token = _token(server)
+    token = login_token(server, "coordinator")
     boards = _api(server, "/api/boards?tz=Asia/Shanghai", token)["items"]
     created = next(b for b in boards if b["name"] == "E2E Thoracic Board")
     first_utc = datetime.fromisoformat(
@@ -79,10 +59,10 @@ def test_coordinator_schedules_board_builds_agenda_and_downloads_ics(
     # Its calendar shows each session in the viewer's zone and the board's zone side by side.
     first = page.get_by_test_id("session-row").first
     expect(first).to_be_visible()
-    expect(first.get_by_test_id("session-board-time")).to_contain_text(_clock(first_utc, CHICAGO))
-    expect(first.get_by_test_id("session-viewer-time")).to_contain_text(_clock(first_utc, SHANGHAI))
+    expect(first.get_by_test_id("session-board-time")).to_contain_text(clock(first_utc, CHICAGO))
+    expect(first.get_by_test_id("session-viewer-time")).to_contain_text(clock(first_utc, SHANGHAI))
     # 07:30 in Chicago is 20:30 or 21:30 in Shanghai, never the same wall clock.
-    assert _clock(first_utc, SHANGHAI) in ("8:30", "9:30")
+    assert clock(first_utc, SHANGHAI) in ("8:30", "9:30")
 
     # The demo board's next session: add the ready case to its agenda.
     demo = next(b for b in boards if b["name"] == "Thoracic MDT")

@@ -10,24 +10,13 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .conftest import Server
+from .conftest import Server, clock, log_in, login_token
 
 CHICAGO = ZoneInfo("America/Chicago")
 DEMO_BOARD = 1
 READY_CASE = 1
 # The ready demo case's patient: name, MRN, birth date (ISO, as en-US shows it, its year).
 PATIENT_DETAILS = ("Wang Fang", "HZ00012345", "1961-03-02", "Mar 2, 1961", "1961")
-
-
-def _coordinator_token(server: Server) -> str:
-    req = urllib.request.Request(
-        f"{server.url}/api/login",
-        method="POST",
-        data=json.dumps({"username": "coordinator", "password": "eboard-demo"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return str(json.load(resp)["token"])
 
 
 def _invitation_url(server: Server) -> str:
@@ -38,17 +27,11 @@ def _invitation_url(server: Server) -> str:
         data=json.dumps({"institution_id": 2, "specialty": "radiology"}).encode(),
         headers={
             "Content-Type": "application/json",
-            "Authorization": f"Bearer {_coordinator_token(server)}",
+            "Authorization": f"Bearer {login_token(server, 'coordinator')}",
         },
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return str(json.load(resp)["url"])
-
-
-def _clock(instant: datetime, zone: ZoneInfo) -> str:
-    """'7:30' style hour:minute as en-US shows it, without the day period."""
-    local = instant.astimezone(zone)
-    return f"{local.hour % 12 or 12}:{local.minute:02d}"
 
 
 def _error_next_to(page: Page, testid: str) -> Locator:
@@ -62,10 +45,7 @@ def test_invited_specialist_joins_board_and_sees_the_case_only_deidentified(
     # The coordinator in Hangzhou creates the invitation on the board's calendar.
     coordinator = browser.new_context(timezone_id="Asia/Shanghai", locale="en-US")
     page = coordinator.new_page()
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill("coordinator")
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    page.get_by_test_id("login-submit").click()
+    log_in(page, server, "coordinator")
     page.get_by_test_id("board-link").filter(has_text="Thoracic MDT").click()
     page.wait_for_url(re.compile(rf".*#/boards/{DEMO_BOARD}$"))
     page.get_by_test_id("invite-institution").select_option(label="Rochester Cancer Center")
@@ -88,7 +68,7 @@ def test_invited_specialist_joins_board_and_sees_the_case_only_deidentified(
     expect(page.get_by_test_id("join-institution")).to_have_text("Rochester Cancer Center")
     expect(page.get_by_test_id("join-specialty")).to_have_text("Radiation oncology")
     expires = datetime.fromisoformat(shown.value.json()["expires_at"])
-    expect(page.get_by_test_id("join-expires")).to_contain_text(_clock(expires, CHICAGO))
+    expect(page.get_by_test_id("join-expires")).to_contain_text(clock(expires, CHICAGO))
 
     page.get_by_test_id("join-display-name").fill("Dr. Alex Morgan")
     page.get_by_test_id("join-username").fill("dr.rochester")

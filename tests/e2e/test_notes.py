@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from .conftest import Server, api_call
+from .conftest import Server, api_call, log_in, login_token
 
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -29,21 +29,13 @@ class Member:
         return self.page.locator(f'[data-note-panel] [data-field="{path}"]')
 
 
-def _token(server: Server, username: str) -> str:
-    login = {"username": username, "password": "eboard-demo"}
-    return str(api_call(server, "POST", "/api/login", body=login)["token"])
-
-
 def _join(browser: Browser, server: Server, username: str, session_id: int) -> Member:
     context = browser.new_context(viewport=VIEWPORT, locale="en-US")
     context.add_init_script("localStorage.setItem('eboard.debug', '1')")  # window.__eboard
     page = context.new_page()
     member = Member(username, context, page)
     page.on("pageerror", lambda e: member.errors.append(str(e)))
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    page.get_by_test_id("login-submit").click()
+    log_in(page, server, username)
     expect(page.get_by_test_id("current-user")).to_be_visible()
     page.goto(f"{server.url}/#/sessions/{session_id}")
     page.get_by_test_id("join-room").click()
@@ -55,7 +47,7 @@ def _join(browser: Browser, server: Server, username: str, session_id: int) -> M
 def board(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
     """The ready case on the next session's agenda; chair, radiologist and surgeon in the room,
     and the chair has opened the case (so their media joins count as its attendance)."""
-    coordinator = _token(server, "coordinator")
+    coordinator = login_token(server, "coordinator")
     boards = api_call(server, "GET", "/api/boards?tz=UTC", coordinator)["items"]
     thoracic = next(b for b in boards if b["name"] == "Thoracic MDT")
     session_id = int(thoracic["next_session"]["id"])
@@ -154,7 +146,7 @@ def test_specialists_co_edit_the_chair_finalizes_and_the_case_page_verifies_the_
     expect(status).to_contain_text("verified")
 
     # The server agrees, and the attendance came from the room's media joins.
-    token = _token(server, "records")
+    token = login_token(server, "records")
     signed = api_call(server, "GET", f"/api/cases/{case_id}/plan", token)
     assert signed["verified"] is True and signed["state"] == "finalized"
     attended = {a["name"] for a in signed["current"]["attendance"]}

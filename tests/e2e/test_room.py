@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from .conftest import Server, api_call
+from .conftest import Server, api_call, log_in, login_token
 
 DEMO_BOARD = "Thoracic MDT"
 PEOPLE = ("chair", "surgeon", "radiologist")
@@ -73,8 +73,7 @@ class Member:
 def _next_session_with_ready_case(server: Server) -> tuple[int, str]:
     """The demo board's next session, with its ready case put on the agenda by the coordinator
     (before anyone joins: the live session reads its agenda when the first participant comes)."""
-    login = {"username": "coordinator", "password": "eboard-demo"}
-    token = api_call(server, "POST", "/api/login", body=login)["token"]
+    token = login_token(server, "coordinator")
     boards = api_call(server, "GET", "/api/boards?tz=UTC", token)["items"]
     board = next(b for b in boards if b["name"] == DEMO_BOARD)
     session_id = int(board["next_session"]["id"])
@@ -99,10 +98,7 @@ def _join(browser: Browser, server: Server, username: str, session_id: int) -> M
     context = browser.new_context(locale="en-US", timezone_id="Asia/Shanghai")
     context.add_init_script("localStorage.setItem('eboard.debug', '1')")
     page = context.new_page()
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    page.get_by_test_id("login-submit").click()
+    log_in(page, server, username)
     expect(page.get_by_test_id("current-user")).to_be_visible()
     page.goto(f"{server.url}/#/sessions/{session_id}")
     join = page.get_by_test_id("join-room")

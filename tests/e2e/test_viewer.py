@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 
 from server.contract import EventContract
 
-from .conftest import CHROMIUM, CHROMIUM_FLAGS, ROOT, Server
+from .conftest import CHROMIUM, CHROMIUM_FLAGS, ROOT, Server, log_in, login_token
 
 CONTRACT = EventContract()
 VIEW_STATE = Draft202012Validator(json.loads((ROOT / "schemas" / "view-state.json").read_text()))
@@ -84,21 +84,10 @@ class Viewing:
         return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
-def _login_token(server: Server, username: str) -> str:
-    req = urllib.request.Request(
-        f"{server.url}/api/login",
-        method="POST",
-        data=json.dumps({"username": username, "password": "eboard-demo"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return str(json.load(resp)["token"])
-
-
 def _api(server: Server, path: str, username: str) -> Any:
     req = urllib.request.Request(
         f"{server.url}{path}",
-        headers={"Authorization": f"Bearer {_login_token(server, username)}"},
+        headers={"Authorization": f"Bearer {login_token(server, username)}"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
@@ -125,11 +114,8 @@ def _open(
     context = browser.new_context(viewport=VIEWPORT, locale="en-US", device_scale_factor=1)
     opened.append(context)
     page = context.new_page()
-    page.goto(server.url + "/")
-    page.evaluate("localStorage.setItem('eboard.debug', '1')")  # window.__eboard.viewer
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill("eboard-demo")
-    page.get_by_test_id("login-submit").click()
+    context.add_init_script("localStorage.setItem('eboard.debug', '1')")  # window.__eboard
+    log_in(page, server, username)
     page.wait_for_url("**/#/boards")
     # Errors from here on (before login, the app's /api/me is refused, as it should be).
     errors: list[str] = []

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response, WebSocket, expect
 
-from .conftest import Server, api_call
+from .conftest import Server, api_call, log_in, login_token
 
 SYNC_LIMIT_MS = 200
 STEPS = ("open", "scroll", "scroll", "window/level", "zoom", "pan", "length")
@@ -72,11 +72,6 @@ class Member:
         )
 
 
-def _token(server: Server, username: str) -> str:
-    login = {"username": username, "password": "eboard-demo"}
-    return str(api_call(server, "POST", "/api/login", body=login)["token"])
-
-
 def _join(
     browser: Browser, server: Server, username: str, session_id: int, *, record: bool = False
 ) -> Member:
@@ -86,12 +81,9 @@ def _join(
     context.add_init_script("localStorage.setItem('eboard.debug', '1')")
     page = context.new_page()
     member = Member(username, context, page)
-    page.goto(server.url + "/")
-    page.get_by_test_id("login-username").fill(username)
-    page.get_by_test_id("login-password").fill("eboard-demo")
     if record:
         _record(member)
-    page.get_by_test_id("login-submit").click()
+    log_in(page, server, username)
     expect(page.get_by_test_id("current-user")).to_be_visible()
     page.on("console", lambda m: member.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: member.errors.append(str(e)))
@@ -119,7 +111,7 @@ def _record(member: Member) -> None:
 
 @pytest.fixture(scope="module")
 def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
-    coordinator = _token(server, "coordinator")
+    coordinator = login_token(server, "coordinator")
     boards = api_call(server, "GET", "/api/boards?tz=UTC", coordinator)["items"]
     board = next(b for b in boards if b["name"] == "Thoracic MDT")
     session_id = int(board["next_session"]["id"])
@@ -135,7 +127,7 @@ def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
             coordinator,
             {"case_id": case["id"], "timebox_minutes": 15, "lane": "discussion"},
         )
-    radiologist = _token(server, "radiologist")
+    radiologist = login_token(server, "radiologist")
     series = api_call(server, "GET", f"/api/cases/{case['id']}/imaging", radiologist)["series"]
 
     chair = _join(browser, server, "chair", session_id)
@@ -272,7 +264,7 @@ def test_the_external_follower_received_nothing_identifying(
     server: Server, room: dict[str, Any]
 ) -> None:
     external: Member = room["members"]["external"]
-    radiologist = _token(server, "radiologist")
+    radiologist = login_token(server, "radiologist")
     originals: set[str] = set()
     for series in room["series"]:
         study, uid = series["study_instance_uid"], series["series_instance_uid"]
