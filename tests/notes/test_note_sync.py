@@ -67,10 +67,7 @@ async def test_two_people_typing_in_one_text_field_both_keep_their_words(
     connect: Connect, ids: dict[str, int], served: Services
 ) -> None:
     case_id = ids["ready_case"]
-    a = Replica(await connect("radiologist"), case_id)
-    b = Replica(await connect("surgeon"), case_id)
-    await a.open()
-    await b.open()
+    a, b = await _pair(connect, case_id)
 
     async def type_into(r: Replica, words: str) -> None:
         for ch in words:
