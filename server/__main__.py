@@ -173,6 +173,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**kwargs)  # type: ignore[arg-type]
 
 
+_SHUTDOWN_SECONDS = 3.0
+
+
 def _serve(settings: Settings) -> None:
     from aiohttp import web
 
@@ -190,6 +193,9 @@ def _serve(settings: Settings) -> None:
         ssl_context=context,
         access_log=None,
         print=None,
+        # Open websockets (every participant's) would otherwise hold a stop up until their
+        # clients' ping timeout, 45 s; after this long they are cut and the clients reconnect.
+        shutdown_timeout=_SHUTDOWN_SECONDS,
     )
 
 

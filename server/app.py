@@ -109,14 +109,6 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
     server.register_namespace(signalling)
     server.attach(app)
 
-    async def close_connections(_: web.Application) -> None:
-        # Before aiohttp waits for open handlers: connected clients would otherwise hold the
-        # server up until their ping timeout (45 s) on every stop.
-        if server.eio.sockets:
-            await server.eio.disconnect()
-        await server.shutdown()
-
-    app.on_shutdown.append(close_connections)
     app[SIGNALLING] = signalling
     app[SFU] = sfu
 

@@ -23,6 +23,9 @@ ROOT = "note"
 # A note is a few pages of text; a document beyond this is abuse, not a discussion.
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
 _MEASURE_EVERY = 64 * 1024
+# While editing, lists may hold up to twice the template's maxItems: people adding at once may
+# overshoot it (finalize holds to maxItems), but no client can make every edit walk a long list.
+_LIST_SLACK = 2
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -138,8 +141,9 @@ def _shape_problem(node: Any, shape: Field, path: str, skeleton: bool = True) ->
         if not isinstance(node, pycrdt.Array):
             return f"{where}: must stay a list"
         assert shape.item is not None
-        if shape.max_items is not None and len(node) > shape.max_items:
-            return f"{where}: holds more than {shape.max_items} entries"
+        limit = None if shape.max_items is None else shape.max_items * _LIST_SLACK
+        if limit is not None and len(node) > limit:
+            return f"{where}: holds more than {limit} entries"
         for i, item in enumerate(node):
             problem = _shape_problem(item, shape.item, f"{path}.{i}", skeleton=False)
             if problem is not None:

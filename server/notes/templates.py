@@ -56,8 +56,8 @@ class Field:
     kind: Literal["map", "list", "text", "value"]
     children: Mapping[str, Field] = field(default_factory=dict)
     item: Field | None = None
-    # For "list": the template's maxItems, held to while the note is edited (not only when it
-    # is finalized), so no client can grow a note every edit then has to walk.
+    # For "list": the template's maxItems (the note's replica bounds lists by it while the note
+    # is edited, not only when it is finalized).
     max_items: int | None = None
 
 

@@ -59,6 +59,8 @@ READER_USER = "observer"
 KINDS, WEIGHTS = ("rationale", "dissent", "value", "recommendation"), (70, 18, 11, 1)
 TEXTS = ("rationale", "dissent", "recommendation")  # the kinds whose edits carry a token
 INTENTS = ("373808002", "363676003", "399707004")
+# The template's maxItems for recommendations: like the form, a writer adds none beyond it.
+FEW_RECOMMENDATIONS = 20
 
 
 @dataclass(eq=False)
@@ -127,14 +129,20 @@ class Writer:
         data = {"case_id": self.case_id, "update": update}
         await self.client.emit("note-update", data, namespace=NAMESPACE, callback=acked)
 
+    def _text(self, kind: str, token: str) -> tuple[str, Any]:
+        text = self.note[kind]
+        # Between two tokens, never inside one, so that a torn token shows as lost.
+        ends = [0] + [i + 1 for i, ch in enumerate(str(text)) if ch == ";"]
+        text.insert(self.rng.choice(ends), token)
+        return kind, token
+
     def _change(self, token: str) -> tuple[str, Any]:
         note, kind = self.note, self.rng.choices(KINDS, WEIGHTS)[0]
         if kind in ("rationale", "dissent"):
-            text = note[kind]
-            # Between two tokens, never inside one, so that a torn token shows as lost.
-            ends = [0] + [i + 1 for i, ch in enumerate(str(text)) if ch == ";"]
-            text.insert(self.rng.choice(ends), token)
-            return kind, token
+            return self._text(kind, token)
+        if kind == "recommendation" and len(note["recommendations"]) >= FEW_RECOMMENDATIONS:
+            kind = "rationale"  # as the form would: its "add" stops at the template's limit
+            return self._text(kind, token)
         if kind == "recommendation":
             item = {"type": "surgery", "detail": pycrdt.Text(token), "nct_number": pycrdt.Text()}
             note["recommendations"].append(pycrdt.Map(item))

@@ -216,14 +216,15 @@ async def test_an_update_that_breaks_the_template_shape_is_refused(
     assert "favourite_colour: is not a field" in await _refused(
         a, b, served, replica.get_update(before), "update"
     )
-    # The template allows 20 recommendations: the 21st is refused while editing, not only
-    # when the chair finalizes (every later edit would otherwise walk an ever longer list).
-    many = [{"type": "further_imaging", "detail": f"scan {i}"} for i in range(21)]
+    # The template allows 20 recommendations. People adding at once may overshoot while
+    # editing (finalize holds to 20), but a list twice that long is refused there and then:
+    # every later edit would otherwise walk an ever longer list.
+    many = [{"type": "further_imaging", "detail": f"scan {i}"} for i in range(41)]
     shape = served.notes.templates.shape("thoracic")
     grown = update_writing(a.doc.get_update(), shape, {"recommendations": many})
     message = await _refused(a, b, served, grown, "update")
-    assert "recommendations: holds more than 20 entries" in message
-    fits = update_writing(a.doc.get_update(), shape, {"recommendations": many[:20]})
+    assert "recommendations: holds more than 40 entries" in message
+    fits = update_writing(a.doc.get_update(), shape, {"recommendations": many[:21]})
     assert (await a.send(fits))["ok"]
 
 

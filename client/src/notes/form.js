@@ -204,7 +204,7 @@ export class NoteForm {
           value instanceof Y.Map ? this.fields(schema, value, path, scope) : [missing()]);
       case 'list':
         return this._group('note-list', name, label, required, path,
-          value instanceof Y.Array ? [new ItemList(this, value, schema.items ?? {}, label, path, scope).el] : [missing()]);
+          value instanceof Y.Array ? [new ItemList(this, value, schema.items ?? {}, label, path, scope, schema.maxItems).el] : [missing()]);
       case 'choices':
         return this._group('note-choices', name, label, required, path,
           value instanceof Y.Array ? [this._choices(schema.items ?? {}, value, path, scope)] : [missing()]);

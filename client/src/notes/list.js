@@ -28,8 +28,9 @@ export class ItemList {
    * @param {string} listLabel
    * @param {string[]} path
    * @param {Scope} scope
+   * @param {number} [maxItems] the template's limit: the server refuses an item beyond it
    */
-  constructor(form, list, itemSchema, listLabel, path, scope) {
+  constructor(form, list, itemSchema, listLabel, path, scope, maxItems = Infinity) {
     this._form = form;
     this._list = list;
     this._schema = itemSchema;
@@ -41,6 +42,7 @@ export class ItemList {
     this._entries = new Map();
     this._items = h('ol', { class: 'note-items' });
     this._empty = h('p', { class: 'empty' }, t('note.list_empty'));
+    this._maxItems = maxItems;
     const add = h('button', {
       type: 'button', class: 'button-quiet small note-add', 'data-note-add': path.join('.'),
       onclick: () => {
@@ -48,6 +50,7 @@ export class ItemList {
         this._focusItem(list.length - 1, 'input, textarea, select');
       },
     }, t('note.add_item', { item: this._itemLabel }));
+    this._add = add;
     this.el = h('div', { class: 'note-list-body' }, this._items, this._empty, add);
     scope.observe(list, () => this._render());
     this._render();
@@ -75,6 +78,8 @@ export class ItemList {
     });
     while (this._items.children.length > items.length) this._items.lastElementChild?.remove();
     this._empty.hidden = items.length > 0;
+    // Full: one more would be refused by the server (and cost the edits typed meanwhile).
+    this._add.disabled = items.length >= this._maxItems;
     this._form.repath(this._items);
   }
 

@@ -24,6 +24,7 @@ import { getLocale, t } from '../i18n/index.js';
  *   minimum?: number,
  *   maximum?: number,
  *   maxLength?: number,
+ *   maxItems?: number,
  *   title?: string,
  *   description?: string,
  *   'x-label'?: Labels | string,
