@@ -92,8 +92,13 @@ class KeyRing:
 
 def write_private(path: Path, content: Mapping[str, object]) -> None:
     # Written beside the target with 0600 from the first byte, then renamed over it.
+    # A leftover temporary file (a crash mid-write) is removed first: O_CREAT would keep its
+    # mode, whatever that is. Flushed to disk before the rename, so a key is never half there.
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(content, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -195,6 +195,21 @@ def test_key_file_is_created_owner_only(tmp_path: Path) -> None:
         KeyRing.load_or_create(tmp_path / "d")
 
 
+def test_a_leftover_world_readable_temporary_key_file_does_not_leak_its_mode(
+    tmp_path: Path,
+) -> None:
+    from server.keys import KeyRing
+
+    ring = KeyRing.load_or_create(tmp_path / "d")
+    # A crash left keys.tmp behind, readable by everyone; the next write must not reuse it.
+    leftover = ring.path.with_suffix(".tmp")
+    leftover.write_text("{}")
+    leftover.chmod(0o644)
+    rotated = ring.rotate()
+    assert (rotated.path.stat().st_mode & 0o777) == 0o600
+    assert not leftover.exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
