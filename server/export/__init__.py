@@ -1,0 +1,1 @@
+"""Export of agreed plans into the formats hospital records read: PDF, FHIR R4, HL7 v2, JSON."""
