@@ -10,15 +10,15 @@ PORT ?= 8080
 CLIENT_SOURCES := $(shell find client/src client/index.html client/vite.config.js -type f 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test venv client test-deps lint typecheck e2e clean
+.PHONY: run test venv client run-deps test-deps lint typecheck e2e clean
 
-run: venv client
+run: venv client run-deps
 	$(PY) -m server demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
-test: venv client test-deps lint typecheck
+test: venv client run-deps test-deps lint typecheck
 	$(PY) -m pytest
 
-e2e: venv client test-deps
+e2e: venv client run-deps test-deps
 	$(PY) -m pytest tests/e2e
 
 venv: $(VENV)/.installed
@@ -38,11 +38,21 @@ client/node_modules/.installed: client/package.json client/package-lock.json
 client/dist/index.html: client/node_modules/.installed $(CLIENT_SOURCES)
 	cd client && npm run build
 
+# Debian packages the server needs, installed only where missing: the Pango and HarfBuzz
+# libraries WeasyPrint loads to print agreed plans as PDF, and a CJK font so zh-CN renders in
+# those PDFs (and in the end-to-end tests' Chromium).
+DEBIAN_RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk
+run-deps:
+	@dpkg -s $(DEBIAN_RUN_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		$(DEBIAN_RUN_PACKAGES); }
+
 # Debian packages the tests use, installed only where missing: Chromium for the end-to-end tests
-# (Playwright's own browser download does not work offline), a CJK font so zh-CN renders, and
-# PostgreSQL 15 and coturn, which the tests start as throwaway servers on loopback.
-DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk postgresql-15 coturn orthanc orthanc-dicomweb
-test-deps:
+# (Playwright's own browser download does not work offline), PostgreSQL 15 and coturn, which the
+# tests start as throwaway servers on loopback, and poppler-utils (pdftotext, pdftoppm, pdfinfo)
+# to read the PDF exports back. After run-deps: one apt-get at a time, even under make -j.
+DEBIAN_TEST_PACKAGES := chromium postgresql-15 coturn orthanc orthanc-dicomweb poppler-utils
+test-deps: run-deps
 	@dpkg -s $(DEBIAN_TEST_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 		$(DEBIAN_TEST_PACKAGES); }
