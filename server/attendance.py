@@ -13,8 +13,15 @@ __all__ = ["open_span", "close_spans", "switch_item", "spans_of"]
 
 
 async def open_span(
-    session: AsyncSession, session_id: int, user: User, agenda_item_id: int | None, at: datetime
+    session: AsyncSession,
+    session_id: int,
+    user: User,
+    agenda_item_id: int | None,
+    at: datetime,
+    *,
+    left: datetime | None = None,
 ) -> Attendance:
+    """A span from ``at``; ``left`` closes it at once (recording a past session)."""
     assert user.id is not None
     span = Attendance(
         session_id=session_id,
@@ -23,6 +30,7 @@ async def open_span(
         specialty=user.specialty,
         institution_id=user.institution_id,
         joined_at=at,
+        left_at=left,
     )
     session.add(span)
     await session.flush()

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import select
 
 from .accounts import create_institution, create_user
+from .attendance import open_span
 from .boards import BoardSpec, add_member, create_board
 from .cases import CaseIn, PatientIn, add_attachment, add_study, create_case, transition
 from .config import DEMO_PASSWORD
@@ -20,7 +21,6 @@ from .db import AsyncSession
 from .imaging.phantom import PhantomPatient, write_ct_series
 from .models import (
     AgendaItem,
-    Attendance,
     Board,
     BoardSession,
     Case,
@@ -294,16 +294,9 @@ async def _discussed_case(
     for username, minutes in _ATTENDED.items():
         user = users[username]
         assert user.id is not None
-        session.add(
-            Attendance(
-                session_id=meeting.id,
-                user_id=user.id,
-                agenda_item_id=item.id,
-                specialty=user.specialty,
-                institution_id=user.institution_id,
-                joined_at=start + timedelta(minutes=minutes),
-                left_at=start + timedelta(minutes=21),
-            )
+        joined = start + timedelta(minutes=minutes)
+        await open_span(
+            session, meeting.id, user, item.id, joined, left=start + timedelta(minutes=21)
         )
     await transition(session, services.audit, case, users["chair"], "discussed", None)
     return case

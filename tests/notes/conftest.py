@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlmodel import select
 
-from server.models import AgendaItem, Attendance, BoardSession, Case, User, utcnow
+from server.attendance import open_span
+from server.models import AgendaItem, BoardSession, Case, User, utcnow
 from server.notes.document import ROOT
 from server.services import SERVICES, Services
 
@@ -92,15 +93,6 @@ async def discussed(services: Services, ids: dict[str, int]) -> int:
         users = await db.exec(select(User).where(User.username.in_(ATTENDEES)))  # type: ignore[attr-defined]
         for i, user in enumerate(users):
             assert user.id is not None
-            db.add(
-                Attendance(
-                    session_id=meeting.id,
-                    user_id=user.id,
-                    agenda_item_id=item.id,
-                    specialty=user.specialty,
-                    institution_id=user.institution_id,
-                    joined_at=now - timedelta(minutes=50 - i),
-                    left_at=now - timedelta(minutes=20),
-                )
-            )
+            joined = now - timedelta(minutes=50 - i)
+            await open_span(db, meeting.id, user, item.id, joined, left=now - timedelta(minutes=20))
     return case_id
