@@ -106,6 +106,19 @@ export class Api {
   }
 
   /**
+   * GET a file the server sends as an attachment: its content and the name the server gives it
+   * (Content-Disposition), or the last part of `path` when it gives none.
+   * @param {string} path
+   * @param {Query} [query]
+   * @returns {Promise<{blob: Blob, filename: string}>}
+   */
+  async file(path, query = {}) {
+    const response = await this._fetch('GET', this.url(path, query));
+    const filename = attachmentName(response.headers.get('Content-Disposition')) ?? path.slice(path.lastIndexOf('/') + 1);
+    return { blob: await response.blob(), filename };
+  }
+
+  /**
    * The absolute path of an API resource, for links and downloads.
    * @param {string} path starting with "/"
    * @param {Query} [query] entries that are null, undefined or "" are left out
@@ -126,6 +139,17 @@ export class Api {
    * @returns {Promise<any>}
    */
   async _send(method, url, body) {
+    return readBody(await this._fetch(method, url, body));
+  }
+
+  /**
+   * The server's response when it succeeded; an ApiError otherwise.
+   * @param {string} method
+   * @param {string} url
+   * @param {unknown} [body]
+   * @returns {Promise<Response>}
+   */
+  async _fetch(method, url, body) {
     /** @type {RequestInit} */
     const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
     if (body instanceof FormData) {
@@ -140,9 +164,8 @@ export class Api {
     } catch {
       throw new ApiError(0, 'The server could not be reached.');
     }
-    const payload = await readBody(response);
-    if (response.ok) return payload;
-    const error = problemToError(response.status, payload);
+    if (response.ok) return response;
+    const error = problemToError(response.status, await readBody(response));
     // A failed login is a wrong password, not an expired session.
     if (error.status === 401 && url !== `${this._base}/login`) this._onUnauthorized();
     throw error;
@@ -164,6 +187,26 @@ async function readBody(response) {
     }
   }
   return response.text();
+}
+
+/**
+ * The file name of a Content-Disposition header: `filename*=UTF-8''…` when given, else `filename=`.
+ * @param {string | null} header
+ * @returns {string | null}
+ */
+function attachmentName(header) {
+  if (!header) return null;
+  const extended = /filename\*\s*=\s*UTF-8''([^;]+)/i.exec(header);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[1].trim());
+    } catch {
+      // a malformed escape: fall back to the plain name
+    }
+  }
+  const plain = /filename\s*=\s*(?:"([^"]*)"|([^;]+))/i.exec(header);
+  const name = plain ? (plain[1] ?? plain[2]).trim() : '';
+  return name || null;
 }
 
 /**

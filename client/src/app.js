@@ -25,6 +25,8 @@ const PERMISSIONS = {
   move: ['admin', 'coordinator', 'chair'],
   /** give a preliminary opinion */
   opine: ['chair', 'specialist'],
+  /** find agreed plans, export them, see board metrics */
+  records: ['admin', 'coordinator', 'records'],
 };
 
 /** @typedef {keyof typeof PERMISSIONS} Permission */

@@ -9,6 +9,7 @@ import { intakePage } from './cases/intake.js';
 import { casePage } from './cases/page.js';
 import { joinPage } from './join.js';
 import { loginPage } from './login.js';
+import { recordsPage } from './records/page.js';
 import { roomPage } from './room/page.js';
 import { sessionPage } from './schedule/agenda.js';
 import { boardsPage } from './schedule/boards.js';
@@ -31,6 +32,7 @@ function routes(app) {
     { pattern: '/cases', page: () => casesPage(app) },
     { pattern: '/cases/new', page: () => intakePage(app) },
     { pattern: '/cases/:id', page: (params) => casePage(app, params) },
+    { pattern: '/records', page: () => recordsPage(app) },
   ];
 }
 

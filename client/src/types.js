@@ -285,4 +285,62 @@
  * @property {{payload: PlanPayload, hash: string, signature: {alg: string, kid: string, value: string}}[]} versions
  */
 
+
+/**
+ * One agreed plan the records search found (GET /api/records).
+ * @typedef {object} RecordItem
+ * @property {number} case_id
+ * @property {string} case_number
+ * @property {number} board_id
+ * @property {string} board_name
+ * @property {string} tumor_site
+ * @property {string} state the case's state
+ * @property {'finalized'|'amending'} note_status
+ * @property {number} version the latest signed version
+ * @property {string} finalized_at ISO instant (UTC) it was signed
+ * @property {string} finalized_by a name
+ * @property {string|null} session_start_at ISO instant of the session that discussed it
+ * @property {number} recommendations
+ */
+
+/**
+ * One page of records search results, and how many there are in all.
+ * @typedef {{items: RecordItem[], total: number}} RecordPage
+ */
+
+/**
+ * @typedef {'pdf'|'fhir'|'hl7'|'json'} ExportFormat
+ */
+
+/**
+ * A bulk export (POST /api/exports, GET /api/exports/{id}).
+ * @typedef {object} ExportJob
+ * @property {string} id
+ * @property {'running'|'done'|'failed'} state
+ * @property {number} done plans exported so far
+ * @property {number} total plans to export
+ * @property {unknown[]} failed the plans that could not be exported, and why
+ * @property {ExportFormat} format
+ */
+
+/**
+ * One board's figures over a date range (GET /api/records/metrics).
+ * @typedef {object} BoardMetrics
+ * @property {number} board_id
+ * @property {string} board_name
+ * @property {number} sessions
+ * @property {number} cases
+ * @property {number|null} cases_per_session
+ * @property {number|null} minutes_per_case
+ * @property {{met: number, total: number, share: number|null}} quorum
+ * @property {{total: number, implemented: number, not_done: number, planned: number,
+ *   share_implemented: number|null, share_not_done: number|null,
+ *   not_done_by_reason: Record<string, number>}} recommendations
+ * @property {{median: number|null, n: number}} request_to_final_days
+ */
+
+/**
+ * @typedef {{from: string, to: string, boards: BoardMetrics[]}} Metrics
+ */
+
 export {};
