@@ -22,6 +22,9 @@ from .errors import ConfigError, EboardError
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from .export.renderer import Options
+    from .services import Services
+
 # The server's modules (the web app, WebRTC, DICOM) are imported by the commands that use them:
 # `verify`, which a records office runs offline, starts in a fraction of a second.
 
@@ -115,11 +118,33 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(sub.add_parser("migrate", help="bring the database schema up to date"))
     _common(sub.add_parser("verify-audit", help="check the audit hash chain"))
-    export = sub.add_parser("export", help="write a case's signed agreed plan to a file")
+    export = sub.add_parser(
+        "export",
+        help="export agreed plans: one case (--case) or a date range in bulk (--from/--to)",
+    )
     _common(export)
-    export.add_argument("--case", required=True, help="case number, e.g. DEMO-0001")
-    export.add_argument("--format", choices=["json"], default="json", help="signed JSON")
-    export.add_argument("--out", required=True, help="file to write")
+    export.add_argument("--case", help="one case: its number (e.g. DEMO-0001) or id")
+    export.add_argument("--from", dest="start", help="bulk: first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="end", help="bulk: last day, YYYY-MM-DD (inclusive)")
+    export.add_argument("--board", type=int, help="bulk: only this board's plans (its id)")
+    export.add_argument("--format", required=True, help="pdf, fhir, hl7 or json (signed)")
+    export.add_argument(
+        "--language", default="both", help="the PDF's language: both (en + zh-CN), en or zh-CN"
+    )
+    export.add_argument(
+        "--audience",
+        default="home",
+        help="home (with patient identifiers) or external (case number only)",
+    )
+    export.add_argument(
+        "--zone", default="UTC", help="bulk: the time zone of the days (IANA, default UTC)"
+    )
+    export.add_argument(
+        "--out", help="the file (one case; default: its name, here) or directory (bulk)"
+    )
+    export.add_argument(
+        "--force", action="store_true", help="bulk: write into a directory that is not empty"
+    )
     verify = sub.add_parser("verify", help="check a signed agreed-plan export offline")
     verify.add_argument("file", help="the export file (or one signed version) to check")
     verify.add_argument("--keys", help="trusted keys: a JWKS file as served at /api/keys")
@@ -319,35 +344,84 @@ def _verify_plans(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _export(settings: Settings, args: argparse.Namespace) -> tuple[bytes, int]:
-    """The signed versions of a case's agreed plan, as one canonical JSON file (audited)."""
-    from sqlmodel import select
-
-    from .models import Case
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    """One case's agreed plan to a file, or every plan of a range of days to a directory (with
+    a progress bar); each export audited."""
+    from .export.exporter import Exporter
+    from .export.renderer import Options
     from .services import Services
 
+    bulk = args.start is not None or args.end is not None
+    if bulk == (args.case is not None):
+        raise ConfigError("give either --case, or --from and --to for a bulk export")
+    options = Options(args.format, args.language, args.audience)  # refuses unknown values
     services = Services.build(settings)
     try:
         await services.db.migrate()
-        async with services.db.write() as session:
-            case = (await session.exec(select(Case).where(Case.number == args.case))).first()
-            if case is None or case.id is None:
-                raise ConfigError(f"there is no case numbered {args.case!r}")
-            versions = await services.plans.versions(session, case.id)
-            if not versions:
-                raise ConfigError(f"case {args.case} has no agreed plan yet (it is {case.state})")
-            data = services.plans.export(case, versions)
-            await services.audit.append(
-                session,
-                actor_id=None,
-                action="plan.export",
-                target_type="case",
-                target_id=case.id,
-                detail={"format": args.format, "versions": len(versions), "via": "cli"},
-            )
-        return data, len(versions)
+        if bulk:
+            return await _export_bulk(services, args, options)
+        ref: int | str = int(args.case) if args.case.isdigit() else args.case
+        made = await Exporter(services).one(
+            None,
+            ref,
+            format=options.format,
+            language=options.language,
+            audience=options.audience,
+            via="cli",
+        )
+        out = Path(args.out or made.filename)
+        await asyncio.to_thread(out.write_bytes, made.data)
+        print(
+            f"wrote version {made.version} of case {made.case_number}'s agreed plan "
+            f"({options.format}, {options.audience} audience, {len(made.data)} bytes) to {out}"
+        )
+        return 0
     finally:
+        await services.renderer.close()
         await services.db.close()
+
+
+async def _export_bulk(services: Services, args: argparse.Namespace, options: Options) -> int:
+    from tqdm import tqdm
+
+    from .records.bulk import BulkExport, DirectorySink, new_id, run
+    from .records.range import DateRange
+    from .records.search import case_ids
+    from .scheduling import zone
+
+    days = DateRange.parse(
+        args.start, args.end, max_days=services.settings.max_export_range_days, required=True
+    )
+    if not args.out:
+        raise ConfigError("a bulk export needs --out DIR")
+    async with services.db.read() as db:
+        ids = await case_ids(
+            db,
+            days,
+            board_id=args.board,
+            institution_id=None,
+            zone=zone(args.zone, "zone"),
+            cipher=services.cipher,
+        )
+    if not ids:
+        raise ConfigError(f"no agreed plans were signed between {days.start} and {days.end}")
+    sink = DirectorySink(Path(args.out), force=args.force)
+    job = BulkExport(
+        id=new_id(), owner_id=None, options=options, days=days, board_id=args.board, case_ids=ids
+    )
+    with tqdm(total=job.total, unit="plan", desc=f"export {options.format}") as bar:
+
+        def advance(_: BulkExport) -> None:
+            bar.update(1)
+
+        await run(services, None, job, sink, via="cli", progress=advance)
+    for failure in job.failed:
+        print(f"failed: case {failure['case']}: {failure['error']}", file=sys.stderr)
+    print(
+        f"wrote {len(job.files)} agreed plan(s) ({options.format}) and manifest.json to {args.out}"
+        + (f"; {len(job.failed)} failed" if job.failed else "")
+    )
+    return 1 if job.failed else 0
 
 
 async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
@@ -417,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "verify-audit":
             return asyncio.run(_verify_audit(settings))
         elif args.command == "export":
-            data, count = asyncio.run(_export(settings, args))
-            Path(args.out).write_bytes(data)
-            print(f"wrote {count} signed version(s) of case {args.case} to {args.out}")
+            return asyncio.run(_export(settings, args))
         elif args.command == "user":
             asyncio.run(_user_add(settings, args))
     except ConfigError as exc:

@@ -24,6 +24,7 @@ from .api import (
     keys,
     notes,
     people,
+    records,
     sessions,
     system,
 )
@@ -37,6 +38,7 @@ from .imaging.frames import FrameIndex
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .models import Institution
+from .records.bulk import EXPORTS, BulkExports
 from .services import SERVICES, Services
 from .signalling import Signalling
 
@@ -60,6 +62,7 @@ def route_table() -> RouteTable:
     table.extend(case_imaging.routes)
     table.extend(imaging.routes)
     table.extend(notes.routes)
+    table.extend(records.routes)
     table.extend(keys.routes)
     table.extend(dicomweb.routes)
     return table
@@ -78,6 +81,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[METRICS] = Metrics()
     app[METADATA] = MetadataCache()
     app[FRAMES] = FrameIndex.watching(services.db.engine)
+    app[EXPORTS] = BulkExports(settings.data_dir / "exports")
     table = route_table()
     app[ROUTES] = table
     table.wire(app)
@@ -131,7 +135,9 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
         for code in await session.exec(select(Institution.code)):
             services.signing.ensure(code)
     yield
+    await app[EXPORTS].close()
     await services.notes.close()
+    await services.renderer.close()
     await db.close()
 
 

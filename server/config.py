@@ -50,6 +50,10 @@ class Settings:
     # Note updates (clients coalesce keystrokes, ~20 per second while typing) and focus moves.
     note_rate_per_second: float = 100.0
     note_burst: int = 300
+    # Worker processes making PDF/FHIR/HL7 exports; 0: one fewer than the cores (at least 1).
+    export_workers: int = 0
+    # The longest date range a records search or bulk export may span.
+    max_export_range_days: int = 366
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Plain HTTP on a non-loopback address: only behind a TLS-terminating proxy.

@@ -10,6 +10,7 @@ from .audit import AuditLog
 from .config import Settings
 from .crypto import FieldCipher
 from .db import Database
+from .export.renderer import Renderer
 from .imaging.store import DicomStore
 from .keys import KeyRing
 from .notes.plan import PlanDesk
@@ -34,6 +35,7 @@ class Services:
     signing: SigningKeys
     notes: NoteStore
     plans: PlanDesk
+    renderer: Renderer
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -55,6 +57,7 @@ class Services:
             signing=signing,
             notes=notes,
             plans=PlanDesk(db, cipher, audit, signing, notes),
+            renderer=Renderer(settings.export_workers or None),
         )
 
 

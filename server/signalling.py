@@ -45,6 +45,7 @@ from .models import (
 )
 from .notes.channel import NoteChannel
 from .ratelimit import TokenBucket
+from .security import Role
 from .services import Services
 
 __all__ = ["Signalling", "NAMESPACE"]
@@ -217,6 +218,10 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Conflict.on("session_id", f"session {session_id} was cancelled")
             if meeting.end_at <= utcnow():
                 raise Conflict.on("session_id", f"session {session_id} is over")
+            if user.role == Role.RECORDS:
+                raise Forbidden(
+                    "records staff find and export agreed plans; they do not join sessions"
+                )
             member = await membership(db, meeting.board_id, user.id)
             if member is None:
                 raise Forbidden(f"you are not invited to session {session_id}")

@@ -12,6 +12,7 @@ __all__ = [
     "OPINION_GIVERS",
     "MOVERS",
     "CHAIRS",
+    "RECORD_KEEPERS",
 ]
 
 EVERYONE = ALL_ROLES
@@ -22,3 +23,5 @@ MOVERS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CHAIR})
 OPINION_GIVERS = frozenset({Role.CHAIR, Role.SPECIALIST})
 # Finalize and amend agreed plans (and then only the chair of the case's board).
 CHAIRS = frozenset({Role.CHAIR})
+# Search, bulk-export and measure agreed plans (within their own institution).
+RECORD_KEEPERS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.RECORDS})

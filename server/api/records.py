@@ -1,0 +1,239 @@
+"""REST: the records office's routes — search agreed plans, export one or a date range in bulk
+(PDF, FHIR, HL7 v2, signed JSON), and the boards' metrics.
+
+Records staff, coordinators and admins work within their own institution's boards. Exporting
+one plan is open to whoever may see the case; a user of another institution gets the external
+audience's file (case number, no patient identifiers). An MRN is searched for in a request
+body, never in a URL, so it stays out of access logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from ..access import board_for
+from ..errors import Conflict, Invalid
+from ..export.exporter import Exporter
+from ..export.renderer import Options
+from ..models import Board
+from ..records.bulk import EXPORTS, BulkExport, new_id
+from ..records.metrics import board_metrics
+from ..records.range import DateRange
+from ..records.search import RecordQuery, case_ids, find
+from .roles import EVERYONE, RECORD_KEEPERS
+from .routing import Call, RouteTable
+
+routes = RouteTable()
+_TAG = "records"
+
+
+class SearchIn(BaseModel):
+    from_: str | None = Field(default=None, alias="from", max_length=10)
+    to: str | None = Field(default=None, max_length=10)
+    board_id: int | None = None
+    case_number: str | None = Field(default=None, max_length=32)
+    mrn: str | None = Field(default=None, max_length=64)
+    tumor_site: str | None = Field(default=None, max_length=32)
+    state: str | None = Field(default=None, max_length=16)
+    limit: int = 50
+    offset: int = 0
+
+
+class BulkIn(BaseModel):
+    from_: str = Field(alias="from", max_length=10)
+    to: str = Field(max_length=10)
+    board_id: int | None = None
+    format: str = Field(max_length=16)
+    language: str = Field(default="both", max_length=8)
+    audience: str = Field(default="home", max_length=16)
+
+
+def _days(call: Call, start: str | None, end: str | None, *, required: bool) -> DateRange:
+    limit = call.services.settings.max_export_range_days
+    return DateRange.parse(start, end, max_days=limit, required=required)
+
+
+async def _board(call: Call, board_id: int | None) -> int | None:
+    """A board filter: only a board of the user's own institution."""
+    if board_id is None:
+        return None
+    board = await board_for(call.session, call.me, board_id)
+    if board.home_institution_id != call.me.institution_id:
+        raise Invalid.on("board_id", f"board {board_id} is not one of your institution's")
+    return board_id
+
+
+@routes.add(
+    "POST",
+    "/api/records/search",
+    roles=RECORD_KEEPERS,
+    summary="Search agreed plans (by date, board, case number, MRN, tumor site, state)",
+    body=SearchIn,
+    tag=_TAG,
+    writes=False,
+)
+async def search_records(call: Call) -> dict[str, Any]:
+    body: SearchIn = call.body
+    query = RecordQuery(
+        _days(call, body.from_, body.to, required=False),
+        board_id=await _board(call, body.board_id),
+        case_number=body.case_number or None,
+        mrn=(body.mrn or "").strip() or None,
+        tumor_site=body.tumor_site or None,
+        state=body.state or None,
+        limit=body.limit,
+        offset=body.offset,
+    )
+    items, total = await find(
+        call.session,
+        query,
+        institution_id=call.me.institution_id,
+        zone=call.viewer_tz,
+        cipher=call.services.cipher,
+    )
+    if query.mrn:
+        # Who looked up a patient by MRN is on record (the MRN itself is not).
+        async with call.services.db.write() as db:
+            await call.services.audit.append(
+                db,
+                actor_id=call.me.id,
+                action="records.search",
+                target_type="patient",
+                target_id="mrn",
+                detail={"by": "mrn", "found": total},
+            )
+    return {"items": items, "total": total}
+
+
+@routes.add(
+    "GET",
+    "/api/cases/{case_id}/plan/export",
+    roles=EVERYONE,
+    summary="Export a case's agreed plan as PDF, FHIR, HL7 v2 MDM or signed JSON",
+    tag=_TAG,
+    # The file is made with no unit of work open; the audit has its own.
+    writes=False,
+)
+async def export_plan(call: Call) -> web.Response:
+    q = call.request.query
+    if "format" not in q:
+        raise Invalid.on("format", "give a format: pdf, fhir, hl7 or json")
+    made = await Exporter(call.services).one(
+        call.me,
+        call.int_param("case_id"),
+        format=q["format"],
+        language=q.get("language", "both"),
+        audience=q.get("audience") or None,
+        via="api",
+    )
+    return web.Response(
+        body=made.data,
+        content_type=made.media_type,
+        charset="utf-8" if made.media_type != "application/pdf" else None,
+        headers={
+            "Content-Disposition": f'attachment; filename="{made.filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@routes.add(
+    "POST",
+    "/api/exports",
+    roles=RECORD_KEEPERS,
+    summary="Start a bulk export of the agreed plans of a date range",
+    body=BulkIn,
+    status=202,
+    tag=_TAG,
+    writes=False,
+)
+async def start_bulk(call: Call) -> dict[str, Any]:
+    body: BulkIn = call.body
+    options = Options(body.format, body.language, body.audience)
+    days = _days(call, body.from_, body.to, required=True)
+    board_id = await _board(call, body.board_id)
+    ids = await case_ids(
+        call.session,
+        days,
+        board_id=board_id,
+        institution_id=call.me.institution_id,
+        zone=call.viewer_tz,
+        cipher=call.services.cipher,
+    )
+    if not ids:
+        raise Conflict.on(
+            "from", f"no agreed plans were signed between {days.start} and {days.end}"
+        )
+    job = BulkExport(
+        id=new_id(),
+        owner_id=call.me.id,
+        options=options,
+        days=days,
+        board_id=board_id,
+        case_ids=ids,
+    )
+    call.request.app[EXPORTS].start(call.services, call.me, job)
+    return job.json()
+
+
+@routes.add(
+    "GET",
+    "/api/exports/{job_id}",
+    roles=RECORD_KEEPERS,
+    summary="A bulk export's progress",
+    tag=_TAG,
+)
+async def get_bulk(call: Call) -> dict[str, Any]:
+    return call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"]).json()
+
+
+@routes.add(
+    "GET",
+    "/api/exports/{job_id}/file",
+    roles=RECORD_KEEPERS,
+    summary="Download a finished bulk export (zip)",
+    tag=_TAG,
+)
+async def get_bulk_file(call: Call) -> web.StreamResponse:
+    job = call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"])
+    if job.state != "done" or job.path is None or not job.path.exists():
+        raise Conflict.on("job_id", f"bulk export {job.id} is {job.state}, not ready to download")
+    return web.FileResponse(
+        job.path,
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{job.download_name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@routes.add(
+    "GET",
+    "/api/records/metrics",
+    roles=RECORD_KEEPERS,
+    summary="Board metrics: cases per session, minutes per case, quorum, follow-up, waits",
+    tag=_TAG,
+)
+async def get_metrics(call: Call) -> dict[str, Any]:
+    q = call.request.query
+    days = _days(call, q.get("from"), q.get("to"), required=False)
+    raw_board = q.get("board_id")
+    if raw_board and not raw_board.isdigit():
+        raise Invalid.on("board_id", f"{raw_board!r} is not an id")
+    board_id = await _board(call, int(raw_board) if raw_board else None)
+    query = select(Board).where(Board.home_institution_id == call.me.institution_id)
+    if board_id is not None:
+        query = query.where(Board.id == board_id)
+    boards = list(await call.session.exec(query.order_by(col(Board.name))))
+    return {
+        "from": str(days.start) if days.start else None,
+        "to": str(days.end) if days.end else None,
+        "boards": await board_metrics(
+            call.session, call.services.plans, boards, days, call.viewer_tz
+        ),
+    }

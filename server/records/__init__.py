@@ -1,0 +1,1 @@
+"""Records: finding agreed plans, exporting them in bulk, and the boards' outcome metrics."""

@@ -1,0 +1,260 @@
+"""Bulk exports: every agreed plan of a date range in one format, into a directory (CLI) or a
+zip file (records page), with progress, a manifest and an audit record per plan.
+
+The renderer's workers are kept busy (a few jobs in flight each); one plan that fails does not
+stop the others: it is listed under ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..errors import Conflict, EboardError, Invalid, NotFound
+from ..export.exporter import Exporter
+from ..export.renderer import Options
+from ..models import Case, User, utcnow
+from ..services import Services
+from .range import DateRange
+
+__all__ = ["BulkExport", "BulkExports", "DirectorySink", "ZipSink", "run", "EXPORTS", "new_id"]
+
+# Zips of finished jobs are kept this long for download, then removed.
+KEEP_SECONDS = 24 * 3600
+RUNNING_PER_USER = 2
+
+
+class Sink(Protocol):
+    def write(self, name: str, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class DirectorySink:
+    """Files into a directory; an existing non-empty one only with ``force``."""
+
+    def __init__(self, folder: Path, *, force: bool) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise Invalid.on("out", f"{folder} exists and is not a directory")
+        if folder.is_dir() and any(folder.iterdir()) and not force:
+            raise Invalid.on(
+                "out", f"{folder} is not empty; choose an empty directory or pass --force"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def write(self, name: str, data: bytes) -> None:
+        target = self.folder / name
+        partial = target.with_name(f".{name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+
+    def close(self) -> None:
+        pass
+
+
+class ZipSink:
+    """Files into one zip archive, written to a partial name and renamed when complete."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._partial = path.with_name(f".{path.name}.partial")
+        # PDFs and base64 are already dense: stored, not deflated.
+        self._zip = zipfile.ZipFile(self._partial, "w", compression=zipfile.ZIP_STORED)
+
+    def write(self, name: str, data: bytes) -> None:
+        self._zip.writestr(name, data)
+
+    def close(self) -> None:
+        self._zip.close()
+        os.replace(self._partial, self.path)
+
+    def discard(self) -> None:
+        self._zip.close()
+        self._partial.unlink(missing_ok=True)
+
+
+@dataclass
+class BulkExport:
+    """One bulk export and how far it has got."""
+
+    id: str
+    owner_id: int | None
+    options: Options
+    days: DateRange
+    board_id: int | None
+    case_ids: list[int]
+    state: str = "running"  # running | done | failed
+    done: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    created_at: str = field(default_factory=lambda: utcnow().isoformat())
+    finished: float | None = None
+    path: Path | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.case_ids)
+
+    @property
+    def download_name(self) -> str:
+        return f"eboard-plans-{self.days.start}-{self.days.end}-{self.options.format}.zip"
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "format": self.options.format,
+            "language": self.options.language,
+            "audience": self.options.audience,
+            "from": str(self.days.start),
+            "to": str(self.days.end),
+            "board_id": self.board_id,
+            "done": self.done,
+            "total": self.total,
+            "failed": self.failed,
+            "error": self.error,
+            "created_at": self.created_at,
+        }
+
+    def manifest(self) -> bytes:
+        body = {
+            "format": self.options.format,
+            "language": self.options.language,
+            "audience": self.options.audience,
+            "from": str(self.days.start),
+            "to": str(self.days.end),
+            "board_id": self.board_id,
+            "created_at": self.created_at,
+            "files": self.files,
+            "failed": self.failed,
+        }
+        return json.dumps(body, ensure_ascii=False, indent=1).encode()
+
+
+async def run(
+    services: Services,
+    user: User | None,
+    job: BulkExport,
+    sink: Sink,
+    *,
+    via: str,
+    progress: Callable[[BulkExport], None] | None = None,
+) -> BulkExport:
+    """Export every case of ``job`` into ``sink`` (closing it), updating ``job`` as it goes."""
+    exporter = Exporter(services)
+    renderer = services.renderer
+    slots = asyncio.Semaphore(renderer.workers * 2)
+
+    async def one(case_id: int) -> None:
+        async with slots:
+            number = str(case_id)
+            try:
+                async with services.db.read() as db:
+                    case = await db.get(Case, case_id)
+                    assert case is not None
+                    number = case.number
+                    work = await exporter.job(db, case, job.options)
+                data = await renderer.render(work)
+                await asyncio.to_thread(sink.write, work.filename, data)
+                async with services.db.write() as db:
+                    await exporter.audit(db, user, case_id, work, via=via, bulk=job.id)
+            except Exception as exc:  # one plan's failure is reported, the rest go on
+                reason = exc.detail if isinstance(exc, EboardError) else type(exc).__name__
+                job.failed.append({"case": number, "error": reason})
+            else:
+                job.files.append(
+                    {
+                        "case": number,
+                        "version": work.record.payload["version"],
+                        "file": work.filename,
+                        "bytes": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                )
+            job.done += 1
+            if progress is not None:
+                progress(job)
+
+    try:
+        await asyncio.gather(*(one(i) for i in job.case_ids))
+        job.files.sort(key=lambda f: str(f["file"]))
+        await asyncio.to_thread(sink.write, "manifest.json", job.manifest())
+        await asyncio.to_thread(sink.close)
+    except Exception as exc:
+        job.state, job.error = "failed", str(exc) or type(exc).__name__
+        if isinstance(sink, ZipSink):
+            sink.discard()
+        raise
+    finally:
+        job.finished = time.monotonic()
+    job.state = "done"
+    return job
+
+
+class BulkExports:
+    """The bulk exports started from the records page (this process's), by id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._jobs: dict[str, BulkExport] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, services: Services, user: User, job: BulkExport) -> BulkExport:
+        self._forget_old()
+        running = [j for j in self._jobs.values() if j.owner_id == user.id and j.state == "running"]
+        if len(running) >= RUNNING_PER_USER:
+            raise Conflict(
+                f"you already have {len(running)} bulk exports running; wait for one to finish"
+            )
+        job.path = self.folder / f"{job.id}.zip"
+        self._jobs[job.id] = job
+        task = asyncio.create_task(self._run(services, user, job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    async def _run(self, services: Services, user: User, job: BulkExport) -> None:
+        assert job.path is not None
+        try:
+            await run(services, user, job, ZipSink(job.path), via="api")
+        except Exception:  # recorded on the job, which the page shows
+            pass
+
+    def get(self, user: User, job_id: str) -> BulkExport:
+        job = self._jobs.get(job_id)
+        if job is None or job.owner_id != user.id:
+            raise NotFound(f"no bulk export {job_id}")
+        return job
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for job_id, job in list(self._jobs.items()):
+            if job.finished is not None and now - job.finished > KEEP_SECONDS:
+                del self._jobs[job_id]
+                if job.path is not None:
+                    job.path.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+EXPORTS = web.AppKey("exports", BulkExports)
