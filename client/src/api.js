@@ -58,10 +58,11 @@ export class Api {
    * @template T
    * @param {string} path
    * @param {unknown} [body]
+   * @param {Query} [query] e.g. the viewer's zone, for a body whose dates are calendar days
    * @returns {Promise<T>}
    */
-  post(path, body) {
-    return this._send('POST', this.url(path), body);
+  post(path, body, query = {}) {
+    return this._send('POST', this.url(path, query), body);
   }
 
   /**

@@ -295,7 +295,7 @@
  * @property {string} board_name
  * @property {string} tumor_site
  * @property {string} state the case's state
- * @property {'finalized'|'amending'} note_status
+ * @property {'finalized'|'amending'|null} note_status
  * @property {number} version the latest signed version
  * @property {string} finalized_at ISO instant (UTC) it was signed
  * @property {string} finalized_by a name
@@ -319,8 +319,11 @@
  * @property {'running'|'done'|'failed'} state
  * @property {number} done plans exported so far
  * @property {number} total plans to export
- * @property {unknown[]} failed the plans that could not be exported, and why
+ * @property {{case: string, error: string}[]} failed the plans that could not be exported, and why
+ * @property {string|null} error why the whole job failed
  * @property {ExportFormat} format
+ * @property {string} from
+ * @property {string} to
  */
 
 /**
@@ -340,7 +343,7 @@
  */
 
 /**
- * @typedef {{from: string, to: string, boards: BoardMetrics[]}} Metrics
+ * @typedef {{from: string|null, to: string|null, boards: BoardMetrics[]}} Metrics
  */
 
 export {};

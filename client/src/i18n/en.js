@@ -503,7 +503,10 @@ export default {
   'export.audience': 'Audience',
   'export.audience_home': 'Home institution (with patient identifiers)',
   'export.audience_external': 'External (case number only)',
-  'export.as': 'Export {format}',
+  'export.pdf': 'Export PDF',
+  'export.fhir': 'Export FHIR R4 bundle',
+  'export.hl7': 'Export HL7 v2 MDM',
+  'export.json': 'Export signed JSON',
   'export.downloaded': 'Downloaded {name}.',
 
   'bulk.title': 'Bulk export',
@@ -519,6 +522,8 @@ export default {
   'bulk.download': 'Download ZIP',
 
   'metrics.title': 'Board metrics',
+  'metrics.from': 'From',
+  'metrics.to': 'To',
   'metrics.show': 'Show',
   'metrics.none': 'No board has sessions in this range.',
   'metrics.caption': 'Board metrics from {from} to {to}',

@@ -504,7 +504,10 @@ export default {
   'export.audience': '接收方',
   'export.audience_home': '本机构（含患者身份信息）',
   'export.audience_external': '外部机构（仅病例编号）',
-  'export.as': '导出 {format}',
+  'export.pdf': '导出 PDF',
+  'export.fhir': '导出 FHIR R4 文档包',
+  'export.hl7': '导出 HL7 v2 MDM 消息',
+  'export.json': '导出已签名 JSON',
   'export.downloaded': '已下载 {name}。',
 
   'bulk.title': '批量导出',
@@ -520,6 +523,8 @@ export default {
   'bulk.download': '下载 ZIP',
 
   'metrics.title': '会诊组指标',
+  'metrics.from': '起始日期',
+  'metrics.to': '截止日期',
   'metrics.show': '显示',
   'metrics.none': '该时间段内没有会诊组召开会议。',
   'metrics.caption': '会诊组指标（{from} 至 {to}）',

@@ -3,6 +3,7 @@
  * by a job on the server whose progress is polled until its ZIP file can be downloaded.
  */
 
+import { viewerTimeZone } from '../api.js';
 import { FormFields, select } from '../form.js';
 import { label, t } from '../i18n/index.js';
 import { busy, errorText, h, mount } from '../ui.js';
@@ -24,7 +25,7 @@ export class BulkExport {
   constructor(api, boards) {
     this._api = api;
     this._fields = new FormFields();
-    this._range = new DateRange(this._fields, 30);
+    this._range = new DateRange(this._fields, 30, { from: t('records.from'), to: t('records.to') });
     this._board = boardSelect(boards);
     this._format = select(FORMATS.map((format) => ({ value: format, text: label('format', format) })));
     this._submit = h('button', { type: 'submit', class: 'button-primary' }, t('bulk.start'));
@@ -59,7 +60,7 @@ export class BulkExport {
         format: this._format.value,
         language: 'both',
         audience: 'home',
-      });
+      }, { tz: viewerTimeZone() }); // the range's days are the viewer's, as its presets are
     } catch (error) {
       this._fields.showError(error);
       return;
@@ -105,10 +106,11 @@ class JobView {
     const counts = { done: job.done, total: job.total };
     this._status.className = job.state === 'failed' ? 'alert' : 'status';
     this._status.textContent = job.state === 'running' ? t('bulk.running', counts)
-      : job.state === 'done' ? t('bulk.done', counts) : t('bulk.failed', counts);
+      : job.state === 'done' ? t('bulk.done', counts)
+        : [t('bulk.failed', counts), job.error].filter(Boolean).join(' ');
     mount(this._failed, job.failed.length > 0 && [
       h('p', { class: 'notice' }, t('bulk.some_failed', { count: job.failed.length })),
-      h('ul', { class: 'bulk-failed' }, job.failed.map((f) => h('li', null, describeFailure(f)))),
+      h('ul', { class: 'bulk-failed' }, job.failed.map((f) => h('li', null, `${f.case}: ${f.error}`))),
     ]);
     // A link, not a fetch: the browser streams a large ZIP to disk instead of holding it in memory.
     mount(this._file, job.state === 'done' && h('a', {
@@ -125,18 +127,4 @@ class JobView {
     this._status.className = 'alert';
     this._status.textContent = t('bulk.lost', { error: errorText(error) });
   }
-}
-
-/**
- * A failed plan as the server reports it: a sentence, or an object naming the case and the error.
- * @param {unknown} failure
- */
-function describeFailure(failure) {
-  if (failure && typeof failure === 'object') {
-    const f = /** @type {Record<string, unknown>} */ (failure);
-    const what = f.case_number ?? f.case_id ?? '';
-    const why = f.error ?? f.message ?? f.detail ?? '';
-    if (what || why) return [what, why].filter(Boolean).join(': ');
-  }
-  return typeof failure === 'string' ? failure : JSON.stringify(failure);
 }

@@ -22,7 +22,7 @@ export class BoardMetricsView {
   constructor(api, boards) {
     this._api = api;
     this._fields = new FormFields();
-    this._range = new DateRange(this._fields, 90);
+    this._range = new DateRange(this._fields, 90, { from: t('metrics.from'), to: t('metrics.to') });
     this._board = boardSelect(boards);
     this._submit = h('button', { type: 'submit', class: 'button-quiet' }, t('metrics.show'));
     this._table = h('div', { class: 'metrics-results' });
@@ -62,7 +62,7 @@ export class BoardMetricsView {
 function metricsTable(metrics) {
   if (metrics.boards.length === 0) return h('p', { class: 'empty' }, t('metrics.none'));
   return h('div', { class: 'table-wrap' }, h('table', { class: 'compact metrics', 'data-testid': 'metrics-table' },
-    h('caption', { class: 'visually-hidden' }, t('metrics.caption', { from: metrics.from, to: metrics.to })),
+    h('caption', { class: 'visually-hidden' }, t('metrics.caption', { from: metrics.from ?? '…', to: metrics.to ?? '…' })),
     h('thead', null, h('tr', null,
       h('th', { scope: 'col' }, t('records.board')),
       h('th', { scope: 'col', class: 'num' }, t('metrics.sessions')),

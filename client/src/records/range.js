@@ -2,7 +2,6 @@
  * A date range asked as two dates ("from" and "to", both inclusive), preset to the last days.
  */
 
-import { t } from '../i18n/index.js';
 import { h } from '../ui.js';
 
 /** @typedef {import('../form.js').FormFields} FormFields */
@@ -11,14 +10,15 @@ export class DateRange {
   /**
    * @param {FormFields} fields the form the two dates belong to (their errors show by them)
    * @param {number} days how many days back from today the range starts
+   * @param {{from: string, to: string}} labels
    */
-  constructor(fields, days) {
+  constructor(fields, days, labels) {
     const today = new Date();
     const start = new Date(today);
     start.setDate(today.getDate() - days);
     this.from = h('input', { type: 'date', value: isoDate(start) });
     this.to = h('input', { type: 'date', value: isoDate(today) });
-    this.el = [fields.field('from', t('records.from'), this.from), fields.field('to', t('records.to'), this.to)];
+    this.el = [fields.field('from', labels.from, this.from), fields.field('to', labels.to, this.to)];
   }
 
   /** The dates as the API takes them ("YYYY-MM-DD"; "" when left empty). */

@@ -4,7 +4,7 @@
  */
 
 import { FormFields, select } from '../form.js';
-import { label, t } from '../i18n/index.js';
+import { t } from '../i18n/index.js';
 import { AgreedPlan } from '../notes/plan.js';
 import { busy, errorBox, h, mount } from '../ui.js';
 import { saveFile } from './download.js';
@@ -17,6 +17,9 @@ import { saveFile } from './download.js';
 
 /** @type {ExportFormat[]} */
 export const FORMATS = ['pdf', 'fhir', 'hl7', 'json'];
+
+/** @type {Record<ExportFormat, import('../i18n/index.js').MessageKey>} */
+const EXPORT_LABELS = { pdf: 'export.pdf', fhir: 'export.fhir', hl7: 'export.hl7', json: 'export.json' };
 
 export class RecordPanel {
   /**
@@ -120,7 +123,7 @@ function exportControls(app, item) {
       fields.field('audience', t('export.audience'), audience)),
     h('div', { class: 'export-buttons' }, FORMATS.map((format) => {
       const button = h('button', { type: 'button', class: 'button-quiet', 'data-export-format': format },
-        t('export.as', { format: label('format', format) }));
+        t(EXPORT_LABELS[format]));
       button.addEventListener('click', () => void download(button, format));
       return button;
     })),

@@ -12,7 +12,7 @@ import { boardSelect, tumorSiteSelect } from './boards.js';
 import { DateRange } from './range.js';
 
 /** @typedef {import('../api.js').Api} Api */
-/** @typedef {import('../api.js').Query} Query */
+/** @typedef {Record<string, string | number | null>} Query */
 /** @typedef {import('../types.js').Board} Board */
 /** @typedef {import('../types.js').RecordItem} RecordItem */
 /** @typedef {import('../types.js').RecordPage} RecordPage */
@@ -29,7 +29,7 @@ export class RecordSearch {
     this._api = api;
     this._onOpen = onOpen;
     this._fields = new FormFields();
-    this._range = new DateRange(this._fields, 30);
+    this._range = new DateRange(this._fields, 30, { from: t('records.from'), to: t('records.to') });
     this._board = boardSelect(boards);
     this._caseNumber = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
     this._mrn = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
@@ -64,29 +64,33 @@ export class RecordSearch {
       this._results);
   }
 
-  /** What the form asks for, as the API's query. */
+  /** What the form asks for, as the search's body (a field left empty is null: any). */
   _formQuery() {
+    const { from, to } = this._range.value();
     return {
-      ...this._range.value(),
-      board_id: this._board.value,
-      case_number: this._caseNumber.value.trim(),
-      mrn: this._mrn.value.trim(),
-      tumor_site: this._site.value,
-      state: this._state.value,
+      from: from || null,
+      to: to || null,
+      board_id: this._board.value ? Number(this._board.value) : null,
+      case_number: this._caseNumber.value.trim() || null,
+      mrn: this._mrn.value.trim() || null,
+      tumor_site: this._site.value || null,
+      state: this._state.value || null,
     };
   }
 
   /**
    * Show the results of `query` from `offset` on; an answer overtaken by a later search is dropped.
-   * @param {Query} [query] by default what the form asks
+   * @param {Query} [query] the search's body; by default what the form asks
    * @param {number} [offset]
    */
   async search(query = this._formQuery(), offset = 0) {
     const search = ++this._searches;
     this._fields.clear();
     try {
+      // A POST, so that an MRN never appears in a URL (nor in any log of one); the days are
+      // the viewer's, as the date fields' presets are.
       /** @type {RecordPage} */
-      const page = await this._api.get('/records', { ...query, limit: PAGE_SIZE, offset });
+      const page = await this._api.post('/records/search', { ...query, limit: PAGE_SIZE, offset }, { tz: viewerTimeZone() });
       if (search !== this._searches) return;
       this._query = query;
       mount(this._results, this._page(page, offset));
