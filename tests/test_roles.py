@@ -8,6 +8,7 @@ a 403 problem, and an anonymous caller a 401 problem (or 2xx on a public route).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ CASE_AUTHORS = frozenset({"admin", "coordinator", "chair", "specialist"})
 MOVERS = frozenset({"admin", "coordinator", "chair"})
 OPINION_GIVERS = frozenset({"chair", "specialist"})
 CHAIRS = frozenset({"chair"})
+RECORD_KEEPERS = frozenset({"admin", "coordinator", "records"})
 
 EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/api/health"): PUBLIC,
@@ -120,6 +122,12 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/api/cases/{case_id}/plan"): EVERYONE,
     ("GET", "/api/cases/{case_id}/plan/signed"): EVERYONE,
     ("PUT", "/api/cases/{case_id}/plan/followup/{rank}"): MANAGERS,
+    ("GET", "/api/cases/{case_id}/plan/export"): EVERYONE,
+    ("POST", "/api/records/search"): RECORD_KEEPERS,
+    ("GET", "/api/records/metrics"): RECORD_KEEPERS,
+    ("POST", "/api/exports"): RECORD_KEEPERS,
+    ("GET", "/api/exports/{job_id}"): RECORD_KEEPERS,
+    ("GET", "/api/exports/{job_id}/file"): RECORD_KEEPERS,
 }
 
 
@@ -173,6 +181,7 @@ class Context:
     burned_in_alias: str = ""  # a burned-in series of the ready case, only for NEEDS_BURNED_IN
     plan_case_id: int = 0  # DEMO-0001, whose agreed plan is signed (an amendment is open for
     # the routes in NEEDS_AMENDMENT)
+    export_job: str = "none"  # a finished bulk export of the role's user, for NEEDS_EXPORT_JOB
 
 
 @dataclass(frozen=True)
@@ -386,7 +395,19 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
     ("PUT", "/api/cases/{case_id}/plan/followup/{rank}"): lambda c: Request(
         f"/api/cases/{c.plan_case_id}/plan/followup/1", {"status": "done"}
     ),
+    ("GET", "/api/cases/{case_id}/plan/export"): lambda c: Request(
+        f"/api/cases/{c.plan_case_id}/plan/export?format=json"
+    ),
+    ("POST", "/api/records/search"): lambda c: Request(
+        "/api/records/search", {"case_number": "DEMO-0001"}
+    ),
+    ("GET", "/api/records/metrics"): lambda c: Request("/api/records/metrics"),
+    ("POST", "/api/exports"): lambda c: Request("/api/exports", {**_PLAN_DAYS, "format": "json"}),
+    ("GET", "/api/exports/{job_id}"): lambda c: Request(f"/api/exports/{c.export_job}"),
+    ("GET", "/api/exports/{job_id}/file"): lambda c: Request(f"/api/exports/{c.export_job}/file"),
 }
+# Days around the demo plan's signing, whichever the records officer's zone.
+_PLAN_DAYS = {"from": _days(-2), "to": _days(2)}
 
 
 # Made per cell through the API, as the coordinator, only where the route acts on one.
@@ -398,6 +419,7 @@ NEEDS_AGENDA_ITEM = {
 NEEDS_INVITATION = {("GET", "/api/invitations/{token}"), ("POST", "/api/invitations/accept")}
 NEEDS_IMAGING = {route for route in EXPECTED if route[1].startswith("/dicom-web/")}
 NEEDS_BURNED_IN = {("POST", "/api/cases/{case_id}/imaging/{alias}/clearance")}
+NEEDS_EXPORT_JOB = {("GET", "/api/exports/{job_id}"), ("GET", "/api/exports/{job_id}/file")}
 NEEDS_AMENDMENT = {("POST", "/api/cases/{case_id}/note/finalize")}
 STOW_BOUNDARY = "eboard-roles-boundary"
 
@@ -446,7 +468,7 @@ async def _ok(
 
 
 async def _arrange(
-    client: TestClient[Any, Any], auth: Auth, ids: dict[str, int], route: RouteKey
+    client: TestClient[Any, Any], auth: Auth, ids: dict[str, int], route: RouteKey, role: str
 ) -> Context:
     """The demo's ids, plus the agenda item or invitation the route acts on."""
     board, case = ids["board_id"], ids["ready_case"]
@@ -532,13 +554,24 @@ async def _arrange(
         )
         assert resp.status == 201, await resp.text()
         context = replace(context, burned_in_alias=(await resp.json())["series"][0]["alias"])
+    if route in NEEDS_EXPORT_JOB and role in RECORD_KEEPERS:
+        headers = auth[DEMO_USER[role]]
+        resp = await client.post(
+            "/api/exports", json={**_PLAN_DAYS, "format": "json"}, headers=headers
+        )
+        assert resp.status == 202, await resp.text()
+        job = await resp.json()
+        while job["state"] == "running":
+            await asyncio.sleep(0.05)
+            job = await _ok(client, "GET", f"/api/exports/{job['id']}", headers)
+        context = replace(context, export_job=job["id"])
     return context
 
 
 async def _send(
     client: TestClient[Any, Any], auth: Auth, ids: dict[str, int], route: RouteKey, role: str
 ) -> ClientResponse:
-    request = REQUESTS[route](await _arrange(client, auth, ids, route))
+    request = REQUESTS[route](await _arrange(client, auth, ids, route, role))
     headers = {} if role == ANONYMOUS else auth[DEMO_USER[role]]
     data: Any = request.form() if request.form else request.body
     if request.content_type:

@@ -201,4 +201,4 @@ async def case_ids(
 
 
 def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+    return at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
