@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from ..access import case_for, membership
+from ..access import case_for, is_external, membership
 from ..errors import NotFound
 from ..models import Board, Case, Note
 from ..notes.channel import WRITERS
@@ -162,7 +162,12 @@ async def get_signed_plan(call: Call) -> web.Response:
         action="plan.export",
         target_type="case",
         target_id=case.id,
-        detail={"format": "json", "versions": len(versions)},
+        detail={
+            "format": "json",
+            "versions": len(versions),
+            "audience": "external" if is_external(call.me, case) else "home",
+            "via": "api",
+        },
     )
     return web.Response(
         body=call.services.plans.export(case, versions),

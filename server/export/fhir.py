@@ -286,7 +286,8 @@ def _provenance(scope: Scope, record: PlanRecord) -> Provenance:
     RFC 8785 bytes of the payload (see server/notes/signature.py). ``data`` holds the raw
     signature bytes; the signed payload is named by its hash (entity ``source``) and the key by
     its kid (extension SIGNING_KEY_EXTENSION); the signed JSON export carries both to verify.
-    sigFormat says application/jose as agreed, although ``data`` is not a JWS serialisation."""
+    sigFormat is left out: no MIME type names a bare Ed25519 signature over RFC 8785 bytes, and
+    application/jose would claim a JWS it is not; targetFormat says what was signed."""
     payload, signature = record.payload, record.signed["signature"]
     who, org = _finalizer(scope, payload), _organization_ref(scope, payload)
     entities = [
@@ -323,7 +324,6 @@ def _provenance(scope: Scope, record: PlanRecord) -> Provenance:
                     "who": who,
                     "onBehalfOf": org,
                     "targetFormat": "application/json",
-                    "sigFormat": "application/jose",
                     "data": base64.b64encode(from_b64url(signature["value"])).decode("ascii"),
                 }
             ],

@@ -14,8 +14,9 @@ from fhir.resources.R4B.bundle import Bundle
 from server.export.fhir import CASE_NUMBER_SYSTEM, PLAN_HASH_SYSTEM, plan_bundle
 from server.export.mcode import TRIAL_SYSTEM
 from server.export.record import PlanRecord
-from server.notes.signature import digest
+from server.notes.signature import canonical, digest
 from server.notes.templates import TemplateSet
+from server.services import Services
 from server.signing import from_b64url
 
 MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
@@ -195,14 +196,15 @@ def test_encounter_participants_are_the_attendees_with_their_periods(
 
 
 def test_provenance_holds_the_signers_signature(
-    demo_record: PlanRecord, templates: TemplateSet
+    demo_record: PlanRecord, templates: TemplateSet, services: Services
 ) -> None:
     bundle = _parse(demo_record, templates)
     provenance = _one(bundle, "Provenance")
     assert provenance.target[0].reference == bundle.entry[0].fullUrl
     (signature,) = provenance.signature
     assert signature.type[0].code == "1.2.840.10065.1.12.1.1"
-    assert signature.sigFormat == "application/jose"
+    # Not a JWS, so no sigFormat claims one; the data verifies over the canonical payload.
+    assert signature.sigFormat is None and signature.targetFormat == "application/json"
     signer = demo_record.payload["finalized_by"]
     assert _at(bundle, signature.who.reference).name[0].text == signer["name"]
     assert _at(bundle, signature.onBehalfOf.reference).identifier[0].value == signer["institution"]
@@ -210,6 +212,9 @@ def test_provenance_holds_the_signers_signature(
     assert signature.data == from_b64url(value["value"])  # the parser decodes base64Binary
     assert signature.extension[0].valueString == value["kid"]
     assert provenance.entity[0].what.identifier.value == demo_record.signed["hash"]
+    key = services.signing.public(value["kid"])
+    assert key is not None
+    key.verify(signature.data, canonical(demo_record.payload))  # raises if it does not
 
 
 def test_the_same_record_gives_the_same_bundle(
