@@ -30,8 +30,9 @@ from .range import DateRange
 
 __all__ = ["BulkExport", "BulkExports", "DirectorySink", "ZipSink", "run", "EXPORTS", "new_id"]
 
-# Zips of finished jobs are kept this long for download, then removed.
-KEEP_SECONDS = 24 * 3600
+# Zips of finished jobs are kept this long for download, then removed (and all of them when the
+# server stops: a job lives in one process's memory, and its zip holds patient data).
+KEEP_SECONDS = 3600
 RUNNING_PER_USER = 2
 
 
@@ -67,21 +68,28 @@ class ZipSink:
     """Files into one zip archive, written to a partial name and renamed when complete."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self._partial = path.with_name(f".{path.name}.partial")
+        # Home-audience files name the patient: readable by the server's user alone.
+        handle = os.fdopen(
+            os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
+        )
         # PDFs and base64 are already dense: stored, not deflated.
-        self._zip = zipfile.ZipFile(self._partial, "w", compression=zipfile.ZIP_STORED)
+        self._zip = zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED)
+        self._handle = handle
 
     def write(self, name: str, data: bytes) -> None:
         self._zip.writestr(name, data)
 
     def close(self) -> None:
         self._zip.close()
+        self._handle.close()
         os.replace(self._partial, self.path)
 
     def discard(self) -> None:
         self._zip.close()
+        self._handle.close()
         self._partial.unlink(missing_ok=True)
 
 
@@ -209,6 +217,7 @@ class BulkExports:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._purge()  # what a previous run left behind belongs to no job now
         self._jobs: dict[str, BulkExport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -251,6 +260,13 @@ class BulkExports:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._purge()
+
+    def _purge(self) -> None:
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if path.is_file() and path.name.endswith((".zip", ".partial")):
+                    path.unlink(missing_ok=True)
 
 
 def new_id() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import stat
 import zipfile
 from datetime import datetime, timedelta
 from typing import Any
@@ -132,6 +133,14 @@ async def test_a_bulk_export_runs_to_a_zip_with_a_manifest_each_plan_audited(
 
     exports = await _audit(services, "plan.export")
     assert [(e.detail["format"], e.detail["bulk"]) for e in exports] == [("hl7", started["id"])]
+
+    # The zip names the patient: only the server's user may read it, and it goes with the server.
+    registry = client.app[EXPORTS]
+    path = registry._jobs[started["id"]].path
+    assert path is not None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    await registry.close()
+    assert not path.exists()
 
 
 async def test_bad_bulk_exports_are_refused_and_start_nothing(
