@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 import zipfile
@@ -78,19 +79,25 @@ class ZipSink:
         # PDFs and base64 are already dense: stored, not deflated.
         self._zip = zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED)
         self._handle = handle
+        # Writes run in threads; a cancelled job's discard must not close the zip mid-write.
+        self._lock = threading.Lock()
 
     def write(self, name: str, data: bytes) -> None:
-        self._zip.writestr(name, data)
+        with self._lock:
+            if not self._handle.closed:
+                self._zip.writestr(name, data)
 
     def close(self) -> None:
-        self._zip.close()
-        self._handle.close()
-        os.replace(self._partial, self.path)
+        with self._lock:
+            self._zip.close()
+            self._handle.close()
+            os.replace(self._partial, self.path)
 
     def discard(self) -> None:
-        self._zip.close()
-        self._handle.close()
-        self._partial.unlink(missing_ok=True)
+        with self._lock:
+            self._zip.close()
+            self._handle.close()
+            self._partial.unlink(missing_ok=True)
 
 
 @dataclass
@@ -120,35 +127,31 @@ class BulkExport:
     def download_name(self) -> str:
         return f"eboard-plans-{self.days.start}-{self.days.end}-{self.options.format}.zip"
 
+    def _what(self) -> dict[str, Any]:
+        """What was asked for: the same in the progress report and in the manifest."""
+        return {
+            "format": self.options.format,
+            "language": self.options.language,
+            "audience": self.options.audience,
+            "from": str(self.days.start),
+            "to": str(self.days.end),
+            "board_id": self.board_id,
+            "created_at": self.created_at,
+        }
+
     def json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "state": self.state,
-            "format": self.options.format,
-            "language": self.options.language,
-            "audience": self.options.audience,
-            "from": str(self.days.start),
-            "to": str(self.days.end),
-            "board_id": self.board_id,
+            **self._what(),
             "done": self.done,
             "total": self.total,
             "failed": self.failed,
             "error": self.error,
-            "created_at": self.created_at,
         }
 
     def manifest(self) -> bytes:
-        body = {
-            "format": self.options.format,
-            "language": self.options.language,
-            "audience": self.options.audience,
-            "from": str(self.days.start),
-            "to": str(self.days.end),
-            "board_id": self.board_id,
-            "created_at": self.created_at,
-            "files": self.files,
-            "failed": self.failed,
-        }
+        body = {**self._what(), "files": self.files, "failed": self.failed}
         return json.dumps(body, ensure_ascii=False, indent=1).encode()
 
 
@@ -201,7 +204,7 @@ async def run(
         job.files.sort(key=lambda f: str(f["file"]))
         await asyncio.to_thread(sink.write, "manifest.json", job.manifest())
         await asyncio.to_thread(sink.close)
-    except Exception as exc:
+    except BaseException as exc:  # failed, or cancelled when the server stops
         job.state, job.error = "failed", str(exc) or type(exc).__name__
         if isinstance(sink, ZipSink):
             sink.discard()

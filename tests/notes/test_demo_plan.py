@@ -30,7 +30,7 @@ def test_verify_accepts_the_demo_plan_and_rejects_it_after_one_byte_changes(
         str(out),
     )
     assert done.returncode == 0, done.stderr
-    assert "wrote 1 signed version(s) of case DEMO-0001" in done.stdout
+    assert "wrote version 1 of case DEMO-0001's agreed plan (json" in done.stdout
 
     ok = _cli("verify", str(out), "--data-dir", str(data_dir))
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -50,5 +50,8 @@ def test_verify_accepts_the_demo_plan_and_rejects_it_after_one_byte_changes(
         assert bad.returncode == 1, bad.stdout
         assert problem in bad.stdout, bad.stdout
 
-    missing = _cli("export", "--data-dir", str(data_dir), "--case", "HZ-NOPE", "--out", str(out))
-    assert missing.returncode == 2 and "there is no case numbered 'HZ-NOPE'" in missing.stderr
+    missing = _cli(
+        "export", "--data-dir", str(data_dir), "--case", "HZ-NOPE", "--format", "json",
+        "--out", str(out),
+    )  # fmt: skip
+    assert missing.returncode == 2 and "there is no case 'HZ-NOPE'" in missing.stderr
