@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from ..access import case_for, is_external, membership
-from ..errors import NotFound
+from ..errors import Invalid, NotFound
 from ..models import Board, Case, Note
 from ..notes.channel import WRITERS
 from ..notes.plan import discussion_of
@@ -158,8 +158,13 @@ async def get_signed_plan(call: Call) -> web.Response:
     versions = await call.services.plans.versions(call.session, case.id)
     if not versions:
         raise NotFound(f"case {case.number} has no agreed plan yet")
+    # The page that shows a plan fetches it to check its signature in the browser: that access
+    # is audited as a view; anything else (a download) as an export.
+    purpose = call.request.query.get("purpose", "export")
+    if purpose not in ("view", "export"):
+        raise Invalid.on("purpose", f"unknown purpose {purpose!r} (use view or export)")
     await call.audit(
-        action="plan.export",
+        action=f"plan.{purpose}",
         target_type="case",
         target_id=case.id,
         detail={

@@ -172,3 +172,23 @@ async def test_a_records_officer_of_another_institution_gets_403(
     async with services.db.read() as db:
         case = await db.get(Case, ids["plan_case"])
         assert case is not None and case.state == "finalized"
+
+
+async def test_the_signed_plan_fetched_to_check_it_is_audited_as_a_view_not_an_export(
+    client: Client, auth: Headers, ids: dict[str, int], services: Services
+) -> None:
+    url = f"/api/cases/{ids['plan_case']}/plan/signed"
+    status, body, _ = await _get(client, f"{url}?purpose=view", auth["records"])
+    assert status == 200 and verify_file(body).ok
+    status, _, _ = await _get(client, url, auth["records"])
+    assert status == 200
+    status, body, _ = await _get(client, f"{url}?purpose=sell", auth["records"])
+    assert status == 422 and b"purpose" in body
+    async with services.db.read() as db:
+        rows = await db.exec(
+            select(AuditRecord.action)
+            .where(col(AuditRecord.action).startswith("plan."))
+            .order_by(col(AuditRecord.id))
+        )
+        actions = [a for a in rows if a in ("plan.view", "plan.export")]
+    assert actions == ["plan.view", "plan.export"]

@@ -98,7 +98,8 @@ export class AgreedPlan {
     try {
       /** @type {[SignedPlan, {keys: JsonWebKey[]}]} */
       const [signed, keys] = await Promise.all([
-        this._api.get(`/cases/${this._caseId}/plan/signed`),
+        // Fetched to check the signature here, not to keep: audited as a view, not an export.
+        this._api.get(`/cases/${this._caseId}/plan/signed?purpose=view`),
         this._api.get('/keys'),
       ]);
       result = await verifyPlan(signed, keys, this._plan.current);
