@@ -99,7 +99,7 @@ export class AgreedPlan {
       /** @type {[SignedPlan, {keys: JsonWebKey[]}]} */
       const [signed, keys] = await Promise.all([
         // Fetched to check the signature here, not to keep: audited as a view, not an export.
-        this._api.get(`/cases/${this._caseId}/plan/signed?purpose=view`),
+        this._api.get(`/cases/${this._caseId}/plan/signed`, { purpose: 'view' }),
         this._api.get('/keys'),
       ]);
       result = await verifyPlan(signed, keys, this._plan.current);
