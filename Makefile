@@ -108,5 +108,14 @@ bench-sync: venv
 bench-notes: venv
 	$(PY) -m tests.bench.bench_notes $(BENCH_ARGS)
 
+# The export benchmark: 1,000 synthetic finalized notes bulk-exported as signed JSON, PDF, FHIR
+# and HL7 through eBoard (`python -m server serve`): notes/s per format, and the socket.io round
+# trip during each export against idle (the PDF renderer must not block the event loop). Prints
+# a table and writes tests/bench/results/export.json; fails if a plan failed or a count is wrong.
+# About 40 minutes; `BENCH_ARGS=--hl7-notes 300` takes 30, `BENCH_ARGS=--quick` is a smoke run.
+.PHONY: bench-export
+bench-export: venv
+	$(PY) -m tests.bench.bench_export $(BENCH_ARGS)
+
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
 bench: bench-sfu bench-imaging bench-sync bench-notes
