@@ -118,4 +118,4 @@ bench-export: venv
 	$(PY) -m tests.bench.bench_export $(BENCH_ARGS)
 
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
-bench: bench-sfu bench-imaging bench-sync bench-notes
+bench: bench-sfu bench-imaging bench-sync bench-notes bench-export

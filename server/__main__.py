@@ -48,8 +48,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _rendering(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--export-workers",
+        default=_env("EXPORT_WORKERS", "0"),
+        help="processes that make PDF/FHIR/HL7 exports; 0: one per core but one, at most 4 "
+        "(EBOARD_EXPORT_WORKERS)",
+    )
+
+
 def _serving(p: argparse.ArgumentParser) -> None:
     _common(p)
+    _rendering(p)
     p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="EBOARD_HOST")
     p.add_argument("--port", default=_env("PORT", "8080"), help="EBOARD_PORT")
     p.add_argument(
@@ -123,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
         help="export agreed plans: one case (--case) or a date range in bulk (--from/--to)",
     )
     _common(export)
+    _rendering(export)
     export.add_argument("--case", help="one case: its number (e.g. DEMO-0001) or id")
     export.add_argument("--from", dest="start", help="bulk: first day, YYYY-MM-DD")
     export.add_argument("--to", dest="end", help="bulk: last day, YYYY-MM-DD (inclusive)")
@@ -143,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
         "--out", help="the file (one case; default: its name, here) or directory (bulk)"
     )
     export.add_argument(
-        "--force", action="store_true", help="bulk: write into a directory that is not empty"
+        "--force",
+        action="store_true",
+        help="replace an existing file, or (bulk) write into a directory that is not empty",
     )
     verify = sub.add_parser("verify", help="check a signed agreed-plan export offline")
     verify.add_argument("file", help="the export file (or one signed version) to check")
@@ -186,6 +199,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if getattr(args, name, ""):
             kwargs[name] = Path(getattr(args, name)).resolve()
     kwargs["insecure_http"] = bool(getattr(args, "insecure_http", False))
+    if hasattr(args, "export_workers"):
+        workers = str(args.export_workers)
+        if not workers.isdigit() or int(workers) > 32:
+            raise ConfigError(f"export-workers must be a whole number 0..32, not {workers!r}")
+        kwargs["export_workers"] = int(workers)
     if hasattr(args, "media"):
         kwargs["media_worker"] = args.media == "worker"
         kwargs["pacs_url"] = args.pacs_url or ""
@@ -361,24 +379,46 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
         if bulk:
             return await _export_bulk(services, args, options)
         ref: int | str = int(args.case) if args.case.isdigit() else args.case
-        made = await Exporter(services).one(
-            None,
-            ref,
-            format=options.format,
-            language=options.language,
-            audience=options.audience,
-            via="cli",
+        exporter = Exporter(services)
+        case_id, job = await exporter.prepare(
+            None, ref, format=options.format, language=options.language, audience=options.audience
         )
-        out = Path(args.out or made.filename)
-        await asyncio.to_thread(out.write_bytes, made.data)
+        out = _export_target(args.out, job.filename, force=args.force)
+        data = await services.renderer.render(job)
+        await asyncio.to_thread(_write_private, out, data, force=args.force)
+        # Audited once the file is there: what the record says was exported, was.
+        async with services.db.write() as db:
+            await exporter.audit(db, None, case_id, job, via="cli")
         print(
-            f"wrote version {made.version} of case {made.case_number}'s agreed plan "
-            f"({options.format}, {options.audience} audience, {len(made.data)} bytes) to {out}"
+            f"wrote version {job.record.payload['version']} of case {job.case_number}'s agreed "
+            f"plan ({options.format}, {options.audience} audience, {len(data)} bytes) to {out}"
         )
         return 0
     finally:
         await services.renderer.close()
         await services.db.close()
+
+
+def _export_target(out: str | None, filename: str, *, force: bool) -> Path:
+    """Where one case's export goes: ``out`` (a file, or a directory to put ``filename`` in),
+    or ``filename`` here; refused before anything is made if it cannot be written."""
+    target = Path(out) if out else Path(filename)
+    if target.is_dir():
+        target = target / filename
+    if not target.parent.is_dir():
+        raise ConfigError(f"out: {target.parent} is not a directory")
+    if target.exists() and not force:
+        raise ConfigError(f"out: {target} exists; choose another name or pass --force")
+    return target
+
+
+def _write_private(path: Path, data: bytes, *, force: bool) -> None:
+    """Write a file only this user may read (a home-audience export names the patient)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # a replaced file keeps its old mode otherwise
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 async def _export_bulk(services: Services, args: argparse.Namespace, options: Options) -> int:
@@ -407,7 +447,13 @@ async def _export_bulk(services: Services, args: argparse.Namespace, options: Op
         raise ConfigError(f"no agreed plans were signed between {days.start} and {days.end}")
     sink = DirectorySink(Path(args.out), force=args.force)
     job = BulkExport(
-        id=new_id(), owner_id=None, options=options, days=days, board_id=args.board, case_ids=ids
+        id=new_id(),
+        owner_id=None,
+        options=options,
+        days=days,
+        zone=args.zone,
+        board_id=args.board,
+        case_ids=ids,
     )
     with tqdm(total=job.total, unit="plan", desc=f"export {options.format}") as bar:
 

@@ -38,7 +38,7 @@ from .imaging.frames import FrameIndex
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .models import Institution
-from .records.bulk import EXPORTS, BulkExports
+from .records.bulk import BulkExports
 from .services import SERVICES, Services
 from .signalling import Signalling
 
@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[METRICS] = Metrics()
     app[METADATA] = MetadataCache()
     app[FRAMES] = FrameIndex.watching(services.db.engine)
-    app[EXPORTS] = BulkExports(settings.data_dir / "exports")
+    app[records.EXPORTS] = BulkExports(settings.data_dir / "exports")
     table = route_table()
     app[ROUTES] = table
     table.wire(app)
@@ -135,7 +135,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
         for code in await session.exec(select(Institution.code)):
             services.signing.ensure(code)
     yield
-    await app[EXPORTS].close()
+    await app[records.EXPORTS].close()
     await services.notes.close()
     await services.renderer.close()
     await db.close()

@@ -211,6 +211,10 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         async with self._services.db.write() as db:
             user = await db.get(User, int(where["user_id"]))
             assert user is not None and user.id is not None
+            if user.role == Role.RECORDS:
+                raise Forbidden(
+                    "records staff find and export agreed plans; they do not join sessions"
+                )
             meeting = await db.get(BoardSession, session_id)
             if meeting is None:
                 raise NotFound.on("session_id", f"no session {session_id}")
@@ -218,10 +222,6 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise Conflict.on("session_id", f"session {session_id} was cancelled")
             if meeting.end_at <= utcnow():
                 raise Conflict.on("session_id", f"session {session_id} is over")
-            if user.role == Role.RECORDS:
-                raise Forbidden(
-                    "records staff find and export agreed plans; they do not join sessions"
-                )
             member = await membership(db, meeting.board_id, user.id)
             if member is None:
                 raise Forbidden(f"you are not invited to session {session_id}")

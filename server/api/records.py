@@ -20,7 +20,7 @@ from ..errors import Conflict, Invalid
 from ..export.exporter import Exporter
 from ..export.renderer import Options
 from ..models import Board
-from ..records.bulk import EXPORTS, BulkExport, new_id
+from ..records.bulk import BulkExport, BulkExports, new_id
 from ..records.metrics import board_metrics
 from ..records.range import DateRange
 from ..records.search import RecordQuery, case_ids, find
@@ -29,6 +29,9 @@ from .routing import Call, RouteTable
 
 routes = RouteTable()
 _TAG = "records"
+
+# The app's registry of bulk exports (made in create_app, closed when the server stops).
+EXPORTS = web.AppKey("exports", BulkExports)
 
 
 class SearchIn(BaseModel):
@@ -173,6 +176,7 @@ async def start_bulk(call: Call) -> dict[str, Any]:
         owner_id=call.me.id,
         options=options,
         days=days,
+        zone=call.viewer_tz.key,
         board_id=board_id,
         case_ids=ids,
     )
@@ -197,11 +201,25 @@ async def get_bulk(call: Call) -> dict[str, Any]:
     roles=RECORD_KEEPERS,
     summary="Download a finished bulk export (zip)",
     tag=_TAG,
+    writes=True,  # the download is audited
 )
 async def get_bulk_file(call: Call) -> web.StreamResponse:
     job = call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"])
     if job.state != "done" or job.path is None or not job.path.exists():
         raise Conflict.on("job_id", f"bulk export {job.id} is {job.state}, not ready to download")
+    # Each plan in it was audited as it was made; who took the zip away is on record too.
+    await call.services.audit.append(
+        call.session,
+        actor_id=call.me.id,
+        action="export.download",
+        target_type="export",
+        target_id=job.id,
+        detail={
+            "format": job.options.format,
+            "audience": job.options.audience,
+            "plans": len(job.files),
+        },
+    )
     return web.FileResponse(
         job.path,
         headers={

@@ -15,11 +15,11 @@ from sqlmodel import select
 
 from ..access import case_for, is_external
 from ..db import AsyncSession
-from ..errors import Conflict, Forbidden, NotFound
-from ..models import AgreedPlan, Case, Institution, User, utcnow
+from ..errors import Forbidden, Invalid, NotFound
+from ..models import Case, Institution, User, utcnow
 from ..services import Services
 from .gather import plan_record
-from .renderer import Job, Options
+from .renderer import AUDIENCES, Job, Options
 
 __all__ = ["ExportFile", "Exporter"]
 
@@ -29,7 +29,6 @@ class ExportFile:
     filename: str
     media_type: str
     data: bytes
-    case_id: int
     case_number: str
     version: int
 
@@ -37,6 +36,10 @@ class ExportFile:
 def audience_for(user: User | None, case: Case, asked: str | None) -> str:
     """An external user's export is always for the external audience; asking for the home
     audience's (with patient identifiers) is refused."""
+    if asked is not None and asked not in AUDIENCES:
+        raise Invalid.on(
+            "audience", f"unknown audience {asked!r} (use one of {', '.join(AUDIENCES)})"
+        )
     if user is not None and is_external(user, case):
         if asked == "home":
             raise Forbidden(
@@ -70,6 +73,23 @@ class Exporter:
             jwks=services.signing.jwks(),
         )
 
+    async def prepare(
+        self,
+        user: User | None,
+        case_ref: int | str,
+        *,
+        format: str,
+        language: str = "both",
+        audience: str | None = None,
+    ) -> tuple[int, Job]:
+        """Check ``user`` may export case ``case_ref`` (its id, or its number from the CLI,
+        where ``user`` is None: the server's operator) as asked; its id and the job."""
+        async with self._services.db.read() as db:
+            case = await self._case(db, user, case_ref)
+            options = Options(format, language, audience_for(user, case, audience))
+            assert case.id is not None
+            return case.id, await self.job(db, case, options)
+
     async def one(
         self,
         user: User | None,
@@ -80,23 +100,18 @@ class Exporter:
         audience: str | None = None,
         via: str,
     ) -> ExportFile:
-        """The export of case ``case_ref`` (its id, or its number from the CLI, where
-        ``user`` is None: the server's operator) for ``user``, audited."""
-        services = self._services
-        async with services.db.read() as db:
-            case = await self._case(db, user, case_ref)
-            options = Options(format, language, audience_for(user, case, audience))
-            job = await self.job(db, case, options)
-        data = await services.renderer.render(job)
-        assert case.id is not None
-        async with services.db.write() as db:
-            await self.audit(db, user, case.id, job, via=via)
+        """The export of case ``case_ref`` for ``user``, made and audited."""
+        case_id, job = await self.prepare(
+            user, case_ref, format=format, language=language, audience=audience
+        )
+        data = await self._services.renderer.render(job)
+        async with self._services.db.write() as db:
+            await self.audit(db, user, case_id, job, via=via)
         return ExportFile(
             filename=job.filename,
-            media_type=options.kind.media_type,
+            media_type=job.options.kind.media_type,
             data=data,
-            case_id=case.id,
-            case_number=case.number,
+            case_number=job.case_number,
             version=int(job.record.payload["version"]),
         )
 
@@ -145,13 +160,4 @@ class Exporter:
             if found is None:
                 raise NotFound.on("case", f"there is no case {ref!r}")
             case = found
-        if case.state not in ("finalized", "closed") and not await _has_plan(db, case):
-            raise Conflict.on(
-                "case", f"case {case.number} has no finalized note to export (it is {case.state})"
-            )
-        return case
-
-
-async def _has_plan(db: AsyncSession, case: Case) -> bool:
-    query = select(AgreedPlan.id).where(AgreedPlan.case_id == case.id).limit(1)
-    return (await db.exec(query)).first() is not None
+        return case  # one with no agreed plan is refused by plan_record

@@ -21,7 +21,9 @@ async def plan_record(
     assert case.id is not None
     versions = await services.plans.versions(db, case.id)
     if not versions:
-        raise Conflict.on("case", f"case {case.number} has no agreed plan (it is {case.state})")
+        raise Conflict.on(
+            "case", f"case {case.number} has no finalized note to export (it is {case.state})"
+        )
     cipher = services.cipher
     patient = None
     if not external:

@@ -9,10 +9,12 @@ PDF engine once; work crosses to it as a picklable ``Job``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from collections.abc import Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,8 @@ from ..errors import Invalid
 from ..notes.templates import TemplateSet
 from .record import PlanRecord
 
+log = logging.getLogger(__name__)
+
 __all__ = ["FORMATS", "AUDIENCES", "LANGUAGES", "Format", "Options", "Job", "Renderer", "make"]
 
 
@@ -30,17 +34,17 @@ class Format:
     name: str
     media_type: str
     suffix: str  # of the file name, after "<case>-plan-v<version>"
-    description: str
 
 
 FORMATS: Mapping[str, Format] = {
     f.name: f
     for f in (
-        Format("pdf", "application/pdf", ".pdf", "PDF for people (en, zh-CN or both)"),
-        Format("fhir", "application/fhir+json", ".fhir.json", "FHIR R4 document Bundle"),
-        # The media type FHIR and interface engines use for ER7-encoded HL7 v2.
-        Format("hl7", "x-application/hl7-v2+er7", ".hl7", "HL7 v2.5 MDM^T02 (T10 amendments)"),
-        Format("json", "application/json", ".json", "signed JSON, checked by `verify`"),
+        Format("pdf", "application/pdf", ".pdf"),  # for people: en, zh-CN or both
+        Format("fhir", "application/fhir+json", ".fhir.json"),  # FHIR R4 document Bundle
+        # HL7 v2.5 MDM^T02 (T10 for amendments), with the media type FHIR and interface
+        # engines use for ER7-encoded HL7 v2.
+        Format("hl7", "x-application/hl7-v2+er7", ".hl7"),
+        Format("json", "application/json", ".json"),  # signed, checked by `verify`
     )
 }
 # The PDF's languages: both side by side (en leading), or one.
@@ -146,7 +150,8 @@ def make(job: Job, templates: TemplateSet | None = None) -> bytes:
         control_id=job.control_id,
         at=job.at,
     )
-    return message.encode()
+    # A file of one message: every segment ends with a carriage return, the last one too.
+    return (message + "\r").encode()
 
 
 def default_workers() -> int:
@@ -159,9 +164,9 @@ class Renderer:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
-        self._pool: Executor | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def _executor(self) -> Executor:
+    def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # Spawned, not forked: a fork of a process running an event loop, threads and open
             # sockets is not safe.
@@ -176,9 +181,19 @@ class Renderer:
         if job.options.format == "json":
             return make(job)  # canonical JSON of what is already signed: microseconds
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), make, job)
+        pool = self._executor()
+        try:
+            return await loop.run_in_executor(pool, make, job)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the pool is unusable from then on. Start
+            # a new one and try this file once more; a second death is the file's error.
+            log.warning("an export worker died; starting a new pool")
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            return await loop.run_in_executor(self._executor(), make, job)
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

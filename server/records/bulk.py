@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
+import shutil
+import socket
 import threading
 import time
 import uuid
@@ -20,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from ..errors import Conflict, EboardError, Invalid, NotFound
 from ..export.exporter import Exporter
 from ..export.renderer import Options
@@ -29,12 +30,21 @@ from ..models import Case, User, utcnow
 from ..services import Services
 from .range import DateRange
 
-__all__ = ["BulkExport", "BulkExports", "DirectorySink", "ZipSink", "run", "EXPORTS", "new_id"]
+__all__ = ["BulkExport", "BulkExports", "DirectorySink", "ZipSink", "run", "new_id"]
+
+log = logging.getLogger(__name__)
 
 # Zips of finished jobs are kept this long for download, then removed (and all of them when the
 # server stops: a job lives in one process's memory, and its zip holds patient data).
 KEEP_SECONDS = 3600
 RUNNING_PER_USER = 2
+
+
+def _private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file only the server's user may read (it may name a patient)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 class Sink(Protocol):
@@ -52,13 +62,15 @@ class DirectorySink:
             raise Invalid.on(
                 "out", f"{folder} is not empty; choose an empty directory or pass --force"
             )
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.parent.is_dir():
+            raise Invalid.on("out", f"{folder.parent} is not a directory")
+        folder.mkdir(mode=0o700, exist_ok=True)
         self.folder = folder
 
     def write(self, name: str, data: bytes) -> None:
         target = self.folder / name
         partial = target.with_name(f".{name}.partial")
-        partial.write_bytes(data)
+        _private_file(partial, data)
         os.replace(partial, target)
 
     def close(self) -> None:
@@ -108,6 +120,7 @@ class BulkExport:
     owner_id: int | None
     options: Options
     days: DateRange
+    zone: str  # IANA name of the zone the days are in
     board_id: int | None
     case_ids: list[int]
     state: str = "running"  # running | done | failed
@@ -115,7 +128,9 @@ class BulkExport:
     failed: list[dict[str, str]] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    created_at: str = field(default_factory=lambda: utcnow().isoformat())
+    created_at: str = field(
+        default_factory=lambda: utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
     finished: float | None = None
     path: Path | None = None
 
@@ -131,10 +146,12 @@ class BulkExport:
         """What was asked for: the same in the progress report and in the manifest."""
         return {
             "format": self.options.format,
+            "media_type": self.options.kind.media_type,
             "language": self.options.language,
             "audience": self.options.audience,
             "from": str(self.days.start),
             "to": str(self.days.end),
+            "zone": self.zone,
             "board_id": self.board_id,
             "created_at": self.created_at,
         }
@@ -190,6 +207,7 @@ async def run(
                     {
                         "case": number,
                         "version": work.record.payload["version"],
+                        "plan_hash": work.record.signed["hash"],  # of the signed version
                         "file": work.filename,
                         "bytes": len(data),
                         "sha256": hashlib.sha256(data).hexdigest(),
@@ -216,13 +234,21 @@ async def run(
 
 
 class BulkExports:
-    """The bulk exports started from the records page (this process's), by id."""
+    """The bulk exports started from the records page, by id.
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._purge()  # what a previous run left behind belongs to no job now
+    Jobs live in this process's memory, and their zips in a folder of this process's own
+    (several server processes may share the data directory): a job is followed and downloaded
+    through the process that runs it. A finished job's zip is removed after KEEP_SECONDS, and
+    every zip when the server stops.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folder = root / f"{socket.gethostname()}-{os.getpid()}"
         self._jobs: dict[str, BulkExport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._purge()
 
     def start(self, services: Services, user: User, job: BulkExport) -> BulkExport:
         self._forget_old()
@@ -241,11 +267,22 @@ class BulkExports:
     async def _run(self, services: Services, user: User, job: BulkExport) -> None:
         assert job.path is not None
         try:
-            await run(services, user, job, ZipSink(job.path), via="api")
-        except Exception:  # recorded on the job, which the page shows
-            pass
+            sink = await asyncio.to_thread(ZipSink, job.path)
+            await run(services, user, job, sink, via="api")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # recorded on the job, which the page shows
+            if job.state == "running":  # the zip could not be made
+                job.state, job.error = "failed", f"the zip file could not be made ({exc})"
+                job.finished = time.monotonic()
+            log.exception("bulk export %s failed", job.id)
+        finally:
+            # Its zip goes when its time is up, whether or not anyone asks again.
+            timer = asyncio.get_running_loop().call_later(KEEP_SECONDS + 1, self._forget_old)
+            self._timers.add(timer)
 
     def get(self, user: User, job_id: str) -> BulkExport:
+        self._forget_old()
         job = self._jobs.get(job_id)
         if job is None or job.owner_id != user.id:
             raise NotFound(f"no bulk export {job_id}")
@@ -253,6 +290,7 @@ class BulkExports:
 
     def _forget_old(self) -> None:
         now = time.monotonic()
+        self._timers = {t for t in self._timers if t.when() > asyncio.get_running_loop().time()}
         for job_id, job in list(self._jobs.items()):
             if job.finished is not None and now - job.finished > KEEP_SECONDS:
                 del self._jobs[job_id]
@@ -260,20 +298,31 @@ class BulkExports:
                     job.path.unlink(missing_ok=True)
 
     async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._purge()
 
     def _purge(self) -> None:
-        if self.folder.is_dir():
-            for path in self.folder.iterdir():
-                if path.is_file() and path.name.endswith((".zip", ".partial")):
-                    path.unlink(missing_ok=True)
+        """Remove this process's zips, and the folders of processes gone for over KEEP_SECONDS
+        (one that crashed cleaned nothing up; a live one never keeps a file that long)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.root.is_dir():
+            stale = time.time() - KEEP_SECONDS * 2
+            for path in self.root.iterdir():
+                if path.is_dir() and path != self.folder and _last_change(path) < stale:
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.is_file() and path.name.endswith((".zip", ".partial")):
+                    path.unlink(missing_ok=True)  # left by a version before per-process folders
+
+
+def _last_change(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    times += [p.stat().st_mtime for p in folder.iterdir() if p.exists()]
+    return max(times)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-EXPORTS = web.AppKey("exports", BulkExports)

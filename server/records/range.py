@@ -22,7 +22,8 @@ def _day(raw: str | None, field: str) -> date | None:
 
 @dataclass(frozen=True)
 class DateRange:
-    """Whole days ``start``..``end`` inclusive, in the zone of the institution asking."""
+    """Whole days ``start``..``end`` inclusive; ``bounds`` places them in a zone (the viewer's
+    on the records page, ``--zone`` for the CLI)."""
 
     start: date | None
     end: date | None
@@ -55,6 +56,3 @@ class DateRange:
         low = midnight(self.start) if self.start else None
         high = midnight(self.end + timedelta(days=1)) if self.end else None
         return low, high
-
-    def label(self) -> str:
-        return f"{self.start or '…'}..{self.end or '…'}"

@@ -79,7 +79,9 @@ def _filtered(
     if q.board_id is not None:
         query = query.where(Case.board_id == q.board_id)
     if q.case_number:
-        query = query.where(col(Case.number).ilike(f"%{q.case_number.strip()}%"))
+        query = query.where(  # % and _ in what was typed are themselves
+            col(Case.number).icontains(q.case_number.strip(), autoescape=True)
+        )
     if q.tumor_site:
         query = query.where(Board.tumor_site == q.tumor_site)
     if q.state in ("finalized", "closed"):

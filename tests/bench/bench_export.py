@@ -418,6 +418,12 @@ async def bulk(
     } | after.since(before)
 
 
+def _zip_of(data_dir: Path, job: str) -> Path:
+    """The finished zip of bulk export ``job``, in the serving process's own folder."""
+    (path,) = (data_dir / "exports").glob(f"*/{job}.zip")
+    return path
+
+
 def check_zip(path: Path, expected: int, jwks: Any) -> dict[str, Any]:
     """The finished zip: its manifest lists every plan; a signed JSON file verifies."""
     with zipfile.ZipFile(path) as archive:
@@ -503,7 +509,7 @@ async def session(args: argparse.Namespace, server: ServerProcess, corpus: dict[
                 cell = await bulk(clerk, probe, server.pid, fmt, days, args.poll)
                 cell |= {"expected": expected, "others_before_pct": others}
                 if cell["state"] == "done":
-                    cell |= check_zip(data_dir / "exports" / f"{cell['job']}.zip", expected, jwks)
+                    cell |= check_zip(_zip_of(data_dir, cell["job"]), expected, jwks)
                 cell["count_ok"] = (
                     cell["state"] == "done"
                     and cell["total"] == cell["done"] == expected

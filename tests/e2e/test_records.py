@@ -167,6 +167,7 @@ def test_bulk_export_runs_to_a_zip_holding_the_demo_plan(
     bulk = _region(page, "Bulk export")
     # The preset range (the last 30 days) covers last week's plan.
     bulk.get_by_label("Format").select_option(label="Signed JSON")
+    bulk.get_by_label("Audience").select_option(label="External (case number only)")
     bulk.get_by_role("button", name="Start export").click()
     progress = bulk.get_by_role("progressbar", name="Export progress")
     expect(progress).to_be_visible()
@@ -175,7 +176,9 @@ def test_bulk_export_runs_to_a_zip_holding_the_demo_plan(
     archive = _download(page, bulk.get_by_role("link", name="Download ZIP"), tmp_path)
     with zipfile.ZipFile(archive) as zipped:
         names = zipped.namelist()
+        manifest = json.loads(zipped.read("manifest.json"))
     assert any(CASE in name for name in names), names
+    assert manifest["audience"] == "external" and manifest["format"] == "json"
 
     # The metrics table shows the demo's board.
     metrics = _region(page, "Board metrics")

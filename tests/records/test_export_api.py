@@ -116,6 +116,9 @@ async def test_an_external_member_gets_the_external_audience_and_may_not_ask_for
 
     status, body, _ = await _get(client, f"{url}&audience=home", auth["external"])
     assert status == 403 and b"audience" in body
+    # An audience that does not exist is refused by name, not quietly made external.
+    status, body, _ = await _get(client, f"{url}&audience=everyone", auth["external"])
+    assert status == 422 and b"audience" in body and b"everyone" in body
     assert len(await _exports(services)) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import subprocess
 from datetime import date, timedelta
 from pathlib import Path
@@ -74,6 +75,33 @@ def test_the_demo_plan_exports_in_all_four_formats_from_the_cli(
     assert verified.returncode == 0, verified.stdout
     assert verified.stdout.startswith("OK: 1 version(s) of case DEMO-0001")
     assert _exports(settings) == 4
+    # A home-audience file names the patient: only its owner may read it.
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.values()} == {0o600}
+
+
+def test_a_single_export_goes_into_a_directory_and_replaces_a_file_only_with_force(
+    data_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    args = ["export", "--case", "DEMO-0001", "--format", "json", "--data-dir", str(data_dir)]
+    done = run_server(*args, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    target = tmp_path / "DEMO-0001-plan-v1.json"
+    assert target.is_file() and _exports(settings) == 1
+
+    # The file is there: refused by name before anything is made or audited.
+    target.write_bytes(b"keep me")
+    for out in (tmp_path, target):
+        again = run_server(*args, "--out", str(out))
+        assert again.returncode == 2, again.stdout
+        assert "out:" in again.stderr and "--force" in again.stderr
+    assert target.read_bytes() == b"keep me" and _exports(settings) == 1
+
+    target.chmod(0o644)
+    forced = run_server(*args, "--out", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(target.read_bytes())["case"] == "DEMO-0001"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert _exports(settings) == 2
 
 
 def test_a_bulk_export_writes_every_plan_and_a_manifest_with_a_progress_bar(
@@ -90,8 +118,14 @@ def test_a_bulk_export_writes_every_plan_and_a_manifest_with_a_progress_bar(
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["files"][0]["case"] == "DEMO-0001" and manifest["failed"] == []
+    assert manifest["zone"] == "UTC" and manifest["media_type"] == "application/fhir+json"
+    assert manifest["created_at"].endswith("Z") and manifest["files"][0]["plan_hash"].startswith(
+        "sha256:"
+    )
     Bundle.model_validate_json((folder / "DEMO-0001-plan-v1.fhir.json").read_bytes())
     assert _exports(settings) == 1
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o600}
 
     # The directory is no longer empty: refused without --force, nothing written.
     stamp = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -120,10 +154,22 @@ def test_bad_exports_from_the_cli_are_refused_and_write_nothing(
         (["--from", "2020-01-01", "--to", "2026-11-01", "--format", "pdf"], "366"),
         (["--from", "2001-01-01", "--to", "2001-01-02", "--format", "pdf"], "no agreed plans"),
         (["--case", "DEMO-0001", *DAYS, "--format", "pdf"], "either --case"),
+        (["--case", "DEMO-0001", "--format", "pdf", "--audience", "all"], "audience"),
+        (["--case", "DEMO-0001", "--format", "pdf", "--export-workers", "x"], "export-workers"),
     ]
     for args, words in cases:
         done = run_server("export", *args, *common)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert words in done.stderr, (args, done.stderr)
         assert not target.exists(), args
+    # An --out whose folder does not exist: refused by name, not a traceback.
+    missing = tmp_path / "no" / "such" / "plan.pdf"
+    for args in (["--case", "DEMO-0001"], DAYS):
+        done = run_server(
+            "export", *args, "--format", "json", "--out", str(missing),
+            "--data-dir", str(data_dir),
+        )  # fmt: skip
+        assert done.returncode == 2 and "out:" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "no").exists()
     assert _exports(settings) == 0

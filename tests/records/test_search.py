@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import stat
@@ -14,8 +15,8 @@ from zoneinfo import ZoneInfo
 from aiohttp.test_utils import TestClient
 from sqlmodel import col, select
 
+from server.api.records import EXPORTS
 from server.models import AuditRecord
-from server.records.bulk import EXPORTS
 from server.services import Services
 
 Client = TestClient[Any, Any]
@@ -24,6 +25,12 @@ MRN = "HZ00054321"
 # Days are the records officer's (Hangzhou's), not the machine's.
 TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
 WEEK = {"from": str(TODAY - timedelta(days=14)), "to": str(TODAY + timedelta(days=1))}
+
+
+async def _plan_hash(services: Services, case_id: int) -> str:
+    async with services.db.read() as db:
+        versions = await services.plans.versions(db, case_id)
+    return str(versions[-1]["hash"])
 
 
 async def _search(client: Client, headers: dict[str, str], **body: Any) -> tuple[int, Any]:
@@ -54,6 +61,8 @@ async def test_search_finds_the_demo_plan_by_each_criterion(
     board = ids["board_id"]
     for criterion, hit, miss in [
         ("case_number", "0001", "0002"),
+        ("case_number", "demo-0001", "DEMO_0001"),  # any case; _ and % are not wildcards
+        ("case_number", "DEMO-0001", "%"),
         ("board_id", board, None),
         ("tumor_site", "thoracic", "breast"),
         ("state", "finalized", "closed"),
@@ -129,7 +138,18 @@ async def test_a_bulk_export_runs_to_a_zip_with_a_manifest_each_plan_audited(
     assert sorted(archive.namelist()) == ["DEMO-0001-plan-v1.hl7", "manifest.json"]
     manifest = json.loads(archive.read("manifest.json"))
     assert manifest["files"][0]["case"] == "DEMO-0001" and manifest["format"] == "hl7"
-    assert archive.read("DEMO-0001-plan-v1.hl7").startswith(b"MSH|^~\\&|EBOARD|")
+    # What was asked for, in which zone its days are, and what each file holds.
+    assert manifest["zone"] == "Asia/Shanghai" and manifest["audience"] == "home"
+    assert manifest["media_type"] == "x-application/hl7-v2+er7"
+    assert manifest["from"] == WEEK["from"] and manifest["created_at"].endswith("Z")
+    message = archive.read("DEMO-0001-plan-v1.hl7")
+    assert message.startswith(b"MSH|^~\\&|EBOARD|") and message.endswith(b"\r")
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(message).hexdigest()
+    signed = await _plan_hash(services, ids["plan_case"])
+    assert manifest["files"][0]["plan_hash"] == signed
+    # Who took the zip away is on record.
+    (download,) = await _audit(services, "export.download")
+    assert download.target_id == started["id"] and download.detail["plans"] == 1
 
     exports = await _audit(services, "plan.export")
     assert [(e.detail["format"], e.detail["bulk"]) for e in exports] == [("hl7", started["id"])]

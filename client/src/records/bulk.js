@@ -9,7 +9,7 @@ import { label, t } from '../i18n/index.js';
 import { busy, errorText, h, mount } from '../ui.js';
 import { boardSelect } from './boards.js';
 import { DateRange } from './range.js';
-import { FORMATS } from './record.js';
+import { FORMATS, audienceSelect, languageSelect } from './record.js';
 
 /** @typedef {import('../api.js').Api} Api */
 /** @typedef {import('../types.js').Board} Board */
@@ -28,6 +28,8 @@ export class BulkExport {
     this._range = new DateRange(this._fields, 30, { from: t('records.from'), to: t('records.to') });
     this._board = boardSelect(boards);
     this._format = select(FORMATS.map((format) => ({ value: format, text: label('format', format) })));
+    this._language = languageSelect();
+    this._audience = audienceSelect();
     this._submit = h('button', { type: 'submit', class: 'button-primary' }, t('bulk.start'));
     this._job = h('div', { class: 'bulk-job' });
     const fields = this._fields;
@@ -43,7 +45,9 @@ export class BulkExport {
       h('div', { class: 'grid' },
         this._range.el,
         fields.field('board_id', t('records.board'), this._board),
-        fields.field('format', t('bulk.format'), this._format)),
+        fields.field('format', t('bulk.format'), this._format),
+        fields.field('language', t('export.language'), this._language, { hint: t('export.language_hint') }),
+        fields.field('audience', t('export.audience'), this._audience)),
       h('div', { class: 'form-actions' }, this._submit)),
       this._job);
   }
@@ -58,8 +62,8 @@ export class BulkExport {
         ...this._range.value(),
         board_id: this._board.value ? Number(this._board.value) : null,
         format: this._format.value,
-        language: 'both',
-        audience: 'home',
+        language: this._language.value,
+        audience: this._audience.value,
       }, { tz: viewerTimeZone() }); // the range's days are the viewer's, as its presets are
     } catch (error) {
       this._fields.showError(error);

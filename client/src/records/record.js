@@ -79,6 +79,23 @@ export class RecordPanel {
   }
 }
 
+/** The PDF's languages: both side by side, or one. */
+export function languageSelect() {
+  return select([
+    { value: 'both', text: t('export.language_both') },
+    { value: 'en', text: t('language.en') },
+    { value: 'zh-CN', text: t('language.zh-CN') },
+  ]);
+}
+
+/** Home (with the patient's identifiers) or external (the case number only). */
+export function audienceSelect() {
+  return select([
+    { value: 'home', text: t('export.audience_home') },
+    { value: 'external', text: t('export.audience_external') },
+  ]);
+}
+
 /**
  * The export of one plan: language and audience, then one button per format.
  * @param {App} app
@@ -86,15 +103,8 @@ export class RecordPanel {
  */
 function exportControls(app, item) {
   const fields = new FormFields();
-  const language = select([
-    { value: 'both', text: t('export.language_both') },
-    { value: 'en', text: t('language.en') },
-    { value: 'zh-CN', text: t('language.zh-CN') },
-  ]);
-  const audience = select([
-    { value: 'home', text: t('export.audience_home') },
-    { value: 'external', text: t('export.audience_external') },
-  ]);
+  const language = languageSelect();
+  const audience = audienceSelect();
   const status = h('p', { class: 'status', role: 'status', 'data-testid': 'export-status' });
 
   /**
