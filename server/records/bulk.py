@@ -273,7 +273,13 @@ class BulkExports:
             raise
         except Exception as exc:  # recorded on the job, which the page shows
             if job.state == "running":  # the zip could not be made
-                job.state, job.error = "failed", f"the zip file could not be made ({exc})"
+                # The reason, not the server's path.
+                why = (
+                    exc.strerror
+                    if isinstance(exc, OSError) and exc.strerror
+                    else type(exc).__name__
+                )
+                job.state, job.error = "failed", f"the zip file could not be made ({why})"
                 job.finished = time.monotonic()
             log.exception("bulk export %s failed", job.id)
         finally:
@@ -298,11 +304,11 @@ class BulkExports:
                     job.path.unlink(missing_ok=True)
 
     async def close(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for timer in self._timers:  # after the tasks: a cancelled one still sets its timer
+            timer.cancel()
         self._purge()
 
     def _purge(self) -> None:

@@ -69,6 +69,7 @@ async def test_a_zip_that_cannot_be_made_fails_its_job_and_exports_nothing(
     records = auth["records"]
     job = await _finished(client, records, await _start(client, records))
     assert job["state"] == "failed" and "zip" in job["error"], job
+    assert str(registry.root) not in job["error"]  # the reason, not the server's paths
     file = await client.get(f"/api/exports/{job['id']}/file", headers=records)
     assert file.status == 409 and "failed" in await file.text()
     async with services.db.read() as db:
