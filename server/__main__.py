@@ -414,7 +414,7 @@ def _export_target(out: str | None, filename: str, *, force: bool) -> Path:
 
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:
     """Write a file only this user may read (a home-audience export names the patient)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     fd = os.open(path, flags, 0o600)
     os.fchmod(fd, 0o600)  # a replaced file keeps its old mode otherwise
     with os.fdopen(fd, "wb") as handle:

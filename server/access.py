@@ -83,7 +83,9 @@ async def case_for(session: AsyncSession, user: User, case_id: int) -> Case:
     if case is None:
         raise NotFound(f"no case {case_id}")
     if is_external(user, case):
-        if is_manager(user):
+        # Managers and records staff work on their own institution's cases only, even where a
+        # board of another lists them.
+        if is_manager(user) or Role(user.role) == Role.RECORDS:
             raise Forbidden(f"case {case.number} belongs to another institution")
         if case.board_id not in await member_board_ids(session, user):
             raise Forbidden(f"you are not a member of the board of case {case.number}")

@@ -74,3 +74,13 @@ class TooLarge(EboardError):
 class Invalid(EboardError):
     status = 422
     title = "Invalid input"
+
+
+class TooMany(EboardError):
+    status = 429
+    title = "Too many requests"
+
+
+class Unavailable(EboardError):
+    status = 503
+    title = "Service unavailable"

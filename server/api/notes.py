@@ -151,6 +151,7 @@ async def get_plan(call: Call) -> dict[str, Any]:
     summary="Export a case's signed agreed plan",
     tag=_TAG,
     writes=True,
+    same_site=True,
 )
 async def get_signed_plan(call: Call) -> web.Response:
     case, _ = await _case_board(call)

@@ -9,6 +9,8 @@ body, never in a URL, so it stays out of access logs.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from ..access import board_for
-from ..errors import Conflict, Invalid
+from ..errors import Conflict, Invalid, TooMany
 from ..export.exporter import Exporter
 from ..export.renderer import Options
 from ..models import Board
@@ -32,24 +34,30 @@ _TAG = "records"
 
 # The app's registry of bulk exports (made in create_app, closed when the server stops).
 EXPORTS = web.AppKey("exports", BulkExports)
+# Single exports being made, per user id, in this process.
+EXPORTS_PER_USER = 3
+_making: Counter[int] = Counter()
+
+
+_MAX_ID = 2**31 - 1  # beyond any row id (and SQLite's and PostgreSQL's integers stay safe)
 
 
 class SearchIn(BaseModel):
     from_: str | None = Field(default=None, alias="from", max_length=10)
     to: str | None = Field(default=None, max_length=10)
-    board_id: int | None = None
+    board_id: int | None = Field(default=None, ge=1, le=_MAX_ID)
     case_number: str | None = Field(default=None, max_length=32)
     mrn: str | None = Field(default=None, max_length=64)
     tumor_site: str | None = Field(default=None, max_length=32)
     state: str | None = Field(default=None, max_length=16)
-    limit: int = 50
+    limit: int = 50  # both checked by RecordQuery
     offset: int = 0
 
 
 class BulkIn(BaseModel):
     from_: str = Field(alias="from", max_length=10)
     to: str = Field(max_length=10)
-    board_id: int | None = None
+    board_id: int | None = Field(default=None, ge=1, le=_MAX_ID)
     format: str = Field(max_length=16)
     language: str = Field(default="both", max_length=8)
     audience: str = Field(default="home", max_length=16)
@@ -120,19 +128,32 @@ async def search_records(call: Call) -> dict[str, Any]:
     tag=_TAG,
     # The file is made with no unit of work open; the audit has its own.
     writes=False,
+    same_site=True,
 )
 async def export_plan(call: Call) -> web.Response:
     q = call.request.query
     if "format" not in q:
         raise Invalid.on("format", "give a format: pdf, fhir, hl7 or json")
-    made = await Exporter(call.services).one(
-        call.me,
-        call.int_param("case_id"),
-        format=q["format"],
-        language=q.get("language", "both"),
-        audience=q.get("audience") or None,
-        via="api",
-    )
+    me = call.me.id
+    assert me is not None
+    # The export workers are shared by everyone: one user's burst of clicks may not queue
+    # ahead of the whole hospital (bulk exports have their own limit).
+    if _making[me] >= EXPORTS_PER_USER:
+        raise TooMany(f"you have {_making[me]} exports being made; wait for them to finish")
+    _making[me] += 1
+    try:
+        made = await Exporter(call.services).one(
+            call.me,
+            call.int_param("case_id"),
+            format=q["format"],
+            language=q.get("language", "both"),
+            audience=q.get("audience") or None,
+            via="api",
+        )
+    finally:
+        _making[me] -= 1
+        if not _making[me]:
+            del _making[me]
     return web.Response(
         body=made.data,
         content_type=made.media_type,
@@ -202,6 +223,7 @@ async def get_bulk(call: Call) -> dict[str, Any]:
     summary="Download a finished bulk export (zip)",
     tag=_TAG,
     writes=True,  # the download is audited
+    same_site=True,
 )
 async def get_bulk_file(call: Call) -> web.StreamResponse:
     job = call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"])
@@ -241,7 +263,7 @@ async def get_metrics(call: Call) -> dict[str, Any]:
     q = call.request.query
     days = _days(call, q.get("from"), q.get("to"), required=False)
     raw_board = q.get("board_id")
-    if raw_board and not raw_board.isdigit():
+    if raw_board and not re.fullmatch(r"[1-9][0-9]{0,8}", raw_board):
         raise Invalid.on("board_id", f"{raw_board!r} is not an id")
     board_id = await _board(call, int(raw_board) if raw_board else None)
     query = select(Board).where(Board.home_institution_id == call.me.institution_id)

@@ -82,6 +82,11 @@ Handler = Callable[[Call], Awaitable[Any]]
 UserSource = Callable[[web.Request, int], Awaitable[User | None]]
 
 
+# Fetch Metadata (every current browser sends it; scripts and tools do not): a request from a
+# page of another site, or of a sibling subdomain.
+_OTHER_SITES = ("cross-site", "same-site")
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -98,6 +103,9 @@ class Route:
     # Where the user record comes from once the token is verified; None: read from the
     # database for each request (see dicomweb's frames for the one route that differs).
     users: UserSource | None = None
+    # A GET with effects (a file made and audited): refused when a page of another site sends
+    # the browser here (a link or an <img> carrying the session cookie).
+    same_site: bool = False
 
     @property
     def public(self) -> bool:
@@ -122,6 +130,7 @@ class RouteTable:
         tag: str = "",
         raw_body: str | None = None,
         users: UserSource | None = None,
+        same_site: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.routes.append(
@@ -138,6 +147,7 @@ class RouteTable:
                     tag=tag,
                     raw_body=raw_body,
                     users=users,
+                    same_site=same_site,
                 )
             )
             return handler
@@ -158,6 +168,8 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         user = None
         # Who asks is settled before the body is read: a caller who may not use the route
         # learns nothing of its schema, and no large body is parsed for them.
+        if route.same_site and request.headers.get("Sec-Fetch-Site") in _OTHER_SITES:
+            raise Forbidden("this is fetched by eBoard's own pages, not from another site")
         if not route.public:
             user = await _authenticate(route, request, services)
             request[USER_ID] = user.id

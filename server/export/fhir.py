@@ -6,9 +6,11 @@ its attendance, the Practitioners and Organizations, the mCODE findings (mcode.p
 with one request per recommendation, the Provenance of the signature and, when given, the PDF as
 a DocumentReference. For an external audience the Patient carries only the case number.
 
-Identifiers of our own: the plan's hash (``sha256:…``, system ``urn:eboard:plan-hash``) identifies
-the Bundle and the Composition of one signed version, so an amendment's Composition replaces
-its predecessor by that identifier; ``urn:eboard:case-number`` and ``urn:eboard:institution``.
+Identifiers: the Bundle's is a UUID unique to the document (one plan version for one audience
+with one PDF); the Composition's is version-independent (``urn:eboard:agreed-plan``,
+"<institution>/<case number>"); the plan's hash (``sha256:…``, ``urn:eboard:plan-hash``) names
+one signed version in the Provenance, and an amendment's Composition replaces its predecessor's
+hash; ``urn:eboard:case-number`` and ``urn:eboard:institution``.
 
 The document type is LOINC 18776-5 "Plan of care note": what a board agrees is a plan of care,
 EHRs file notes by LOINC document-ontology codes such as this one, and we know of no
@@ -18,6 +20,7 @@ tumor-board-specific document code that receivers would file more reliably.
 from __future__ import annotations
 
 import base64
+import hashlib
 from html import escape
 from typing import Any
 
@@ -38,11 +41,14 @@ from .record import PlanRecord
 __all__ = [
     "CASE_NUMBER_SYSTEM",
     "PLAN_HASH_SYSTEM",
+    "AGREED_PLAN_SYSTEM",
     "SIGNING_KEY_EXTENSION",
     "plan_bundle",
 ]
 
 PLAN_HASH_SYSTEM = "urn:eboard:plan-hash"
+# A case's agreed plan through all its versions: "<institution code>/<case number>".
+AGREED_PLAN_SYSTEM = "urn:eboard:agreed-plan"
 CASE_NUMBER_SYSTEM = "urn:eboard:case-number"
 INSTITUTION_SYSTEM = "urn:eboard:institution"
 # Names the institution key (JWK kid) that made a Provenance signature; its JWKS verifies it.
@@ -60,11 +66,15 @@ _DOCUMENT_TYPE = {
 def plan_bundle(
     record: PlanRecord, templates: TemplateSet, *, pdf: bytes | None = None
 ) -> dict[str, Any]:
-    """The plan's FHIR document Bundle as JSON; the same record always gives the same Bundle
-    (fullUrls are UUIDv5 of the plan's hash and each resource's role)."""
+    """The plan's FHIR document Bundle as JSON; the same record always gives the same Bundle.
+
+    Its identifier and fullUrls are UUIDv5 of the plan's hash and of which document of it this
+    is (home or external audience, the PDF it carries), and each resource's role: the home and
+    the external Bundle of one plan are different documents, with different identifiers."""
     payload = record.payload
-    plan_hash = record.signed["hash"]
-    scope = Scope.of(plan_hash, templates, payload)
+    audience = "external" if record.patient is None else "home"
+    attached = hashlib.sha256(pdf).hexdigest() if pdf is not None else "none"
+    scope = Scope.of(f"{record.signed['hash']}|{audience}|{attached}", templates, payload)
     found = findings(scope, payload["note"])
     entries: list[Entry] = [
         ("composition", _composition(scope, record, found, pdf is not None)),
@@ -79,7 +89,8 @@ def plan_bundle(
         entries.append(("pdf", _document_reference(scope, payload, pdf)))
     bundle = Bundle.model_validate(
         {
-            "identifier": {"system": PLAN_HASH_SYSTEM, "value": plan_hash},
+            # A document's identifier: this Bundle, unique to it (FHIR's document rules).
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": scope.url("bundle")},
             "type": "document",
             "timestamp": payload["finalized_at"],
             "entry": [{"fullUrl": scope.url(role), "resource": res} for role, res in entries],
@@ -93,7 +104,12 @@ def _composition(scope: Scope, record: PlanRecord, found: Findings, pdf: bool) -
     payload = record.payload
     case, version = payload["case"]["number"], payload["version"]
     data: dict[str, Any] = {
-        "identifier": {"system": PLAN_HASH_SYSTEM, "value": record.signed["hash"]},
+        # Version-independent, as R4 asks: the case's agreed plan; each version's hash is in
+        # the Provenance, and an amendment's relatesTo names the hash it replaces.
+        "identifier": {
+            "system": AGREED_PLAN_SYSTEM,
+            "value": f"{payload['case']['institution']}/{case}",
+        },
         "status": "final",
         "type": _DOCUMENT_TYPE,
         "subject": scope.ref("patient"),

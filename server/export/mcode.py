@@ -43,18 +43,18 @@ class Scope:
     A role names one resource of the bundle ("patient", "encounter", "condition", "careplan",
     "composition", "staging/t", "request/1", …); references between resources go by role."""
 
-    plan_hash: str
+    seed: str  # what makes its UUIDs: the plan's hash and which document of it this is
     templates: TemplateSet
     template: str
     schema: dict[str, Any]  # the template, $refs inlined
     recorded: str
 
     @classmethod
-    def of(cls, plan_hash: str, templates: TemplateSet, payload: dict[str, Any]) -> Scope:
+    def of(cls, seed: str, templates: TemplateSet, payload: dict[str, Any]) -> Scope:
         session = payload.get("session") or {}
         template = payload["template"]
         return cls(
-            plan_hash,
+            seed,
             templates,
             template,
             templates.bundle(template),
@@ -62,7 +62,7 @@ class Scope:
         )
 
     def url(self, role: str) -> str:
-        plan = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:eboard:plan:{self.plan_hash}")
+        plan = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:eboard:plan:{self.seed}")
         return f"urn:uuid:{uuid.uuid5(plan, role)}"
 
     def ref(self, role: str, display: str | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import Invalid
+from ..errors import Invalid, Unavailable
 from ..notes.templates import TemplateSet
 from .record import PlanRecord
 
@@ -159,11 +159,17 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
+# A plan's PDF takes about half a second; one still being laid out after this is stuck (WeasyPrint
+# on pathological text) and would hold its worker, and every export queued behind it, for good.
+RENDER_SECONDS = 120.0
+
+
 class Renderer:
     """Owns the worker pool (started on first use) and hands jobs to it."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, timeout: float = RENDER_SECONDS) -> None:
         self.workers = workers or default_workers()
+        self.timeout = timeout
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -180,20 +186,46 @@ class Renderer:
     async def render(self, job: Job) -> bytes:
         if job.options.format == "json":
             return make(job)  # canonical JSON of what is already signed: microseconds
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
         try:
-            return await loop.run_in_executor(pool, make, job)
+            return await self._in_worker(job)
         except BrokenProcessPool:
-            # A worker died (killed, out of memory): the pool is unusable from then on. Start
-            # a new one and try this file once more; a second death is the file's error.
+            # A worker died (killed, out of memory, or stopped below): the pool is unusable from
+            # then on. A new one makes this file once more; a second death is the file's error.
             log.warning("an export worker died; starting a new pool")
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-            return await loop.run_in_executor(self._executor(), make, job)
+            return await self._in_worker(job)
+
+    async def _in_worker(self, job: Job) -> bytes:
+        pool = self._executor()
+        work = asyncio.get_running_loop().run_in_executor(pool, make, job)
+        try:
+            return await asyncio.wait_for(work, self.timeout)
+        except BrokenProcessPool:
+            self._drop(pool)
+            raise
+        except TimeoutError:
+            # The worker goes on with it regardless: stop it (and with it the files other
+            # exports had in that pool; they are made again in a new one).
+            log.warning("an export took over %.0f s; stopping its worker", self.timeout)
+            self._drop(pool)
+            raise Unavailable(
+                f"making the {job.options.format} file took longer than {self.timeout:.0f} s "
+                "and was stopped; try again, or export it in another format"
+            ) from None
+
+    def _drop(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+        _stop(pool)
 
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(_stop, pool)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: its workers hold no state worth waiting for."""
+    # The executor has no public way to stop a running task; its processes are killed instead.
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)

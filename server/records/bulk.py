@@ -42,7 +42,7 @@ RUNNING_PER_USER = 2
 
 def _private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file only the server's user may read (it may name a patient)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 
@@ -86,7 +86,8 @@ class ZipSink:
         self._partial = path.with_name(f".{path.name}.partial")
         # Home-audience files name the patient: readable by the server's user alone.
         handle = os.fdopen(
-            os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
+            os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600),
+            "wb",
         )
         # PDFs and base64 are already dense: stored, not deflated.
         self._zip = zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED)
@@ -196,12 +197,12 @@ async def run(
                     number = case.number
                     work = await exporter.job(db, case, job.options)
                 data = await renderer.render(work)
-                await asyncio.to_thread(sink.write, work.filename, data)
+                # On record before it is in the file: no plan leaves unaudited.
                 async with services.db.write() as db:
                     await exporter.audit(db, user, case_id, work, via=via, bulk=job.id)
+                await asyncio.to_thread(sink.write, work.filename, data)
             except Exception as exc:  # one plan's failure is reported, the rest go on
-                reason = exc.detail if isinstance(exc, EboardError) else type(exc).__name__
-                job.failed.append({"case": number, "error": reason})
+                job.failed.append({"case": number, "error": _reason(exc)})
             else:
                 job.files.append(
                     {
@@ -223,7 +224,7 @@ async def run(
         await asyncio.to_thread(sink.write, "manifest.json", job.manifest())
         await asyncio.to_thread(sink.close)
     except BaseException as exc:  # failed, or cancelled when the server stops
-        job.state, job.error = "failed", str(exc) or type(exc).__name__
+        job.state, job.error = "failed", _reason(exc)
         if isinstance(sink, ZipSink):
             sink.discard()
         raise
@@ -273,13 +274,7 @@ class BulkExports:
             raise
         except Exception as exc:  # recorded on the job, which the page shows
             if job.state == "running":  # the zip could not be made
-                # The reason, not the server's path.
-                why = (
-                    exc.strerror
-                    if isinstance(exc, OSError) and exc.strerror
-                    else type(exc).__name__
-                )
-                job.state, job.error = "failed", f"the zip file could not be made ({why})"
+                job.state, job.error = "failed", f"the zip file could not be made ({_reason(exc)})"
                 job.finished = time.monotonic()
             log.exception("bulk export %s failed", job.id)
         finally:
@@ -325,9 +320,22 @@ class BulkExports:
 
 
 def _last_change(folder: Path) -> float:
-    times = [folder.stat().st_mtime]
-    times += [p.stat().st_mtime for p in folder.iterdir() if p.exists()]
-    return max(times)
+    """When ``folder`` or a file in it last changed (now, if it changes as we look)."""
+    try:
+        return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except OSError:  # another process removed something meanwhile: it is alive
+        return time.time()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why something failed, for the records page: never a path on the server."""
+    if isinstance(exc, EboardError):
+        return exc.detail
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, asyncio.CancelledError):
+        return "stopped: the server is shutting down"
+    return type(exc).__name__
 
 
 def new_id() -> str:

@@ -1,10 +1,10 @@
 """Board metrics: how each board's sessions and agreed plans went over a range of days.
 
 - sessions, cases per session and minutes per case come from the sessions held in the range
-  (not cancelled, already begun) and the media attendance of their agenda items: a case's
-  minutes run from the first join to the last leave of its item;
+  (begun, not cancelled, someone joined) and the media attendance of their agenda items: a
+  case's minutes run from the first join to the last leave of its item;
 - quorum, recommendations and time from request to finalized come from the cases whose plan
-  was first signed in the range: quorum as recorded in the signed plan, recommendations as
+  was first signed in the range: quorum as recorded in the first signed version, recommendations as
   followed up (done, not done by reason, still planned), days from the case's request to its
   first signed version.
 """
@@ -40,10 +40,6 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _in(at: datetime, low: datetime | None, high: datetime | None) -> bool:
-    return (low is None or at >= low) and (high is None or at < high)
-
-
 async def board_metrics(
     db: AsyncSession,
     plans: PlanDesk,
@@ -64,15 +60,19 @@ async def _one(
     high: datetime | None,
     now: datetime,
 ) -> dict[str, Any]:
-    held = [
-        s
-        for s in await db.exec(
-            select(BoardSession).where(
-                BoardSession.board_id == board.id, BoardSession.status != "cancelled"
-            )
-        )
-        if s.start_at <= now and _in(s.start_at, low, high)
-    ]
+    # Held: begun in the range, not cancelled, and someone was there (recurring slots that
+    # nobody joined are not sessions the board held).
+    sessions = select(BoardSession).where(
+        BoardSession.board_id == board.id,
+        BoardSession.status != "cancelled",
+        BoardSession.start_at <= now,
+        col(BoardSession.id).in_(select(Attendance.session_id)),
+    )
+    if low is not None:
+        sessions = sessions.where(BoardSession.start_at >= low)
+    if high is not None:
+        sessions = sessions.where(BoardSession.start_at < high)
+    held = list(await db.exec(sessions))
     held_ids = [s.id for s in held]
     items = list(await db.exec(select(AgendaItem).where(col(AgendaItem.session_id).in_(held_ids))))
     spans: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
@@ -89,26 +89,22 @@ async def _one(
         for s in spans.values()
     ]
 
-    # Cases whose plan was first signed in the range.
-    firsts = [
-        (plan, case)
-        for plan, case in await db.exec(
-            select(AgreedPlan, Case).where(
-                AgreedPlan.case_id == Case.id, Case.board_id == board.id, AgreedPlan.version == 1
-            )
-        )
-        if _in(plan.signed_at, low, high)
-    ]
+    # Cases whose plan was first signed in the range; quorum as recorded when it was first
+    # agreed (later amendments do not change what the board had then).
+    first_plans = select(AgreedPlan, Case).where(
+        AgreedPlan.case_id == Case.id, Case.board_id == board.id, AgreedPlan.version == 1
+    )
+    if low is not None:
+        first_plans = first_plans.where(AgreedPlan.signed_at >= low)
+    if high is not None:
+        first_plans = first_plans.where(AgreedPlan.signed_at < high)
+    firsts = list(await db.exec(first_plans))
     case_ids = [case.id for _, case in firsts]
-    quorum_met = 0
-    latest: dict[int, AgreedPlan] = {}
-    for row in await db.exec(select(AgreedPlan).where(col(AgreedPlan.case_id).in_(case_ids))):
-        if row.case_id not in latest or row.version > latest[row.case_id].version:
-            latest[row.case_id] = row
-    for row in latest.values():
-        quorum = plans.signed(row)["payload"].get("quorum") or {}
-        if not quorum.get("missing"):
-            quorum_met += 1
+    quorum_met = sum(
+        1
+        for plan, _ in firsts
+        if not (plans.signed(plan)["payload"].get("quorum") or {}).get("missing")
+    )
     followups = list(
         await db.exec(select(PlanFollowup).where(col(PlanFollowup.case_id).in_(case_ids)))
     )
@@ -127,8 +123,8 @@ async def _one(
         "plans": len(firsts),
         "quorum": {
             "met": quorum_met,
-            "total": len(latest),
-            "share": _share(quorum_met, len(latest)),
+            "total": len(firsts),
+            "share": _share(quorum_met, len(firsts)),
         },
         "recommendations": {
             "total": total_recs,

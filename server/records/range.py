@@ -10,14 +10,20 @@ from ..errors import Invalid
 
 __all__ = ["DateRange"]
 
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+
 
 def _day(raw: str | None, field: str) -> date | None:
     if raw is None or raw == "":
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise Invalid.on(field, f"{raw!r} is not a date (use YYYY-MM-DD)") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        # Out there, a day's midnight in a zone is not a datetime Python can hold.
+        raise Invalid.on(field, f"{raw} is not a day between {FIRST_YEAR} and {LAST_YEAR}")
+    return day
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ __all__ = ["RecordQuery", "STATES", "find", "case_ids"]
 # amending: the note is open for an amendment, its last signed version still stands.
 STATES = ("finalized", "closed", "amending")
 MAX_LIMIT = 200
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ class RecordQuery:
             )
         if not 1 <= self.limit <= MAX_LIMIT:
             raise Invalid.on("limit", f"must be between 1 and {MAX_LIMIT}, not {self.limit}")
-        if self.offset < 0:
-            raise Invalid.on("offset", f"must not be negative, not {self.offset}")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise Invalid.on("offset", f"must be between 0 and {MAX_OFFSET}, not {self.offset}")
 
 
 def _latest() -> Any:

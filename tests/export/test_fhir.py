@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from server.export.fhir import CASE_NUMBER_SYSTEM, PLAN_HASH_SYSTEM, plan_bundle
+from server.export.fhir import (
+    AGREED_PLAN_SYSTEM,
+    CASE_NUMBER_SYSTEM,
+    PLAN_HASH_SYSTEM,
+    plan_bundle,
+)
 from server.export.mcode import TRIAL_SYSTEM
 from server.export.record import PlanRecord
 from server.notes.signature import canonical, digest
@@ -69,10 +74,14 @@ def test_bundle_is_a_document_led_by_a_plan_of_care_composition(
     data = plan_bundle(demo_record, templates)
     bundle = Bundle.model_validate_json(json.dumps(data))
     assert bundle.type == "document"
-    assert bundle.identifier.system == PLAN_HASH_SYSTEM
-    assert bundle.identifier.value == demo_record.signed["hash"]
+    assert bundle.identifier.system == "urn:ietf:rfc:3986"
+    assert bundle.identifier.value.startswith("urn:uuid:")
     composition = bundle.entry[0].resource
     assert type(composition).__name__ == "Composition" and composition.status == "final"
+    assert (composition.identifier.system, composition.identifier.value) == (
+        AGREED_PLAN_SYSTEM,
+        "HZ/DEMO-0001",
+    )
     assert [(c.system, c.code) for c in composition.type.coding] == [(LOINC, "18776-5")]
     titles = [s.title for s in composition.section]
     assert titles[:2] == ["Primary cancer", "Staging (TNM)"] and titles[-1] == "Attendance"
@@ -98,9 +107,14 @@ def test_home_patient_carries_the_mrn_assigned_by_the_institution(
 
 
 def test_external_bundle_holds_nothing_that_identifies_the_patient(
-    external_record: PlanRecord, templates: TemplateSet
+    external_record: PlanRecord, demo_record: PlanRecord, templates: TemplateSet
 ) -> None:
     text = json.dumps(plan_bundle(external_record, templates), ensure_ascii=False)
+    # A different document from the home audience's: its own identifier and fullUrls.
+    home = plan_bundle(demo_record, templates)
+    external = json.loads(text)
+    assert external["identifier"] != home["identifier"]
+    assert not {e["fullUrl"] for e in external["entry"]} & {e["fullUrl"] for e in home["entry"]}
     for secret in ("Chen Hui", "HZ00054321", "1958-09-09", "birthDate", "gender"):
         assert secret not in text
     patient = _one(Bundle.model_validate_json(text), "Patient")
@@ -241,7 +255,10 @@ def test_an_amendment_replaces_the_previous_version(
     assert relation.code == "replaces"
     assert relation.targetIdentifier.system == PLAN_HASH_SYSTEM
     assert relation.targetIdentifier.value == demo_record.signed["hash"]
-    assert composition.identifier.value == amended.signed["hash"] != demo_record.signed["hash"]
+    # The same composition (version-independent identifier), a new document.
+    original = _parse(demo_record, templates)
+    assert composition.identifier == original.entry[0].resource.identifier
+    assert bundle.identifier.value != original.identifier.value
     assert "Amendment" in [s.title for s in composition.section]
     revision = [e for e in _one(bundle, "Provenance").entity if e.role == "revision"]
     assert revision[0].what.identifier.value == demo_record.signed["hash"]

@@ -85,8 +85,11 @@ async def test_answer_asks_the_publisher_for_opus_dtx(sfu: LocalSfu) -> None:
         pc.addTrack(AudioStreamTrack())
         await pc.setLocalDescription(await pc.createOffer())
         answer = await sfu.publish("board", "a", pc.localDescription.sdp)
-        opus_pt = next(line.split(":")[1].split()[0] for line in answer.splitlines()
-                       if line.lower().endswith("opus/48000/2"))
+        opus_pt = next(
+            line.split(":")[1].split()[0]
+            for line in answer.splitlines()
+            if line.lower().endswith("opus/48000/2")
+        )
         fmtp = [line for line in answer.splitlines() if line.startswith(f"a=fmtp:{opus_pt} ")]
         assert len(fmtp) == 1 and fmtp[0].endswith(";usedtx=1")
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))  # still valid

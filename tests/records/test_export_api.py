@@ -3,6 +3,7 @@ parsers, audiences, the audit, and every bad input refused with nothing audited.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from fhir.resources.R4B.bundle import Bundle
 from hl7apy.parser import parse_message
 from sqlmodel import col, select
 
-from server.models import AuditRecord, Case
+from server.models import AuditRecord, BoardMember, Case
 from server.notes.signature import verify_file
 from server.services import Services
 from server.signing import keys_from_jwks
@@ -161,11 +162,14 @@ async def test_a_records_officer_of_another_institution_gets_403(
             institution_id=roc.id,
         )
         token, _ = services.tokens.issue("access", str(user.id), 3600, role="records")
+        # Even listed on the case's board (whose patient consented to external review).
+        assert user.id is not None
+        db.add(BoardMember(board_id=ids["board_id"], user_id=user.id, role="observer"))
     headers = {"Authorization": f"Bearer {token}"}
-    status, body, _ = await _get(
-        client, f"/api/cases/{ids['plan_case']}/plan/export?format=json", headers
-    )
-    assert status == 403, body
+    case = ids["plan_case"]
+    for path in ("plan/export?format=json", "plan/signed", "plan"):
+        status, body, _ = await _get(client, f"/api/cases/{case}/{path}", headers)
+        assert status == 403 and b"another institution" in body, (path, body)
     resp = await client.post(
         "/api/records/search", json={"case_number": "DEMO-0001"}, headers=headers
     )
@@ -195,3 +199,34 @@ async def test_the_signed_plan_fetched_to_check_it_is_audited_as_a_view_not_an_e
         )
         actions = [a for a in rows if a in ("plan.view", "plan.export")]
     assert actions == ["plan.view", "plan.export"]
+
+
+async def test_another_sites_page_cannot_make_the_browser_export_a_plan(
+    client: Client, auth: Headers, ids: dict[str, int], services: Services
+) -> None:
+    case = ids["plan_case"]
+    for path in (f"/api/cases/{case}/plan/export?format=json", f"/api/cases/{case}/plan/signed"):
+        for site in ("cross-site", "same-site"):
+            headers = {**auth["records"], "Sec-Fetch-Site": site}
+            status, body, _ = await _get(client, path, headers)
+            assert status == 403 and b"another site" in body, (path, site)
+    assert await _exports(services) == []
+    # eBoard's own page (and a tool, which sends no Fetch Metadata) may.
+    headers = {**auth["records"], "Sec-Fetch-Site": "same-origin"}
+    status, _, _ = await _get(client, f"/api/cases/{case}/plan/export?format=json", headers)
+    assert status == 200
+    assert len(await _exports(services)) == 1
+
+
+async def test_one_user_may_not_queue_more_than_three_exports_at_once(
+    client: Client, auth: Headers, ids: dict[str, int], services: Services
+) -> None:
+    url = f"/api/cases/{ids['plan_case']}/plan/export?format=pdf&language=en"
+    replies = await asyncio.gather(*(_get(client, url, auth["records"]) for _ in range(4)))
+    assert sorted(status for status, _, _ in replies) == [200, 200, 200, 429]
+    (refused,) = [body for status, body, _ in replies if status == 429]
+    assert b"being made" in refused
+    assert len(await _exports(services)) == 3
+    # Once they are made, the next is welcome.
+    status, _, _ = await _get(client, url, auth["records"])
+    assert status == 200

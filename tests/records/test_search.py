@@ -8,7 +8,7 @@ import io
 import json
 import stat
 import zipfile
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import col, select
 
 from server.api.records import EXPORTS
-from server.models import AuditRecord
+from server.models import AuditRecord, BoardSession
 from server.services import Services
 
 Client = TestClient[Any, Any]
@@ -91,6 +91,9 @@ async def test_bad_searches_name_the_field(client: Client, auth: Headers) -> Non
         ({"from": "yesterday"}, 422, "from"),
         ({"state": "lost"}, 422, "state"),
         ({"limit": 0}, 422, "limit"),
+        ({"offset": 10**12}, 422, "offset"),
+        ({"board_id": 10**12}, 422, "board_id"),
+        ({"to": "9999-12-31"}, 422, "to"),
         ({"board_id": 999999}, 404, "board"),
     ]
     for body, status, field in cases:
@@ -187,7 +190,7 @@ async def test_bad_bulk_exports_are_refused_and_start_nothing(
 
 
 async def test_board_metrics_of_the_demo_board(
-    client: Client, auth: Headers, ids: dict[str, int]
+    client: Client, auth: Headers, ids: dict[str, int], services: Services
 ) -> None:
     resp = await client.get(
         f"/api/records/metrics?from={WEEK['from']}&to={WEEK['to']}", headers=auth["records"]
@@ -205,6 +208,20 @@ async def test_board_metrics_of_the_demo_board(
     assert demo["request_to_final_days"]["n"] == 1
     assert demo["request_to_final_days"]["median"] >= 0
 
+    # A slot of the board's calendar that nobody joined is not a session it held.
+    async with services.db.write() as db:
+        start = datetime.now(UTC) - timedelta(days=2)
+        db.add(
+            BoardSession(
+                board_id=ids["board_id"], start_at=start, end_at=start + timedelta(hours=1)
+            )
+        )
+    resp = await client.get(
+        f"/api/records/metrics?from={WEEK['from']}&to={WEEK['to']}", headers=auth["records"]
+    )
+    again = {b["board_id"]: b for b in (await resp.json())["boards"]}[ids["board_id"]]
+    assert again["sessions"] == demo["sessions"]
+
     # Following up a recommendation moves the shares.
     put = await client.put(
         f"/api/cases/{ids['plan_case']}/plan/followup/1",
@@ -218,5 +235,11 @@ async def test_board_metrics_of_the_demo_board(
     ]
     assert recs["not_done"] == 1 and recs["not_done_by_reason"] == {"patient_choice": 1}
 
-    bad = await client.get("/api/records/metrics?from=2026-02-30", headers=auth["records"])
-    assert bad.status == 422 and "from" in await bad.text()
+    for query, field in [
+        ("from=2026-02-30", "from"),
+        ("to=9999-12-31", "to"),  # no midnight of it Python can hold in an eastern zone
+        ("from=0001-01-01", "from"),
+        ("board_id=%C2%B2", "board_id"),  # "²" is a digit to str.isdigit, not an id
+    ]:
+        bad = await client.get(f"/api/records/metrics?{query}", headers=auth["records"])
+        assert bad.status == 422 and field in await bad.text(), query
