@@ -94,8 +94,13 @@ async def auth(client: TestClient[Any, Any]) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
-def services(app: web.Application) -> Services:
-    return app[SERVICES]
+async def services(app: web.Application) -> AsyncIterator[Services]:
+    services = app[SERVICES]
+    yield services
+    if not app.frozen:
+        # No client started the app, so its cleanup will not close the database: close it here,
+        # before the test's loop does, or aiosqlite's threads answer a closed loop.
+        await services.db.close()
 
 
 @pytest.fixture
