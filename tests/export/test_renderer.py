@@ -10,18 +10,22 @@ import pytest
 
 from server.errors import Unavailable
 from server.export.exporter import Exporter
-from server.export.renderer import Options, Renderer
+from server.export.renderer import Job, Options, Renderer
 from server.models import Case
 from server.services import Services
+
+
+async def _job(services: Services, case_id: int, options: Options) -> Job:
+    async with services.db.read() as db:
+        case = await db.get(Case, case_id)
+        assert case is not None
+        return await Exporter(services).job(db, case, options)
 
 
 async def test_an_export_survives_its_worker_being_killed(
     services: Services, ids: dict[str, int]
 ) -> None:
-    async with services.db.read() as db:
-        case = await db.get(Case, ids["plan_case"])
-        assert case is not None
-        job = await Exporter(services).job(db, case, Options("hl7", "en"))
+    job = await _job(services, ids["plan_case"], Options("hl7", "en"))
     renderer = Renderer(workers=1)
     try:
         first = await renderer.render(job)
@@ -44,10 +48,7 @@ async def test_an_export_survives_its_worker_being_killed(
 async def test_a_file_that_takes_too_long_is_stopped_and_the_renderer_goes_on(
     services: Services, ids: dict[str, int]
 ) -> None:
-    async with services.db.read() as db:
-        case = await db.get(Case, ids["plan_case"])
-        assert case is not None
-        job = await Exporter(services).job(db, case, Options("pdf", "en"))
+    job = await _job(services, ids["plan_case"], Options("pdf", "en"))
     # Starting a worker alone takes longer than this: the file cannot be made in time.
     renderer = Renderer(workers=1, timeout=0.05)
     try:
