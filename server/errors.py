@@ -80,6 +80,10 @@ class TooMany(EboardError):
     status = 429
     title = "Too many requests"
 
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, for the Retry-After header
+
 
 class Unavailable(EboardError):
     status = 503

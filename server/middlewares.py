@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .errors import EboardError
+from .errors import EboardError, TooMany
 from .metrics import METRICS
 
 __all__ = [
@@ -51,12 +51,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except EboardError as exc:
-        return problem_response(
+        response = problem_response(
             exc.status,
             exc.title,
             exc.detail,
             [{"field": e.field, "message": e.message} for e in exc.errors],
         )
+        if isinstance(exc, TooMany) and exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400 and (request.path.startswith("/api/") or request.path == "/metrics"):
             detail = (

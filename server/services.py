@@ -16,6 +16,7 @@ from .keys import KeyRing
 from .notes.plan import PlanDesk
 from .notes.store import NoteStore
 from .notes.templates import TemplateSet
+from .ratelimit import LoginThrottle
 from .security import Passwords, Tokens
 from .signing import SigningKeys
 
@@ -36,6 +37,7 @@ class Services:
     notes: NoteStore
     plans: PlanDesk
     renderer: Renderer
+    logins: LoginThrottle
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -58,6 +60,7 @@ class Services:
             notes=notes,
             plans=PlanDesk(db, cipher, audit, signing, notes),
             renderer=Renderer(settings.export_workers or None),
+            logins=LoginThrottle(),
         )
 
 

@@ -58,6 +58,56 @@ async def test_failed_login_is_audited(client: TestClient[Any, Any]) -> None:
     assert [(r.target_id, r.actor_id) for r in rows] == [("chair", None)]
 
 
+async def test_repeated_failed_logins_are_throttled_for_that_user(
+    client: TestClient[Any, Any],
+) -> None:
+    from server.models import AuditRecord
+
+    def attempt(username: str, password: str) -> Any:
+        return client.post("/api/login", json={"username": username, "password": password})
+
+    for _ in range(5):
+        assert (await attempt("chair", "guess-guess")).status == 401
+    # Now even the right password waits: it is not checked at all.
+    refused = await attempt("chair", "eboard-demo")
+    assert refused.status == 429 and "Set-Cookie" not in refused.headers
+    assert 0 < int(refused.headers["Retry-After"]) <= 900
+    assert "too many failed logins for chair" in (await refused.json())["detail"]
+    # Other users, from the same address, are not held up.
+    assert (await attempt("radiologist", "eboard-demo")).status == 200
+    async with client.app[SERVICES].db.read() as session:
+        rows = list(
+            await session.exec(select(AuditRecord).where(AuditRecord.action == "login.failed"))
+        )
+    assert len(rows) == 6 and rows[-1].detail == {"throttled": True}
+
+
+def test_login_throttle_counts_per_user_and_address_within_its_window() -> None:
+    from server.ratelimit import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(window=900, per_pair=5, per_user=20, clock=lambda: now[0])
+    for _ in range(5):
+        assert throttle.wait("Chair", "10.0.0.1") == 0
+        throttle.failed("Chair", "10.0.0.1")
+        now[0] += 10
+    assert throttle.wait("chair", "10.0.0.1") == 900 - 50  # names compare case-blind
+    assert throttle.wait("chair", "10.0.0.2") == 0  # another address still may
+    # Twenty failures from anywhere hold the user everywhere.
+    for n in range(15):
+        throttle.failed("chair", f"10.0.1.{n}")
+    assert throttle.wait("chair", "10.0.0.3") > 0
+    assert throttle.wait("radiologist", "10.0.0.1") == 0
+    # Failures leave the window; a success forgets that user's.
+    now[0] += 900
+    assert throttle.wait("chair", "10.0.0.1") == 0
+    throttle.failed("chair", "10.0.0.1")
+    throttle.succeeded("chair", "10.0.0.1")
+    for _ in range(4):  # with the one before the success, five would be one too many
+        throttle.failed("chair", "10.0.0.1")
+    assert throttle.wait("chair", "10.0.0.1") == 0
+
+
 async def test_expired_token_is_refused(client: TestClient[Any, Any]) -> None:
     tokens = client.app[SERVICES].tokens
     token, _ = tokens.issue("access", "2", -10, role="coordinator")

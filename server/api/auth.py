@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from ..accounts import login, user_json
-from ..errors import Unauthenticated
+from ..errors import TooMany, Unauthenticated
 from ..models import User
 from .roles import EVERYONE
 from .routing import PUBLIC, TOKEN_COOKIE, Call, RouteTable
@@ -56,23 +57,40 @@ async def issue_login(call: Call, user: User, status: int = 200) -> web.Response
     "POST", "/api/login", roles=PUBLIC, summary="Log in", body=LoginIn, tag="auth", writes=False
 )
 async def post_login(call: Call) -> web.Response:
+    services, username = call.services, call.body.username
+    address = call.request.remote or "?"
+    wait = services.logins.wait(username, address)
+    if wait:
+        # Refused before the password is checked: guessing costs the guesser, not the server.
+        await _login_failed(call, {"throttled": True})
+        raise TooMany(
+            f"too many failed logins for {username}; try again in {math.ceil(wait / 60)} min",
+            retry_after=wait,
+        )
     try:
-        user = await login(call.session, call.services, call.body.username, call.body.password)
+        user = await login(call.session, services, username, call.body.password)
     except Unauthenticated:
-        async with call.services.db.write() as session:
-            await call.services.audit.append(
-                session,
-                actor_id=None,
-                action="login.failed",
-                target_type="user",
-                target_id=call.body.username,
-            )
+        services.logins.failed(username, address)
+        await _login_failed(call, {})
         raise
+    services.logins.succeeded(username, address)
     async with call.services.db.write() as session:
         await call.services.audit.append(
             session, actor_id=user.id, action="login", target_type="user", target_id=user.id
         )
     return await issue_login(call, user)
+
+
+async def _login_failed(call: Call, detail: dict[str, object]) -> None:
+    async with call.services.db.write() as session:
+        await call.services.audit.append(
+            session,
+            actor_id=None,
+            action="login.failed",
+            target_type="user",
+            target_id=call.body.username,
+            detail=detail or None,
+        )
 
 
 @routes.add(
