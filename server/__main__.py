@@ -1,4 +1,5 @@
-"""``python -m server``: serve, demo, migrate, user add, verify-audit, verify, export, keys rotate.
+"""``python -m server``: serve, demo, migrate, user add, verify-audit, verify, export, keys rotate
+(field key) and keys rotate-signing (an institution's plan-signing key).
 
 Configuration enters here, once: flags, with EBOARD_* environment variables as defaults.
 """
@@ -167,8 +168,14 @@ def parser() -> argparse.ArgumentParser:
         help="without --keys, trust this server's signing-keys.json if it exists",
     )
     keys = sub.add_parser("keys", help="key management")
-    keys.add_argument("action", choices=["rotate"])
-    keys.add_argument("--data-dir", default=_env("DATA_DIR", "data"))
+    keys.add_argument(
+        "action",
+        choices=["rotate", "rotate-signing"],
+        help="rotate: a new field-encryption key; rotate-signing: a new plan-signing key for "
+        "--institution (its earlier keys stay published, so plans signed with them verify)",
+    )
+    _common(keys)
+    keys.add_argument("--institution", help="rotate-signing: the institution's code, e.g. HZ")
     user = sub.add_parser("user", help="user management")
     user.add_argument("action", choices=["add"])
     _common(user)
@@ -511,11 +518,44 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
         await services.db.close()
 
 
+async def _rotate_signing(settings: Settings, code: str | None) -> None:
+    """A new active signing key for one institution's plans, audited; running servers pick it
+    up from the key file at their next signature."""
+    from sqlmodel import select
+
+    from .models import Institution
+    from .services import Services
+
+    if not code:
+        raise ConfigError("rotate-signing needs --institution CODE (e.g. HZ)")
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        async with services.db.write() as session:
+            found = (
+                await session.exec(select(Institution).where(Institution.code == code))
+            ).first()
+            if found is None:
+                raise ConfigError(f"institution: there is no institution {code!r}")
+            kid = services.signing.rotate(code)
+            await services.audit.append(
+                session,
+                actor_id=None,
+                action="signing_key.rotate",
+                target_type="institution",
+                target_id=found.id,
+                detail={"kid": kid, "via": "cli"},
+            )
+        print(f"{code}'s plans are now signed with key {kid}; its earlier keys stay published")
+    finally:
+        await services.db.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        if args.command == "keys":
+        if args.command == "keys" and args.action == "rotate":
             from .keys import KeyRing
 
             ring = KeyRing.load_or_create(Path(args.data_dir).resolve()).rotate()
@@ -540,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_export(settings, args))
         elif args.command == "user":
             asyncio.run(_user_add(settings, args))
+        elif args.command == "keys":
+            asyncio.run(_rotate_signing(settings, args.institution))
     except ConfigError as exc:
         print(f"eboard: {exc}", file=sys.stderr)
         return 2

@@ -173,3 +173,41 @@ def test_bad_exports_from_the_cli_are_refused_and_write_nothing(
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "no").exists()
     assert _exports(settings) == 0
+
+
+def test_rotating_an_institutions_signing_key_keeps_its_signed_plans_verifiable(
+    data_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    before = json.loads((data_dir / "signing-keys.json").read_text())["active"]["HZ"]
+    done = run_server("keys", "rotate-signing", "--institution", "HZ", "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    after = json.loads((data_dir / "signing-keys.json").read_text())["active"]["HZ"]
+    assert after != before and after in done.stdout
+
+    # The plan signed with the old key still verifies against the server's keys.
+    target = tmp_path / "plan.json"
+    exported = run_server(
+        "export", "--case", "DEMO-0001", "--format", "json", "--out", str(target),
+        "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    verified = run_server("verify", str(target), "--data-dir", str(data_dir))
+    assert verified.returncode == 0 and before in verified.stdout, verified.stdout
+
+    async def rotations() -> list[AuditRecord]:
+        services = Services.build(settings)
+        try:
+            async with services.db.read() as db:
+                query = select(AuditRecord).where(AuditRecord.action == "signing_key.rotate")
+                return list(await db.exec(query))
+        finally:
+            await services.db.close()
+
+    (audited,) = asyncio.run(rotations())
+    assert audited.detail == {"kid": after, "via": "cli"}
+
+    for args, words in [([], "needs --institution"), (["--institution", "XX"], "no institution")]:
+        bad = run_server("keys", "rotate-signing", *args, "--data-dir", str(data_dir))
+        assert bad.returncode == 2 and words in bad.stderr, bad.stderr
+    assert json.loads((data_dir / "signing-keys.json").read_text())["active"]["HZ"] == after
+    assert len(asyncio.run(rotations())) == 1
