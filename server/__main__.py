@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,21 @@ if TYPE_CHECKING:
 # `verify`, which a records office runs offline, starts in a fraction of a second.
 
 log = logging.getLogger("eboard")
+
+
+@asynccontextmanager
+async def _opened(settings: Settings) -> AsyncIterator[Services]:
+    """The services of a one-off command: the schema brought up to date first, the database
+    (and any export workers) closed after."""
+    from .services import Services
+
+    services = Services.build(settings)
+    try:
+        await services.db.migrate()
+        yield services
+    finally:
+        await services.renderer.close()
+        await services.db.close()
 
 
 def _env(name: str, default: str = "") -> str:
@@ -273,11 +290,8 @@ async def _demo_seed(settings: Settings, password: str, ct: tuple[int, int]) -> 
 
     from .demo import seed
     from .models import User
-    from .services import Services
 
-    services = Services.build(settings)
-    try:
-        await services.db.migrate()
+    async with _opened(settings) as services:
         async with services.db.read() as session:
             seeded = (
                 await session.exec(select(User).where(User.username == "coordinator"))
@@ -286,8 +300,6 @@ async def _demo_seed(settings: Settings, password: str, ct: tuple[int, int]) -> 
             return False
         await seed(services, password, imaging=ct[0] > 0, slices=ct[0], size=ct[1])
         return True
-    finally:
-        await services.db.close()
 
 
 def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
@@ -304,23 +316,13 @@ def _print_logins(settings: Settings, password: str, fresh: bool) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from .services import Services
-
-    services = Services.build(settings)
-    await services.db.migrate()
-    await services.db.close()
+    async with _opened(settings):
+        pass
 
 
 async def _verify_audit(settings: Settings) -> int:
-    from .services import Services
-
-    services = Services.build(settings)
-    try:
-        await services.db.migrate()
-        async with services.db.read() as session:
-            count, breaks = await services.audit.verify(session)
-    finally:
-        await services.db.close()
+    async with _opened(settings) as services, services.db.read() as session:
+        count, breaks = await services.audit.verify(session)
     if breaks:
         for b in breaks:
             print(f"audit record {b.record_id}: {b.reason}")
@@ -374,15 +376,12 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
     a progress bar); each export audited."""
     from .export.exporter import Exporter
     from .export.renderer import Options
-    from .services import Services
 
     bulk = args.start is not None or args.end is not None
     if bulk == (args.case is not None):
         raise ConfigError("give either --case, or --from and --to for a bulk export")
     options = Options(args.format, args.language, args.audience)  # refuses unknown values
-    services = Services.build(settings)
-    try:
-        await services.db.migrate()
+    async with _opened(settings) as services:
         if bulk:
             return await _export_bulk(services, args, options)
         ref: int | str = int(args.case) if args.case.isdigit() else args.case
@@ -401,9 +400,6 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
             f"plan ({options.format}, {options.audience} audience, {len(data)} bytes) to {out}"
         )
         return 0
-    finally:
-        await services.renderer.close()
-        await services.db.close()
 
 
 def _export_target(out: str | None, filename: str, *, force: bool) -> Path:
@@ -482,12 +478,9 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
 
     from .accounts import create_user
     from .models import Institution
-    from .services import Services
 
     password = args.password or os.environ.get("EBOARD_NEW_PASSWORD") or getpass.getpass()
-    services = Services.build(settings)
-    try:
-        await services.db.migrate()
+    async with _opened(settings) as services:
         async with services.db.write() as session:
             inst = (
                 await session.exec(select(Institution).where(Institution.code == args.institution))
@@ -514,8 +507,6 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
                 detail={"role": user.role, "via": "cli"},
             )
         print(f"user {args.username} added")
-    finally:
-        await services.db.close()
 
 
 async def _rotate_signing(settings: Settings, code: str | None) -> None:
@@ -524,13 +515,10 @@ async def _rotate_signing(settings: Settings, code: str | None) -> None:
     from sqlmodel import select
 
     from .models import Institution
-    from .services import Services
 
     if not code:
         raise ConfigError("rotate-signing needs --institution CODE (e.g. HZ)")
-    services = Services.build(settings)
-    try:
-        await services.db.migrate()
+    async with _opened(settings) as services:
         async with services.db.write() as session:
             found = (
                 await session.exec(select(Institution).where(Institution.code == code))
@@ -547,8 +535,6 @@ async def _rotate_signing(settings: Settings, code: str | None) -> None:
                 detail={"kid": kid, "via": "cli"},
             )
         print(f"{code}'s plans are now signed with key {kid}; its earlier keys stay published")
-    finally:
-        await services.db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
