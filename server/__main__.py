@@ -102,6 +102,17 @@ def _serving(p: argparse.ArgumentParser) -> None:
         help="the hospital PACS's DICOMweb root, for imaging import (EBOARD_PACS_URL)",
     )
     p.add_argument(
+        "--max-imaging-upload-bytes",
+        default=_env("MAX_IMAGING_UPLOAD_BYTES", str(2 * 1024**3)),
+        help="the largest imaging upload, STOW-RS request or PACS import, in bytes "
+        "(EBOARD_MAX_IMAGING_UPLOAD_BYTES)",
+    )
+    p.add_argument(
+        "--uploads-per-user",
+        default=_env("UPLOADS_PER_USER", "2"),
+        help="uploads one user may have in flight at once (EBOARD_UPLOADS_PER_USER)",
+    )
+    p.add_argument(
         "--last-n",
         default=_env("LAST_N", "6"),
         help="video from the N most recent speakers plus the presenter (EBOARD_LAST_N)",
@@ -234,6 +245,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if not str(args.last_n).isdigit() or int(args.last_n) < 1:
             raise ConfigError(f"last-n must be a whole number of at least 1, not {args.last_n!r}")
         kwargs["last_n"] = int(args.last_n)
+        for name in ("max_imaging_upload_bytes", "uploads_per_user"):
+            value = str(getattr(args, name))
+            if not value.isdigit() or int(value) < 1:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"{flag} must be a whole number of at least 1, not {value!r}")
+            kwargs[name] = int(value)
         kwargs["stun_urls"] = tuple(args.stun_url)
         kwargs["turn_urls"] = tuple(args.turn_url)
         kwargs["turn_secret"] = args.turn_secret or ""

@@ -31,6 +31,8 @@ class Settings:
     invitation_ttl_seconds: int = 7 * 24 * 3600
     max_upload_bytes: int = 10 * 1024 * 1024
     max_imaging_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    # Uploads (imaging, STOW-RS, attachments) one user may have in flight at once, per process.
+    uploads_per_user: int = 2
     # The hospital PACS's DICOMweb root (e.g. http://pacs.local:8042/dicom-web), for import.
     pacs_url: str = ""
     session_horizon_weeks: int = 26
@@ -75,7 +77,13 @@ class Settings:
                 raise ConfigError(
                     f"public-url must be an absolute http(s) URL, not {self.public_url!r}"
                 )
-        for name in ("token_ttl_seconds", "invitation_ttl_seconds", "max_upload_bytes"):
+        for name in (
+            "token_ttl_seconds",
+            "invitation_ttl_seconds",
+            "max_upload_bytes",
+            "max_imaging_upload_bytes",
+            "uploads_per_user",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         if self.pacs_url and not self.pacs_url.startswith(("http://", "https://")):

@@ -379,4 +379,4 @@ async def _attach_phantom(
             )
         )
         files = [(p.name, p.read_bytes()) for p in paths]
-    await services.dicom.ingest(session, case, user, files)
+    await services.dicom.ingest(session, case, user, await services.dicom.check(files))

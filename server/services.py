@@ -19,6 +19,7 @@ from .notes.templates import TemplateSet
 from .ratelimit import LoginThrottle
 from .security import Passwords, Tokens
 from .signing import SigningKeys
+from .spool import Spools
 
 __all__ = ["Services", "SERVICES"]
 
@@ -38,6 +39,7 @@ class Services:
     plans: PlanDesk
     renderer: Renderer
     logins: LoginThrottle
+    spools: Spools
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -61,6 +63,7 @@ class Services:
             plans=PlanDesk(db, cipher, audit, signing, notes),
             renderer=Renderer(settings.export_workers or None),
             logins=LoginThrottle(),
+            spools=Spools(settings.data_dir / "spool", settings.uploads_per_user),
         )
 
 

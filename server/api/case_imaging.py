@@ -24,6 +24,8 @@ class ClearanceIn(BaseModel):
     reason: str = Field(min_length=1, max_length=REASON_MAX_LENGTH)
 
 
+# The route reads; the upload streams to a spool and is checked there, and only then does it
+# take the write unit, so the server's one write lock is never held while a body arrives.
 @routes.add(
     "POST",
     "/api/cases/{case_id}/imaging",
@@ -32,26 +34,36 @@ class ClearanceIn(BaseModel):
     status=201,
     tag="imaging",
     raw_body="multipart/form-data",
+    writes=False,
 )
 async def upload(call: Call) -> dict[str, object]:
-    case = await case_for(call.session, call.me, call.int_param("case_id"))
+    case_id = call.int_param("case_id")
+    case = await case_for(call.session, call.me, case_id)
     if is_external(call.me, case):
         raise Forbidden(f"only staff of case {case.number}'s home institution may add imaging")
     if not call.request.content_type.startswith("multipart/form-data"):
         raise Invalid.on("file", "send the files as multipart/form-data parts named file")
-    files = await read_parts(
-        call.request, call.services.settings.max_imaging_upload_bytes, field="file"
-    )
-    stored = await call.services.dicom.ingest(call.session, case, call.me, files)
+    services = call.services
+    assert call.me.id is not None
+    async with services.spools.open(call.me.id) as spool:
+        files = await read_parts(
+            call.request, services.settings.max_imaging_upload_bytes, spool, field="file"
+        )
+        parsed = await services.dicom.check(files)
+        async with services.db.write() as session:
+            case = await case_for(session, call.me, case_id)
+            stored = await services.dicom.ingest(session, case, call.me, parsed)
+            await services.audit.append(
+                session,
+                actor_id=call.me.id,
+                action="case.imaging_upload",
+                target_type="case",
+                target_id=case.id,
+                detail={"files": len(files), "series": len(stored)},
+            )
     for series in stored:
         assert series.id is not None
         call.request.app[METADATA].forget(series.id)
-    await call.audit(
-        action="case.imaging_upload",
-        target_type="case",
-        target_id=case.id,
-        detail={"files": len(files), "series": len(stored)},
-    )
     return {
         "series": [{"alias": s.alias, "description": s.description} for s in stored],
         "files": len(files),

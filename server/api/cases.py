@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlmodel import col, or_, select
 
@@ -22,7 +22,8 @@ from ..cases import (
     transition,
     update_case,
 )
-from ..errors import Forbidden, Invalid, NotFound, TooLarge
+from ..errors import Forbidden, Invalid, NotFound
+from ..imaging.upload import read_part, shown
 from ..models import Attachment, Case, ImagingStudy, Opinion, Patient, User
 from .roles import CASE_AUTHORS, EVERYONE, MOVERS, OPINION_GIVERS
 from .routing import Call, RouteTable
@@ -335,42 +336,42 @@ async def post_transition(call: Call) -> dict[str, object]:
     status=201,
     tag="cases",
     raw_body="multipart/form-data",
+    writes=False,
 )
 async def post_attachment(call: Call) -> dict[str, object]:
-    case = await case_for(call.session, call.me, call.int_param("case_id"))
+    # The body (bounded) is read before the write unit is taken: a slow sender never holds it.
+    case_id = call.int_param("case_id")
+    case = await case_for(call.session, call.me, case_id)
     _require_home(call, case)
-    limit = call.services.settings.max_upload_bytes
+    services = call.services
     if not call.request.content_type.startswith("multipart/"):
         raise Invalid.on("file", "send the report as multipart/form-data in a part named file")
-    reader = await call.request.multipart()
-    part = await reader.next()
-    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
-        part = await reader.next()
-    if not isinstance(part, BodyPartReader):
-        raise Invalid.on("file", "no part named file")
-    data = bytearray()
-    while chunk := await part.read_chunk(64 * 1024):
-        data.extend(chunk)
-        if len(data) > limit:
-            raise TooLarge.on("file", f"is over the limit of {limit} bytes")
-    attachment = await add_attachment(
-        call.session,
-        call.services,
-        case,
-        call.me,
-        filename=part.filename or "report",
-        content_type=part.headers.get("Content-Type", ""),
-        data=bytes(data),
-    )
-    await call.audit(
-        action="case.attach",
-        target_type="case",
-        target_id=case.id,
-        detail={"attachment_id": attachment.id, "size": attachment.size},
-    )
+    assert call.me.id is not None
+    async with services.spools.slot(call.me.id):
+        part, data = await read_part(call.request, services.settings.max_upload_bytes, "file")
+    filename = shown(part.filename or "report")
+    async with services.db.write() as session:
+        case = await case_for(session, call.me, case_id)
+        attachment = await add_attachment(
+            session,
+            services,
+            case,
+            call.me,
+            filename=filename,
+            content_type=part.headers.get("Content-Type", ""),
+            data=data,
+        )
+        await services.audit.append(
+            session,
+            actor_id=call.me.id,
+            action="case.attach",
+            target_type="case",
+            target_id=case.id,
+            detail={"attachment_id": attachment.id, "size": attachment.size},
+        )
     return {
         "id": attachment.id,
-        "filename": part.filename,
+        "filename": filename,
         "content_type": attachment.content_type,
         "size": attachment.size,
         "uploaded_at": attachment.uploaded_at.isoformat(),

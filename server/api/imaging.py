@@ -46,18 +46,23 @@ async def import_study(call: Call) -> dict[str, object]:
         )
     uid = call.body.study_instance_uid
     pacs = Pacs(settings.pacs_url, max_bytes=settings.max_imaging_upload_bytes)
-    files = await pacs.retrieve_study(uid)
-    async with call.services.db.write() as session:
-        stored = await call.services.dicom.ingest(session, case, call.me, files)
-        await call.services.audit.append(
-            session,
-            actor_id=call.me.id,
-            action="case.imaging_import",
-            target_type="case",
-            target_id=case.id,
-            detail={"pacs": pacs.name, "instances": len(files), "series": len(stored)},
-        )
-        body = await _study_json(session, case, uid, len(files))
+    services = call.services
+    assert call.me.id is not None
+    # The study arrives in a spool and is checked there: never in memory whole.
+    async with services.spools.open(call.me.id) as spool:
+        files = await pacs.retrieve_study(uid, spool)
+        parsed = await services.dicom.check(files)
+        async with services.db.write() as session:
+            stored = await services.dicom.ingest(session, case, call.me, parsed)
+            await services.audit.append(
+                session,
+                actor_id=call.me.id,
+                action="case.imaging_import",
+                target_type="case",
+                target_id=case.id,
+                detail={"pacs": pacs.name, "instances": len(files), "series": len(stored)},
+            )
+            body = await _study_json(session, case, uid, len(files))
     cache = call.request.app[METADATA]
     for series in stored:
         assert series.id is not None

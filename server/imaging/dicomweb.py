@@ -472,32 +472,41 @@ async def retrieve_series(call: Call) -> web.Response:
     summary="Store instances (STOW-RS)",
     tag="dicomweb",
     raw_body="multipart/related",
+    writes=False,
 )
 async def stow(call: Call) -> web.Response:
     """Instances are stored against the case that references their study (add the study's UID
-    to the case first); nothing is stored if any part is refused."""
+    to the case first); nothing is stored if any part is refused. The body streams to a spool
+    and is checked there before the write unit is taken."""
     if not call.request.content_type.startswith("multipart/related"):
         raise Invalid.on("body", 'send multipart/related; type="application/dicom"')
-    files = await read_parts(call.request, call.services.settings.max_imaging_upload_bytes)
-    parsed = await call.services.dicom.check(files)
-    studies = {p.study_uid for p in parsed}
-    if len(studies) != 1:
-        raise Invalid.on("file", "one STOW request stores instances of one study")
-    study = await study_for(call.session, call.me, next(iter(studies)))
-    case = await call.session.get(Case, study.case_id)
-    assert case is not None
-    if case.home_institution_id != call.me.institution_id:
-        raise Forbidden("only staff of the case's institution may store its imaging")
-    stored = await call.services.dicom.ingest(call.session, case, call.me, files)
+    services = call.services
+    assert call.me.id is not None
+    async with services.spools.open(call.me.id) as spool:
+        limit = services.settings.max_imaging_upload_bytes
+        files = await read_parts(call.request, limit, spool)
+        parsed = await services.dicom.check(files)
+        studies = {p.study_uid for p in parsed}
+        if len(studies) != 1:
+            raise Invalid.on("file", "one STOW request stores instances of one study")
+        async with services.db.write() as session:
+            study = await study_for(session, call.me, next(iter(studies)))
+            case = await session.get(Case, study.case_id)
+            assert case is not None
+            if case.home_institution_id != call.me.institution_id:
+                raise Forbidden("only staff of the case's institution may store its imaging")
+            stored = await services.dicom.ingest(session, case, call.me, parsed)
+            await services.audit.append(
+                session,
+                actor_id=call.me.id,
+                action="dicomweb.store",
+                target_type="case",
+                target_id=case.id,
+                detail={"instances": len(files)},
+            )
     for series in stored:
         assert series.id is not None
         call.request.app[METADATA].forget(series.id)
-    await call.audit(
-        action="dicomweb.store",
-        target_type="case",
-        target_id=case.id,
-        detail={"instances": len(files)},
-    )
     return _dicom_json(
         {
             "00081190": _value("UR", f"{_base(call)}/studies/{study.study_instance_uid}"),

@@ -8,9 +8,9 @@ and re-encoded on the way); the caller stores them with ``DicomStore.ingest``, a
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
@@ -18,6 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import EboardError, NotFound, TooLarge
+from ..spool import Spool
 
 __all__ = ["Pacs", "PacsError"]
 
@@ -54,16 +55,16 @@ class Pacs:
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-    async def retrieve_study(self, study_uid: str) -> list[tuple[str, bytes]]:
-        """Every instance of the study as ``(name, file bytes)``; NotFound if the PACS does not
-        hold it, PacsError if it cannot be reached or answers out of turn."""
+    async def retrieve_study(self, study_uid: str, spool: Spool) -> list[tuple[str, Path]]:
+        """Every instance of the study as ``(name, spooled file)``; NotFound if the PACS does
+        not hold it, PacsError if it cannot be reached or answers out of turn."""
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout
         )
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 await self._find(http, study_uid)
-                files = await self._retrieve(http, study_uid)
+                files = await self._retrieve(http, study_uid, spool)
         except (aiohttp.ClientError, TimeoutError) as exc:
             # aiohttp's messages may quote the URL, credentials and all.
             reason = (str(exc) or type(exc).__name__).replace(self.url.rstrip("/"), self.name)
@@ -98,8 +99,8 @@ class Pacs:
             raise NotFound(f"study {study_uid} is not on the PACS at {self.name}")
 
     async def _retrieve(
-        self, http: aiohttp.ClientSession, study_uid: str
-    ) -> list[tuple[str, bytes]]:
+        self, http: aiohttp.ClientSession, study_uid: str, spool: Spool
+    ) -> list[tuple[str, Path]]:
         """WADO-RS: the study's instances as stored, or in the default syntax from a PACS that
         does not understand ``transfer-syntax=*``."""
         for accept in (AS_STORED, AS_DEFAULT):
@@ -109,31 +110,32 @@ class Pacs:
                 if resp.status == 404:
                     raise NotFound(f"study {study_uid} is not on the PACS at {self.name}")
                 self._expect_ok(resp, "retrieve")
-                return await self._parts(resp)
+                return await self._parts(resp, spool)
         raise AssertionError("unreachable: the default syntax is always asked for last")
 
-    async def _parts(self, resp: aiohttp.ClientResponse) -> list[tuple[str, bytes]]:
+    async def _parts(self, resp: aiohttp.ClientResponse, spool: Spool) -> list[tuple[str, Path]]:
         if not resp.content_type.startswith("multipart/"):
             raise PacsError(
                 f"the PACS at {self.name} sent {resp.content_type or 'no type'}, "
                 "not multipart/related instances"
             )
         reader = aiohttp.MultipartReader.from_response(resp)
-        files: list[tuple[str, bytes]] = []
+        files: list[tuple[str, Path]] = []
         total = 0
         while (part := await reader.next()) is not None:
             if not isinstance(part, aiohttp.BodyPartReader):
                 raise PacsError(f"the PACS at {self.name} sent a nested multipart body")
-            data = bytearray()
-            while chunk := await part.read_chunk(1 << 20):
-                data += chunk
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise TooLarge.on(
-                        "study_instance_uid",
-                        f"the study is over the imaging limit of {self.max_bytes} bytes",
-                    )
-            files.append((f"PACS instance {len(files) + 1}", bytes(data)))
+            path, fp = spool.create()
+            with fp:
+                while chunk := await part.read_chunk(1 << 20):
+                    total += len(chunk)
+                    if total > self.max_bytes:
+                        raise TooLarge.on(
+                            "study_instance_uid",
+                            f"the study is over the imaging limit of {self.max_bytes} bytes",
+                        )
+                    await asyncio.to_thread(fp.write, chunk)
+            files.append((f"PACS instance {len(files) + 1}", path))
         if not files:
             raise PacsError(f"the PACS at {self.name} found the study but sent no instances")
         return files
@@ -142,12 +144,12 @@ class Pacs:
         if resp.status != 200:
             raise PacsError(f"the PACS at {self.name} answered the {what} with {resp.status}")
 
-    def _check_study(self, files: list[tuple[str, bytes]], study_uid: str) -> None:
+    def _check_study(self, files: list[tuple[str, Path]], study_uid: str) -> None:
         """Every instance belongs to the study asked for (a PACS must not slip in others)."""
-        for name, data in files:
+        for name, path in files:
             try:
                 ds = pydicom.dcmread(
-                    io.BytesIO(data), stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
+                    str(path), stop_before_pixels=True, specific_tags=["StudyInstanceUID"]
                 )
             except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
                 raise PacsError(f"the PACS at {self.name} sent {name}, not DICOM") from exc

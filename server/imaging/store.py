@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import io
 import secrets
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,10 +34,13 @@ from ..access import board_has_external_members
 from ..db import AsyncSession
 from ..errors import Conflict, Invalid
 from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
+from ..spool import create_exclusive
 from .deid import Deidentifier, burned_in
+from .uid import check_uid
 
 __all__ = [
     "DicomStore",
+    "OutsideStore",
     "Parsed",
     "Copies",
     "withheld",
@@ -60,14 +65,30 @@ ENCAPSULATED_SYNTAXES = {
 SUPPORTED_SYNTAXES = {**NATIVE_SYNTAXES, **ENCAPSULATED_SYNTAXES}
 
 
+# The UIDs every stored instance must carry, each checked to be a UID where it is parsed.
+_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+class OutsideStore(RuntimeError):
+    """A path that resolves outside the store's root: never read or written (a server fault
+    or a tampered index row, not a client's mistake)."""
+
+
 @dataclass(frozen=True)
 class Parsed:
-    """One checked upload, ready to store."""
+    """One checked upload, ready to store: its file is ``source``, a spooled file (uploads) or
+    bytes in memory (copies made by the server)."""
 
     name: str
-    data: bytes
+    source: Path | bytes
     dataset: Dataset
     transfer_syntax: str
+
+    def open(self) -> BinaryIO:
+        """The file's bytes, to be read from the start."""
+        if isinstance(self.source, Path):
+            return self.source.open("rb")
+        return io.BytesIO(self.source)
 
     @property
     def study_uid(self) -> str:
@@ -82,17 +103,24 @@ class Parsed:
         return str(self.dataset.SOPInstanceUID)
 
 
-def parse(name: str, data: bytes) -> Parsed:
-    """Check one file: DICOM, complete, an image with pixel data, a transfer syntax we serve."""
+def parse(name: str, source: Path | bytes) -> Parsed:
+    """Check one file (a path, or bytes): DICOM, complete, with UIDs of the UI form, an image
+    with pixel data, a transfer syntax we serve. Large values stay in the file until read."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), defer_size=1024)
+        ds = pydicom.dcmread(
+            str(source) if isinstance(source, Path) else io.BytesIO(source), defer_size=1024
+        )
         ds.get("PatientName")  # forces the character set to be applied early
-        _ = ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPClassUID
+        uids = [ds[keyword].value for keyword in _UIDS]
     except InvalidDicomError as exc:
         raise Invalid.on("file", f"{name} is not a DICOM file") from exc
     except (EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise Invalid.on("file", f"{name} is not a complete DICOM file ({exc})") from exc
+    for keyword, value in zip(_UIDS, uids, strict=True):
+        check_uid(value, keyword, name)
     syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    if syntax:
+        check_uid(syntax, "TransferSyntaxUID", name)
     if syntax not in SUPPORTED_SYNTAXES:
         raise Invalid.on(
             "file", f"{name} uses transfer syntax {syntax or 'none'}, which we do not serve"
@@ -101,12 +129,13 @@ def parse(name: str, data: bytes) -> Parsed:
     if raw is None:
         raise Invalid.on("file", f"{name} has no pixel data (only images can be attached)")
     end = getattr(raw, "value_tell", 0) + (raw.length if raw.length != 0xFFFFFFFF else 0)
-    if end > len(data):
+    size = source.stat().st_size if isinstance(source, Path) else len(source)
+    if end > size:
         raise Invalid.on("file", f"{name} is truncated: its pixel data ends past the file")
     for attribute in ("Rows", "Columns", "BitsAllocated"):
         if attribute not in ds:
             raise Invalid.on("file", f"{name} lacks {attribute}")
-    return Parsed(name, data, ds, syntax)
+    return Parsed(name, source, ds, syntax)
 
 
 def frame_runs(fp: BinaryIO, ds: Dataset, syntax: str) -> list[list[list[int]]]:
@@ -188,16 +217,19 @@ class DicomStore:
         key = hmac.new(self._key, f"deid:board:{board_id}".encode(), hashlib.sha256).digest()
         return Deidentifier(key)
 
-    async def check(self, files: list[tuple[str, bytes]]) -> list[Parsed]:
+    async def check(self, files: Sequence[tuple[str, Path | bytes]]) -> list[Parsed]:
+        """Every file parsed and checked (``parse``); call it before taking the write unit."""
+        if not files:
+            raise Invalid.on("file", "no files were sent")
         return await asyncio.to_thread(lambda: [parse(name, data) for name, data in files])
 
     async def ingest(
-        self, session: AsyncSession, case: Case, user: User, files: list[tuple[str, bytes]]
+        self, session: AsyncSession, case: Case, user: User, parsed: list[Parsed]
     ) -> list[DicomSeries]:
-        """Store ``files`` for ``case``: every file is checked before anything is written."""
-        if not files:
+        """Store the checked files ``parsed`` (see ``check``) for ``case``, all or nothing:
+        on any failure every file written here is removed (the unit of work rolls back)."""
+        if not parsed:
             raise Invalid.on("file", "no files were sent")
-        parsed = await self.check(files)
         studies = {p.study_uid for p in parsed}
         existing = await session.exec(
             select(ImagingStudy).where(col(ImagingStudy.study_instance_uid).in_(studies))
@@ -338,17 +370,25 @@ class DicomStore:
         return path
 
     async def _stored(self, item: Parsed) -> tuple[Path, DicomInstance]:
-        """Write ``item``'s file; its index row, whose ``series_id`` the caller sets."""
+        """Write ``item``'s file; its index row, whose ``series_id`` the caller sets. If the
+        row cannot be made, the file is removed again."""
         path = await asyncio.to_thread(self._write, item)
+        try:
+            return path, await self._row(path, item)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    async def _row(self, path: Path, item: Parsed) -> DicomInstance:
         with path.open("rb") as fp:
             runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
         ds = item.dataset
-        row = DicomInstance(
+        return DicomInstance(
             series_id=0,
             sop_uid=item.sop_uid,
             sop_class_uid=str(ds.SOPClassUID),
             instance_number=int(ds.get("InstanceNumber") or 0) or None,
-            path=str(path.relative_to(self.root)),
+            path=str(path.relative_to(self._root())),
             transfer_syntax=item.transfer_syntax,
             rows=int(ds.Rows),
             columns=int(ds.Columns),
@@ -356,16 +396,42 @@ class DicomStore:
             frame_index=runs,
             dicom_json=await asyncio.to_thread(_metadata, ds),
         )
-        return path, row
 
     def _write(self, item: Parsed) -> Path:
-        folder = self.root / item.series_uid
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{item.sop_uid}.dcm"
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(item.data)
-        tmp.replace(path)
+        # Its name is unknown to every reader until its row is committed: no temporary needed.
+        path = self._new_path()
+        out = create_exclusive(path)
+        try:
+            with out, item.open() as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path
+
+    # Paths: made by the server, never from a UID or a request, and always inside the root.
+
+    def _root(self) -> Path:
+        return self.root.resolve()
+
+    def _inside(self, path: Path) -> Path:
+        """``path`` resolved, if it lies inside the root; else OutsideStore."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._root()):
+            raise OutsideStore(f"a stored path resolves outside {self.root}")
+        return resolved
+
+    def _new_path(self) -> Path:
+        """A fresh file name in one of 256 subfolders (created 0700 as needed)."""
+        name = secrets.token_hex(16)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = self._inside(self.root / name[:2])
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return self._inside(folder / f"{name}.dcm")
+
+    def path_of(self, instance: DicomInstance) -> Path:
+        """Where ``instance``'s file is (rows of any age), checked to lie inside the root."""
+        return self._inside(self.root / instance.path)
 
     async def _study(
         self,
@@ -444,11 +510,11 @@ class DicomStore:
         runs = instance.frame_index[number - 1]
         out = []
         # Unbuffered: each run is one read straight into its bytes, copied once.
-        with (self.root / instance.path).open("rb", buffering=0) as fp:
+        with self.path_of(instance).open("rb", buffering=0) as fp:
             for offset, length in runs:
                 fp.seek(offset)
                 out.append(fp.read(length))
         return b"".join(out)  # a single run is returned as is, not copied
 
     def read_file(self, instance: DicomInstance) -> bytes:
-        return (self.root / instance.path).read_bytes()
+        return self.path_of(instance).read_bytes()
