@@ -425,7 +425,7 @@ async def frames(call: Call) -> web.Response:
             EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
         )
     else:
-        data = await asyncio.to_thread(_decode, str(store.root / instance.path), numbers)
+        data = await asyncio.to_thread(_decode, str(store.path_of(instance)), numbers)
         syntax = EXPLICIT_LE
     part = f"{media}; transfer-syntax={syntax}"
     return _multipart([(part, d) for d in data], media)

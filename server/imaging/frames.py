@@ -93,7 +93,7 @@ async def read_frames(
     a small read to a thread costs more than the read itself)."""
     frames = [instance.frame_index[n - 1] for n in numbers]
     if _NOWAIT is not None and sum(n for runs in frames for _, n in runs) <= INLINE_BYTES:
-        found = _cached(store.root / instance.path, frames, _NOWAIT)
+        found = _cached(store.path_of(instance), frames, _NOWAIT)
         if found is not None:
             return found
     return await asyncio.to_thread(lambda: [store.read_frame(instance, n) for n in numbers])
