@@ -213,21 +213,30 @@ async def read_part(request: web.Request, limit: int, field: str) -> tuple[BodyP
     small files only); TooLarge past it, Invalid if there is no such part."""
     if request.content_length is not None and request.content_length > limit + HEADROOM:
         raise TooLarge.on(field, f"is over the limit of {limit} bytes")
+    found: tuple[BodyPartReader, bytes] | None = None
     async for part in _parts(request):
-        if part.name != field:
-            continue
-        data = bytearray()
-        while True:
-            try:
-                chunk = await part.read_chunk(CHUNK)
-            except (HttpProcessingError, ValueError, AssertionError) as exc:
-                raise _unreadable(exc) from exc
-            if not chunk:
-                return part, bytes(data)
-            data += chunk
-            if len(data) > limit:
-                raise TooLarge.on(field, f"is over the limit of {limit} bytes")
-    raise Invalid.on(field, f"no part named {field}")
+        # Stepping past the part read checks that it ended with a boundary (not cut short).
+        if found is not None:
+            break
+        if part.name == field:
+            found = part, await _read_small(part, limit, field)
+    if found is None:
+        raise Invalid.on(field, f"no part named {field}")
+    return found
+
+
+async def _read_small(part: BodyPartReader, limit: int, field: str) -> bytes:
+    data = bytearray()
+    while True:
+        try:
+            chunk = await part.read_chunk(CHUNK)
+        except (HttpProcessingError, ValueError, AssertionError) as exc:
+            raise _unreadable(exc) from exc
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            raise TooLarge.on(field, f"is over the limit of {limit} bytes")
 
 
 async def read_parts(
