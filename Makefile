@@ -117,5 +117,13 @@ bench-notes: venv
 bench-export: venv
 	$(PY) -m tests.bench.bench_export $(BENCH_ARGS)
 
+# The upload memory benchmark (issue #13): peak RSS of `python -m server serve` (imaging limit
+# 512 MiB) while it refuses a 1 GiB upload (declared and streamed) and hostile zips (×1000,
+# lying sizes, one at the edge of the limits), against idle; goal under 300 MB above idle.
+# Prints a table and writes tests/bench/results/upload_rss.json; fails past the goal. ~30 s.
+.PHONY: bench-upload
+bench-upload: venv
+	$(PY) -m tests.bench.bench_upload_rss $(BENCH_ARGS)
+
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
-bench: bench-sfu bench-imaging bench-sync bench-notes bench-export
+bench: bench-sfu bench-imaging bench-sync bench-notes bench-export bench-upload
