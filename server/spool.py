@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,10 @@ from .errors import TooMany
 __all__ = ["Spool", "Spools", "create_exclusive"]
 
 log = logging.getLogger(__name__)
+
+# A spool folder untouched this long belongs to a process that died mid-upload (the request
+# timeouts end any live upload long before): the next upload removes it.
+STALE_SECONDS = 24 * 3600
 
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -88,9 +93,20 @@ class Spools:
 
     def _make_folder(self) -> Path:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._sweep()
         folder = self.root / secrets.token_hex(16)
         folder.mkdir(mode=0o700)
         return folder
+
+    def _sweep(self) -> None:
+        """Remove the spools of processes that died mid-upload."""
+        stale = time.time() - STALE_SECONDS
+        for folder in self.root.iterdir():
+            try:
+                if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < stale:
+                    shutil.rmtree(folder, False, _log_leftover)
+            except FileNotFoundError:
+                continue  # another process swept it first
 
 
 def _log_leftover(function: Any, path: str, info: Any) -> None:

@@ -45,6 +45,8 @@ async def upload(call: Call) -> dict[str, object]:
         raise Invalid.on("file", "send the files as multipart/form-data parts named file")
     services = call.services
     assert call.me.id is not None
+    # Its database connection is not held while the body arrives (a pool has few).
+    await call.session.close()
     async with services.spools.open(call.me.id) as spool:
         files = await read_parts(
             call.request, services.settings.max_imaging_upload_bytes, spool, field="file"

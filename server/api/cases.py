@@ -347,6 +347,7 @@ async def post_attachment(call: Call) -> dict[str, object]:
     if not call.request.content_type.startswith("multipart/"):
         raise Invalid.on("file", "send the report as multipart/form-data in a part named file")
     assert call.me.id is not None
+    await call.session.close()  # no database connection held while the body arrives
     async with services.spools.slot(call.me.id):
         part, data = await read_part(call.request, services.settings.max_upload_bytes, "file")
     filename = shown(part.filename or "report")

@@ -48,7 +48,9 @@ async def import_study(call: Call) -> dict[str, object]:
     pacs = Pacs(settings.pacs_url, max_bytes=settings.max_imaging_upload_bytes)
     services = call.services
     assert call.me.id is not None
-    # The study arrives in a spool and is checked there: never in memory whole.
+    # The study arrives in a spool and is checked there, never in memory whole, and no
+    # database connection is held meanwhile.
+    await call.session.close()
     async with services.spools.open(call.me.id) as spool:
         files = await pacs.retrieve_study(uid, spool)
         parsed = await services.dicom.check(files)

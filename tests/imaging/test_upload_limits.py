@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import struct
+import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -306,3 +308,22 @@ async def test_a_slow_upload_does_not_hold_the_write_unit(
         )
     assert other.status == 201, await other.text()
     assert await held.finish() == 201
+
+
+async def test_spools_left_by_a_dead_process_are_swept_and_live_ones_kept(
+    client: Client, auth: dict[str, dict[str, str]], ids: dict[str, int], ct: bytes
+) -> None:
+    root = client.app[SERVICES].spools.root
+    dead, live = root / "left-by-a-crash", root / "another-process-uploading"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"patient data")
+    day_ago = time.time() - 24 * 3600 - 60
+    os.utime(dead, (day_ago, day_ago))
+    resp = await client.post(
+        f"/api/cases/{ids['preparing_case']}/imaging",
+        data=_form("a.dcm", ct),
+        headers=auth["coordinator"],
+    )
+    assert resp.status == 201, await resp.text()
+    assert not dead.exists() and (live / "part").exists()
