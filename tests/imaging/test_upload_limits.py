@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -327,3 +328,20 @@ async def test_spools_left_by_a_dead_process_are_swept_and_live_ones_kept(
     )
     assert resp.status == 201, await resp.text()
     assert not dead.exists() and (live / "part").exists()
+
+
+def test_upload_limits_come_from_flags_or_the_environment_and_bad_ones_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.__main__ import parser, settings_from
+    from server.errors import ConfigError
+
+    serve = ["serve", "--data-dir", str(tmp_path)]
+    flags = ["--max-imaging-upload-bytes", "1000", "--uploads-per-user", "3"]
+    settings = settings_from(parser().parse_args(serve + flags))
+    assert (settings.max_imaging_upload_bytes, settings.uploads_per_user) == (1000, 3)
+    monkeypatch.setenv("EBOARD_UPLOADS_PER_USER", "0")
+    with pytest.raises(ConfigError, match="uploads-per-user must be .* at least 1, not '0'"):
+        settings_from(parser().parse_args(serve))
+    with pytest.raises(ConfigError, match="max-imaging-upload-bytes must be .*, not '2G'"):
+        settings_from(parser().parse_args([*serve, "--max-imaging-upload-bytes", "2G"]))
