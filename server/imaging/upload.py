@@ -182,6 +182,31 @@ async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
         raise _unreadable(exc) from exc
 
 
+async def _chunks(part: BodyPartReader, room: int, limit: int) -> AsyncIterator[bytes]:
+    """The part's bytes a chunk at a time; TooLarge past ``room`` bytes (of ``limit``), a
+    malformed body refused naming ``body``."""
+    size = 0
+    while True:
+        try:
+            chunk = await part.read_chunk(CHUNK)
+        except (HttpProcessingError, ValueError, AssertionError) as exc:
+            raise _unreadable(exc) from exc
+        if not chunk:
+            return
+        size += len(chunk)
+        if size > room:
+            raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
+        yield chunk
+
+
+async def _skip(part: BodyPartReader, room: int, limit: int) -> int:
+    """Read past a part nobody asked for (its bytes count towards the limit all the same)."""
+    size = 0
+    async for chunk in _chunks(part, room, limit):
+        size += len(chunk)
+    return size
+
+
 async def _spool_part(
     part: BodyPartReader, spool: Spool, room: int, limit: int
 ) -> tuple[Path, int]:
@@ -190,16 +215,8 @@ async def _spool_part(
     size = 0
     with fp:
         buffer = bytearray()
-        while True:
-            try:
-                chunk = await part.read_chunk(CHUNK)
-            except (HttpProcessingError, ValueError, AssertionError) as exc:
-                raise _unreadable(exc) from exc
-            if not chunk:
-                break
+        async for chunk in _chunks(part, room, limit):
             size += len(chunk)
-            if size > room:
-                raise TooLarge.on("file", f"the upload is over the limit of {limit} bytes")
             buffer += chunk
             if len(buffer) >= 4 * CHUNK:
                 await asyncio.to_thread(fp.write, buffer)
@@ -214,29 +231,21 @@ async def read_part(request: web.Request, limit: int, field: str) -> tuple[BodyP
     if request.content_length is not None and request.content_length > limit + HEADROOM:
         raise TooLarge.on(field, f"is over the limit of {limit} bytes")
     found: tuple[BodyPartReader, bytes] | None = None
+    total = 0
     async for part in _parts(request):
         # Stepping past the part read checks that it ended with a boundary (not cut short).
         if found is not None:
             break
-        if part.name == field:
-            found = part, await _read_small(part, limit, field)
+        if part.name != field:
+            total += await _skip(part, limit - total, limit)
+            continue
+        data = bytearray()
+        async for chunk in _chunks(part, limit - total, limit):
+            data += chunk
+        found = part, bytes(data)
     if found is None:
         raise Invalid.on(field, f"no part named {field}")
     return found
-
-
-async def _read_small(part: BodyPartReader, limit: int, field: str) -> bytes:
-    data = bytearray()
-    while True:
-        try:
-            chunk = await part.read_chunk(CHUNK)
-        except (HttpProcessingError, ValueError, AssertionError) as exc:
-            raise _unreadable(exc) from exc
-        if not chunk:
-            return bytes(data)
-        data += chunk
-        if len(data) > limit:
-            raise TooLarge.on(field, f"is over the limit of {limit} bytes")
 
 
 async def read_parts(
@@ -251,6 +260,7 @@ async def read_parts(
     expanded = 0  # bytes of the files they make, zips expanded: bounded by the same limit
     async for part in _parts(request):
         if field is not None and part.name != field:
+            total += await _skip(part, limit - total, limit)
             continue
         path, size = await _spool_part(part, spool, limit - total, limit)
         total += size

@@ -133,9 +133,9 @@ async def small(settings: Settings, aiohttp_client: Callable[..., Awaitable[Clie
     )
 
 
-async def _streamed(size: int) -> AsyncIterator[bytes]:
+async def _streamed(size: int, name: str = "file") -> AsyncIterator[bytes]:
     """A part of ``size`` bytes, sent chunked (no Content-Length), never held whole."""
-    yield _head()
+    yield _head(name)
     chunk = b"\x5a" * (64 * 1024)
     for _ in range(size // len(chunk)):
         yield chunk
@@ -157,7 +157,13 @@ async def test_an_upload_over_the_limit_is_refused_whether_declared_or_streamed(
         data=_streamed(3 << 20),
         headers={**auth["coordinator"], "Content-Type": MULTIPART},
     )
-    for resp in (declared, streamed):
+    # A part of another name is not read for free: its bytes count too.
+    other = await small.post(
+        url,
+        data=_streamed(3 << 20, name="other"),
+        headers={**auth["coordinator"], "Content-Type": MULTIPART},
+    )
+    for resp in (declared, streamed, other):
         assert resp.status == 413, await resp.text()
         body = await resp.json()
         assert body["errors"][0]["field"] == "file"
