@@ -31,8 +31,10 @@ from sqlmodel import col, select
 from ..access import board_has_external_members
 from ..db import AsyncSession
 from ..errors import Conflict, Invalid
+from ..keys import KeyRing
 from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
 from .deid import Deidentifier, burned_in
+from .sealed import Runs, Seal
 
 __all__ = [
     "DicomStore",
@@ -141,13 +143,14 @@ def frame_runs(fp: BinaryIO, ds: Dataset, syntax: str) -> list[list[list[int]]]:
     raise Invalid.on("file", "multi-frame image whose fragments cannot be mapped to frames")
 
 
-def _metadata(ds: Dataset) -> dict[str, Any]:
-    """DICOM JSON of everything but the pixel data (added per request as a BulkDataURI)."""
+def _metadata(seal: Seal, item: Parsed) -> bytes:
+    """DICOM JSON of everything but the pixel data (added per request as a BulkDataURI),
+    sealed to the instance."""
     copy = Dataset()
-    for element in ds:
+    for element in item.dataset:
         if element.tag != 0x7FE00010:
             copy.add(element)
-    return copy.to_json_dict(bulk_data_threshold=1 << 20)
+    return seal.seal_json(item.sop_uid, copy.to_json_dict(bulk_data_threshold=1 << 20))
 
 
 def withheld(series: DicomSeries) -> bool:
@@ -176,11 +179,13 @@ def _deidentified(deid: Deidentifier, item: Parsed, pseudonym: str) -> Parsed:
 
 
 class DicomStore:
-    """The files under ``root`` and their index; ``key`` derives each board's UID map."""
+    """The files under ``root``, sealed with ``keys`` (``imaging.sealed``), and their index;
+    the ring's hash key derives each board's UID map."""
 
-    def __init__(self, root: Path, key: bytes) -> None:
+    def __init__(self, root: Path, keys: KeyRing) -> None:
         self.root = root
-        self._key = key
+        self._key = keys.hash_key
+        self.seal = Seal(keys)
 
     def deidentifier(self, board_id: int) -> Deidentifier:
         """The de-identifier of one board's copies: one key per board, so copies made for two
@@ -338,10 +343,8 @@ class DicomStore:
         return path
 
     async def _stored(self, item: Parsed) -> tuple[Path, DicomInstance]:
-        """Write ``item``'s file; its index row, whose ``series_id`` the caller sets."""
-        path = await asyncio.to_thread(self._write, item)
-        with path.open("rb") as fp:
-            runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
+        """Write ``item``'s file, sealed; its index row, whose ``series_id`` the caller sets."""
+        path, index = await asyncio.to_thread(self._write, item)
         ds = item.dataset
         row = DicomInstance(
             series_id=0,
@@ -353,19 +356,19 @@ class DicomStore:
             rows=int(ds.Rows),
             columns=int(ds.Columns),
             frames=int(ds.get("NumberOfFrames", 1) or 1),
-            frame_index=runs,
-            dicom_json=await asyncio.to_thread(_metadata, ds),
+            frame_index=index,
+            file_key=self.seal.active_key,
+            dicom_enc=await asyncio.to_thread(_metadata, self.seal, item),
         )
         return path, row
 
-    def _write(self, item: Parsed) -> Path:
-        folder = self.root / item.series_uid
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{item.sop_uid}.dcm"
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(item.data)
-        tmp.replace(path)
-        return path
+    def _write(self, item: Parsed) -> tuple[Path, Runs]:
+        """Seal ``item``'s file under ``root``; where each sealed frame sits in it."""
+        path = self.root / item.series_uid / f"{item.sop_uid}.dcm"
+        _private_folder(self.root, path.parent)
+        with io.BytesIO(item.data) as source:
+            runs = frame_runs(source, item.dataset, item.transfer_syntax)
+            return path, self.seal.write(path, source, runs, item.sop_uid)
 
     async def _study(
         self,
@@ -448,7 +451,41 @@ class DicomStore:
             for offset, length in runs:
                 fp.seek(offset)
                 out.append(fp.read(length))
-        return b"".join(out)  # a single run is returned as is, not copied
+        data = b"".join(out)  # a single run is returned as is, not copied
+        if instance.file_key is None:
+            return data
+        return self.seal.open_frame(
+            instance.file_key, data, instance.sop_uid, number, instance.frames
+        )
+
+    def opened(
+        self, instance: DicomInstance, numbers: list[int], raw: list[bytes | bytearray]
+    ) -> list[bytes | bytearray]:
+        """Frames ``numbers`` from the bytes their index runs hold: decrypted if the file is
+        sealed (instances stored before sealing are read as they are)."""
+        kid = instance.file_key
+        if kid is None:
+            return raw
+        return [
+            self.seal.open_frame(kid, data, instance.sop_uid, n, instance.frames)
+            for n, data in zip(numbers, raw, strict=True)
+        ]
 
     def read_file(self, instance: DicomInstance) -> bytes:
-        return (self.root / instance.path).read_bytes()
+        """The instance's file as it was stored, byte for byte (call in a thread)."""
+        path = self.root / instance.path
+        if instance.file_key is None:
+            return path.read_bytes()
+        return self.seal.read(path, instance.sop_uid)
+
+    def metadata(self, instance: DicomInstance) -> dict[str, Any]:
+        """The instance's DICOM JSON, pixel data left out."""
+        if instance.dicom_enc is None:
+            return dict(instance.dicom_json or {})
+        return self.seal.open_json(instance.sop_uid, instance.dicom_enc)
+
+
+def _private_folder(root: Path, folder: Path) -> None:
+    """``folder`` and ``root`` made if missing, readable by the server's user alone."""
+    for made in (root, folder):
+        made.mkdir(mode=0o700, parents=True, exist_ok=True)
