@@ -56,14 +56,14 @@ class Seal:
     def active_key(self) -> str:
         return self._active
 
-    def write(self, path: Path, source: BinaryIO, runs: Runs, instance: str) -> Runs:
-        """Write ``source`` (a whole DICOM file, frames at ``runs``) sealed to ``path``, 0600
-        from the first byte; the sealed frames' runs in ``path`` are returned (one per frame).
+    def write(self, path: Path, source: BinaryIO, runs: Runs, instance: str, name: str) -> Runs:
+        """Write ``source`` (the DICOM file ``name``, frames at ``runs``) sealed to ``path``,
+        0600 from the first byte; the sealed frames' runs in ``path`` are returned (one each).
 
         Written beside ``path`` and renamed over it when complete; nothing is left behind if
         anything fails. Frames that overlap or lie outside the file are refused."""
         size = source.seek(0, os.SEEK_END)
-        _check_layout(runs, size)
+        _check_layout(runs, size, name)
         partial = path.with_name(path.name + ".part")
         partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -164,11 +164,13 @@ def _json_context(instance: str) -> bytes:
     return b"dicom_instance.dicom_json\x00" + instance.encode()
 
 
-def _check_layout(runs: Runs, size: int) -> None:
+def _check_layout(runs: Runs, size: int, name: str) -> None:
     end = 0
-    for offset, length in sorted(r for frame in runs for r in frame):
+    for offset, number, length in sorted((o, n, ln) for n, f in enumerate(runs, 1) for o, ln in f):
         if offset < end or length < 0 or offset + length > size:
-            raise Invalid.on("file", "its frames overlap or lie outside the file")
+            raise Invalid.on(
+                "file", f"{name}'s frame {number} overlaps another or lies past the end of the file"
+            )
         end = offset + length
 
 
@@ -176,7 +178,7 @@ def _read_at(source: BinaryIO, offset: int, length: int) -> bytes:
     source.seek(offset)
     data = source.read(length)
     if len(data) != length:
-        raise Invalid.on("file", "its frames lie outside the file")
+        raise ValueError("the file changed while it was sealed")
     return data
 
 

@@ -368,7 +368,7 @@ class DicomStore:
         _private_folder(self.root, path.parent)
         with io.BytesIO(item.data) as source:
             runs = frame_runs(source, item.dataset, item.transfer_syntax)
-            return path, self.seal.write(path, source, runs, item.sop_uid)
+            return path, self.seal.write(path, source, runs, item.sop_uid, item.name)
 
     async def _study(
         self,
