@@ -72,6 +72,13 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database and empty it, so earlier versions of rewritten
+        rows (zeroed in the database by ``secure_delete``) are gone from the WAL too."""
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -93,6 +100,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted and overwritten content is zeroed, not left in free pages (patient data once
+    # stored plain, say, before it was sealed).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

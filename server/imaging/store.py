@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import io
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,8 +30,8 @@ from pydicom.tag import BaseTag
 from sqlmodel import col, select
 
 from ..access import board_has_external_members
-from ..db import AsyncSession
-from ..errors import Conflict, Invalid
+from ..db import AsyncSession, Database
+from ..errors import Conflict, EboardError, Invalid
 from ..keys import KeyRing
 from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
 from .deid import Deidentifier, burned_in
@@ -60,6 +61,8 @@ ENCAPSULATED_SYNTAXES = {
     "1.2.840.10008.1.2.5": "image/x-dicom-rle",  # RLE lossless
 }
 SUPPORTED_SYNTAXES = {**NATIVE_SYNTAXES, **ENCAPSULATED_SYNTAXES}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -477,6 +480,59 @@ class DicomStore:
         if instance.file_key is None:
             return path.read_bytes()
         return self.seal.read(path, instance.sop_uid)
+
+    async def seal_plain(self, db: Database) -> int:
+        """Seal the instances stored before sealing (revision 0007), one unit of work each: the
+        sealed file is written beside the plain one, the row points at it (its key, frame
+        index and sealed JSON; the plain JSON dropped), then the plain file is removed. Run at
+        start; returns how many were sealed. One that cannot be (its file gone, say) is logged
+        and left as it is: it does not keep the server from starting."""
+        async with db.read() as session:
+            plain = list(
+                await session.exec(
+                    select(DicomInstance.id).where(col(DicomInstance.file_key).is_(None))
+                )
+            )
+        sealed = 0
+        for instance_id in plain:
+            try:
+                await self._seal_one(db, instance_id)
+                sealed += 1
+            except (OSError, ValueError, EboardError) as exc:
+                log.warning(
+                    "DicomStore(instance %s) not sealed: %s", instance_id, type(exc).__name__
+                )
+        if sealed:
+            await db.checkpoint()  # the plain JSON's pages out of the WAL
+        return sealed
+
+    async def _seal_one(self, db: Database, instance_id: int | None) -> None:
+        async with db.write() as session:
+            instance = await session.get(DicomInstance, instance_id)
+            assert instance is not None and instance.file_key is None
+            old = self.root / instance.path
+            new = old.with_name(f"{old.stem}.sealed.dcm")
+            index = await asyncio.to_thread(self._seal_plain, old, new, instance)
+            try:
+                instance.frame_index = index
+                instance.file_key = self.seal.active_key
+                instance.dicom_enc = self.seal.seal_json(
+                    instance.sop_uid, dict(instance.dicom_json or {})
+                )
+                instance.dicom_json = None
+                instance.path = str(new.relative_to(self.root))
+                session.add(instance)
+                await session.flush()
+            except BaseException:
+                new.unlink(missing_ok=True)
+                raise
+        old.unlink(missing_ok=True)
+
+    def _seal_plain(self, old: Path, new: Path, instance: DicomInstance) -> Runs:
+        with old.open("rb") as source:
+            return self.seal.write(
+                new, source, instance.frame_index, instance.sop_uid, instance.path
+            )
 
     def metadata(self, instance: DicomInstance) -> dict[str, Any]:
         """The instance's DICOM JSON, pixel data left out."""

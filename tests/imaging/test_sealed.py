@@ -4,18 +4,23 @@ for byte, chunks bound to their place, keys rotated, instances stored before sti
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import shutil
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
-from aiohttp import FormData
+from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func
 from sqlmodel import select
 
+from server.app import create_app
+from server.config import Settings
 from server.errors import Invalid
 from server.imaging.phantom import write_ct_series
 from server.imaging.sealed import MAGIC, Seal
@@ -250,3 +255,60 @@ async def test_dicomweb_serves_the_upload_byte_for_byte_and_its_metadata(
         mine = [m for m in await resp.json() if m["00080018"]["Value"] == [ds.SOPInstanceUID]]
         assert mine[0]["00100010"]["Value"] == [{"Alphabetic": "Wang^Fang"}]
         assert mine[0]["00100020"]["Value"] == ["HZ00012345"]
+
+
+def _plain_row(db: sqlite3.Connection, sop: str, path: str, start: int, meta: Any) -> None:
+    """An instance as revisions before 0007 stored it: plain file, plain DICOM JSON."""
+    series = db.execute("SELECT min(id) FROM dicom_series").fetchone()[0]
+    db.execute(
+        "INSERT INTO dicom_instance (series_id, sop_uid, sop_class_uid, path, transfer_syntax, "
+        "rows, columns, frames, frame_index, dicom_json) VALUES (?, ?, '1.2', ?, "
+        "'1.2.840.10008.1.2.1', 32, 32, 1, ?, ?)",
+        (series, sop, path, json.dumps([[[start, 32 * 32 * 2]]]), json.dumps(meta)),
+    )
+
+
+async def test_instances_stored_plain_are_sealed_at_start(
+    data_dir: Path,
+    settings: Settings,
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    tmp_path: Path,
+) -> None:
+    [source] = write_ct_series(tmp_path / "ct", slices=1, size=32)
+    data = source.read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(data))
+    start = data.index(bytes(ds.PixelData))
+    plain = data_dir / "imaging" / "old" / "1.dcm"
+    plain.parent.mkdir()
+    plain.write_bytes(data)
+    meta = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Wang^Fang"}]}}
+    with sqlite3.connect(data_dir / "eboard.sqlite3") as db:
+        _plain_row(db, str(ds.SOPInstanceUID), "old/1.dcm", start, meta)
+        _plain_row(db, "1.2.3.999", "old/gone.dcm", start, meta)  # its file is lost
+
+    client = await aiohttp_client(create_app(settings))  # starting seals what it can
+
+    store = client.app[SERVICES].dicom
+    async with client.app[SERVICES].db.read() as session:
+        sealed = (
+            await session.exec(
+                select(DicomInstance).where(DicomInstance.sop_uid == str(ds.SOPInstanceUID))
+            )
+        ).one()
+        lost = (
+            await session.exec(select(DicomInstance).where(DicomInstance.sop_uid == "1.2.3.999"))
+        ).one()
+    assert sealed.file_key is not None and sealed.dicom_json is None
+    assert not plain.exists() and list(plain.parent.iterdir()) == [store.root / sealed.path]
+    assert b"Wang" not in (store.root / sealed.path).read_bytes()
+    assert store.read_file(sealed) == data
+    assert store.read_frame(sealed, 1) == bytes(ds.PixelData)
+    assert store.metadata(sealed) == meta
+    assert lost.file_key is None and lost.dicom_json == meta  # left as it was; the server runs
+    await client.close()
+    # The lost one's; the sealed one's plain JSON is gone from the database and its WAL.
+    assert _database_bytes(data_dir).count(b"Wang^Fang") == 1
+
+
+def _database_bytes(data_dir: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in data_dir.glob("eboard.sqlite3*"))
