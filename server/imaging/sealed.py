@@ -109,7 +109,7 @@ class Seal:
     ) -> bytes:
         """Frame ``number`` (1-based) of an instance of ``frames`` frames, from its sealed
         chunk as read from the file."""
-        return self._open(kid, bytes(sealed), _chunk_context(instance, number, frames + 1))
+        return self._open(kid, sealed, _chunk_context(instance, number, frames + 1))
 
     def read(self, path: Path, instance: str) -> bytes:
         """The original file, rebuilt byte for byte from its sealed chunks."""
@@ -142,12 +142,13 @@ class Seal:
         )
         return value
 
-    def _open(self, kid: str, sealed: bytes, context: bytes) -> bytes:
+    def _open(self, kid: str, sealed: bytes | bytearray, context: bytes) -> bytes:
         aead = self._aeads.get(kid)
         if aead is None:
             raise ValueError(f"imaging sealed with unknown key id {kid!r}")
+        view = memoryview(sealed)  # a frame is hundreds of kilobytes: sliced, not copied
         try:
-            return aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], context)
+            return aead.decrypt(view[:_NONCE], view[_NONCE:], context)
         except InvalidTag as exc:
             raise ValueError(f"stored imaging does not decrypt with key {kid}") from exc
 
