@@ -161,6 +161,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     """``python -m server demo`` as an operator runs it (umask 022 inherited), until the test
     ends: its database open, its WAL in use."""
     data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)  # made by the operator, open to all: the server closes it
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EBOARD_")}
