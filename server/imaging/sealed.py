@@ -119,6 +119,8 @@ class Seal:
                 raise ValueError(f"stored file of instance {instance} is not sealed")
             kid = fp.read(head[-1]).decode("ascii")
             (count,) = _LENGTH.unpack(fp.read(_LENGTH.size))
+            if count < 1:
+                raise ValueError(f"stored file of instance {instance} has no chunks")
             chunks = [
                 self._open(kid, _read_chunk(fp), _chunk_context(instance, n, count))
                 for n in range(count)

@@ -1,8 +1,10 @@
-"""DicomStore: DICOM files on disk under the data dir, indexed in the database.
+"""DicomStore: DICOM files on disk under the data dir, sealed (``imaging.sealed``: encrypted
+in chunks, one per frame), indexed in the database.
 
 Ingest checks every file before storing any (all or nothing), writes each instance once, and
-records where each frame's bytes sit in its file, so frames are served by offset, never by
-parsing the file again. Parsing runs in a worker thread: it is CPU work.
+records where each frame's sealed bytes sit in its file, so a frame is served by one read and
+one decryption, never by parsing the file again. Parsing runs in a worker thread: it is CPU
+work. The DICOM JSON kept for metadata requests is sealed too.
 
 External participants see de-identified copies, made at ingest while the board has external
 members, and later (``write_copies`` then ``index_copies``) for a series cleared after ingest
