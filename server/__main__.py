@@ -554,7 +554,19 @@ async def _rotate_signing(settings: Settings, code: str | None) -> None:
         print(f"{code}'s plans are now signed with key {kid}; its earlier keys stay published")
 
 
+def _private_data_dir(path: Path) -> None:
+    """The data dir, made if missing, 0700 even if it was made before."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"data-dir {path} cannot be made private ({exc.strerror})") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Everything the server writes is its user's alone: files 0600, folders 0700 (the
+    # database and its WAL, imaging, keys, exports, temporary files).
+    os.umask(0o077)
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -567,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return _verify_plans(args)
         settings = settings_from(args)
+        _private_data_dir(settings.data_dir)
         if args.command == "serve":
             _serve(settings)
         elif args.command == "demo":

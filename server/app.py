@@ -129,6 +129,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     db = services.db
     await db.migrate()
+    await services.dicom.seal_plain(db)  # imaging stored before it was sealed at rest
     # Each institution's signing key exists from the first run, so /api/keys publishes it
     # before the first plan is signed.
     async with db.read() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,6 +34,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
+            _private_sqlite(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -70,6 +72,13 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database and empty it, so earlier versions of rewritten
+        rows (zeroed in the database by ``secure_delete``) are gone from the WAL too."""
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -91,4 +100,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted and overwritten content is zeroed, not left in free pages (patient data once
+    # stored plain, say, before it was sealed).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _private_sqlite(url: str) -> None:
+    """The database file made (or kept) 0600 before SQLite opens it: SQLite gives its WAL and
+    shared-memory files the database file's mode, whatever the process umask."""
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    for existing in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if existing.exists():
+            existing.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -42,7 +42,7 @@ class KeyRing:
     def load_or_create(cls, data_dir: Path) -> KeyRing:
         path = data_dir / _FILE_NAME
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fresh = {
                 "token_secret": _b64(secrets.token_bytes(32)),
                 "field_keys": {"k1": _b64(secrets.token_bytes(32))},

@@ -277,7 +277,7 @@ class DicomSeries(SQLModel, table=True):
 
 class DicomInstance(SQLModel, table=True):
     """A stored instance: where its file is, how to find each frame in it without parsing, and
-    its DICOM JSON metadata (pixel data left out)."""
+    its DICOM JSON metadata (pixel data left out), both sealed (``imaging.sealed``)."""
 
     __tablename__ = "dicom_instance"
     id: int | None = Field(default=None, primary_key=True)
@@ -290,9 +290,15 @@ class DicomInstance(SQLModel, table=True):
     rows: int = 0
     columns: int = 0
     frames: int = 1
-    # Per frame, the (offset, length) runs in the file that make it up.
+    # Per frame, the (offset, length) runs in the file that make it up: one run, its sealed
+    # chunk, in a sealed file.
     frame_index: list[list[list[int]]] = Field(default_factory=list, sa_column=Column(JSON))
-    dicom_json: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The key id the file is sealed with; None: stored plain, before sealing (revision 0007).
+    file_key: str | None = Field(default=None, max_length=32)
+    # The DICOM JSON, sealed to the instance; dicom_json holds it only for instances stored
+    # plain, before sealing.
+    dicom_enc: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    dicom_json: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Note(SQLModel, table=True):

@@ -57,7 +57,7 @@ class Services:
             tokens=Tokens(keys.token_secret),
             passwords=Passwords(),
             audit=audit,
-            dicom=DicomStore(settings.data_dir / "imaging", keys.hash_key),
+            dicom=DicomStore(settings.data_dir / "imaging", keys),
             signing=signing,
             notes=notes,
             plans=PlanDesk(db, cipher, audit, signing, notes),

@@ -12,6 +12,7 @@ made by another process within ``GRANT_SECONDS``. JSON is ``application/dicom+js
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import secrets
@@ -292,8 +293,9 @@ async def search_instances(call: Call) -> web.Response:
     )
 
 
-def _with_bulk(call: Call, study_uid: str, series_uid: str, instance: DicomInstance) -> Any:
-    meta = dict(instance.dicom_json)
+def _with_bulk(
+    call: Call, study_uid: str, series_uid: str, instance: DicomInstance, meta: dict[str, Any]
+) -> Any:
     frames = ",".join(str(n) for n in range(1, instance.frames + 1))
     meta["7FE00010"] = {
         "vr": "OW",
@@ -321,10 +323,15 @@ async def series_metadata(call: Call) -> web.Response:
     assert series.id is not None
     body = cache.get(series.id)
     if body is None:
+        instances = await _instances(call, series)
+        # Decrypted once per fill of the cache, in a thread: a series is hundreds of instances.
+        metas = await asyncio.to_thread(
+            lambda: [call.services.dicom.metadata(i) for i in instances]
+        )
         body = json.dumps(
             [
-                _with_bulk(call, study.study_instance_uid, series.series_uid, i)
-                for i in await _instances(call, series)
+                _with_bulk(call, study.study_instance_uid, series.series_uid, i, meta)
+                for i, meta in zip(instances, metas, strict=True)
             ]
         ).encode()
         cache.put(series.id, body)
@@ -343,7 +350,8 @@ async def instance_metadata(call: Call) -> web.Response:
     series, instance = await instance_for(
         call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
     )
-    return _dicom_json([_with_bulk(call, _uid(call, "study"), series.series_uid, instance)])
+    meta = call.services.dicom.metadata(instance)
+    return _dicom_json([_with_bulk(call, _uid(call, "study"), series.series_uid, instance, meta)])
 
 
 def _accepted(accept: str, stored: str) -> tuple[bool, str]:
@@ -369,8 +377,8 @@ def _accepted(accept: str, stored: str) -> tuple[bool, str]:
     raise NotAcceptable(f"cannot send frames stored as {stored} as {accept[:120]!r}")
 
 
-def _decode(path: str, frames: list[int]) -> list[bytes]:
-    ds = pydicom.dcmread(path)
+def _decode(data: bytes, frames: list[int]) -> list[bytes]:
+    ds = pydicom.dcmread(io.BytesIO(data))
     array = ds.pixel_array
     if int(ds.get("NumberOfFrames", 1) or 1) == 1:
         array = array[np.newaxis, ...]
@@ -425,7 +433,7 @@ async def frames(call: Call) -> web.Response:
             EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
         )
     else:
-        data = await asyncio.to_thread(_decode, str(store.path_of(instance)), numbers)
+        data = await asyncio.to_thread(lambda: _decode(store.read_file(instance), numbers))
         syntax = EXPLICIT_LE
     part = f"{media}; transfer-syntax={syntax}"
     return _multipart([(part, d) for d in data], media)

@@ -1,8 +1,10 @@
-"""DicomStore: DICOM files on disk under the data dir, indexed in the database.
+"""DicomStore: DICOM files on disk under the data dir, sealed (``imaging.sealed``: encrypted
+in chunks, one per frame), indexed in the database.
 
 Ingest checks every file before storing any (all or nothing), writes each instance once, and
-records where each frame's bytes sit in its file, so frames are served by offset, never by
-parsing the file again. Parsing runs in a worker thread: it is CPU work.
+records where each frame's sealed bytes sit in its file, so a frame is served by one read and
+one decryption, never by parsing the file again. Parsing runs in a worker thread: it is CPU
+work. The DICOM JSON kept for metadata requests is sealed too.
 
 External participants see de-identified copies, made at ingest while the board has external
 members, and later (``write_copies`` then ``index_copies``) for a series cleared after ingest
@@ -15,8 +17,8 @@ import asyncio
 import hashlib
 import hmac
 import io
+import logging
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,11 +33,12 @@ from pydicom.tag import BaseTag
 from sqlmodel import col, select
 
 from ..access import board_has_external_members
-from ..db import AsyncSession
-from ..errors import Conflict, Invalid
+from ..db import AsyncSession, Database
+from ..errors import Conflict, EboardError, Invalid
+from ..keys import KeyRing
 from ..models import Board, Case, DicomInstance, DicomSeries, ImagingStudy, User, utcnow
-from ..spool import create_exclusive
 from .deid import Deidentifier, burned_in
+from .sealed import Runs, Seal
 from .uid import check_uid
 
 __all__ = [
@@ -63,6 +66,8 @@ ENCAPSULATED_SYNTAXES = {
     "1.2.840.10008.1.2.5": "image/x-dicom-rle",  # RLE lossless
 }
 SUPPORTED_SYNTAXES = {**NATIVE_SYNTAXES, **ENCAPSULATED_SYNTAXES}
+
+log = logging.getLogger(__name__)
 
 
 # The UIDs every stored instance must carry, each checked to be a UID where it is parsed.
@@ -170,13 +175,14 @@ def frame_runs(fp: BinaryIO, ds: Dataset, syntax: str) -> list[list[list[int]]]:
     raise Invalid.on("file", "multi-frame image whose fragments cannot be mapped to frames")
 
 
-def _metadata(ds: Dataset) -> dict[str, Any]:
-    """DICOM JSON of everything but the pixel data (added per request as a BulkDataURI)."""
+def _metadata(seal: Seal, item: Parsed) -> bytes:
+    """DICOM JSON of everything but the pixel data (added per request as a BulkDataURI),
+    sealed to the instance."""
     copy = Dataset()
-    for element in ds:
+    for element in item.dataset:
         if element.tag != 0x7FE00010:
             copy.add(element)
-    return copy.to_json_dict(bulk_data_threshold=1 << 20)
+    return seal.seal_json(item.sop_uid, copy.to_json_dict(bulk_data_threshold=1 << 20))
 
 
 def withheld(series: DicomSeries) -> bool:
@@ -205,11 +211,13 @@ def _deidentified(deid: Deidentifier, item: Parsed, pseudonym: str) -> Parsed:
 
 
 class DicomStore:
-    """The files under ``root`` and their index; ``key`` derives each board's UID map."""
+    """The files under ``root``, sealed with ``keys`` (``imaging.sealed``), and their index;
+    the ring's hash key derives each board's UID map."""
 
-    def __init__(self, root: Path, key: bytes) -> None:
+    def __init__(self, root: Path, keys: KeyRing) -> None:
         self.root = root
-        self._key = key
+        self._key = keys.hash_key
+        self.seal = Seal(keys)
 
     def deidentifier(self, board_id: int) -> Deidentifier:
         """The de-identifier of one board's copies: one key per board, so copies made for two
@@ -370,18 +378,16 @@ class DicomStore:
         return path
 
     async def _stored(self, item: Parsed) -> tuple[Path, DicomInstance]:
-        """Write ``item``'s file; its index row, whose ``series_id`` the caller sets. If the
-        row cannot be made, the file is removed again."""
-        path = await asyncio.to_thread(self._write, item)
+        """Write ``item``'s file, sealed; its index row, whose ``series_id`` the caller sets.
+        If the row cannot be made, the file is removed again."""
+        path, index = await asyncio.to_thread(self._write, item)
         try:
-            return path, await self._row(path, item)
+            return path, await self._row(path, index, item)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
 
-    async def _row(self, path: Path, item: Parsed) -> DicomInstance:
-        with path.open("rb") as fp:
-            runs = await asyncio.to_thread(frame_runs, fp, item.dataset, item.transfer_syntax)
+    async def _row(self, path: Path, index: Runs, item: Parsed) -> DicomInstance:
         ds = item.dataset
         return DicomInstance(
             series_id=0,
@@ -393,21 +399,18 @@ class DicomStore:
             rows=int(ds.Rows),
             columns=int(ds.Columns),
             frames=int(ds.get("NumberOfFrames", 1) or 1),
-            frame_index=runs,
-            dicom_json=await asyncio.to_thread(_metadata, ds),
+            frame_index=index,
+            file_key=self.seal.active_key,
+            dicom_enc=await asyncio.to_thread(_metadata, self.seal, item),
         )
 
-    def _write(self, item: Parsed) -> Path:
-        # Its name is unknown to every reader until its row is committed: no temporary needed.
+    def _write(self, item: Parsed) -> tuple[Path, Runs]:
+        """Seal ``item``'s file under a fresh server-made name; where each sealed frame sits
+        in it. Its name is unknown to every reader until its row is committed."""
         path = self._new_path()
-        out = create_exclusive(path)
-        try:
-            with out, item.open() as source:
-                shutil.copyfileobj(source, out, 1 << 20)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+        with item.open() as source:
+            runs = frame_runs(source, item.dataset, item.transfer_syntax)
+            return path, self.seal.write(path, source, runs, item.sop_uid, item.name)
 
     # Paths: made by the server, never from a UID or a request, and always inside the root.
 
@@ -514,7 +517,88 @@ class DicomStore:
             for offset, length in runs:
                 fp.seek(offset)
                 out.append(fp.read(length))
-        return b"".join(out)  # a single run is returned as is, not copied
+        data = b"".join(out)  # a single run is returned as is, not copied
+        if instance.file_key is None:
+            return data
+        return self.seal.open_frame(
+            instance.file_key, data, instance.sop_uid, number, instance.frames
+        )
+
+    def opened(
+        self, instance: DicomInstance, numbers: list[int], raw: list[bytes | bytearray]
+    ) -> list[bytes | bytearray]:
+        """Frames ``numbers`` from the bytes their index runs hold: decrypted if the file is
+        sealed (instances stored before sealing are read as they are)."""
+        kid = instance.file_key
+        if kid is None:
+            return raw
+        return [
+            self.seal.open_frame(kid, data, instance.sop_uid, n, instance.frames)
+            for n, data in zip(numbers, raw, strict=True)
+        ]
 
     def read_file(self, instance: DicomInstance) -> bytes:
-        return self.path_of(instance).read_bytes()
+        """The instance's file as it was stored, byte for byte (call in a thread)."""
+        path = self.path_of(instance)
+        if instance.file_key is None:
+            return path.read_bytes()
+        return self.seal.read(path, instance.sop_uid)
+
+    async def seal_plain(self, db: Database) -> int:
+        """Seal the instances stored before sealing (revision 0007), one unit of work each: the
+        sealed file is written beside the plain one, the row points at it (its key, frame
+        index and sealed JSON; the plain JSON dropped), then the plain file is removed. Run at
+        start; returns how many were sealed. One that cannot be (its file gone, say) is logged
+        and left as it is: it does not keep the server from starting."""
+        async with db.read() as session:
+            plain = list(
+                await session.exec(
+                    select(DicomInstance.id).where(col(DicomInstance.file_key).is_(None))
+                )
+            )
+        sealed = 0
+        for instance_id in plain:
+            try:
+                await self._seal_one(db, instance_id)
+                sealed += 1
+            except (OSError, ValueError, EboardError) as exc:
+                log.warning(
+                    "DicomStore(instance %s) not sealed: %s", instance_id, type(exc).__name__
+                )
+        if sealed:
+            await db.checkpoint()  # the plain JSON's pages out of the WAL
+        return sealed
+
+    async def _seal_one(self, db: Database, instance_id: int | None) -> None:
+        async with db.write() as session:
+            instance = await session.get(DicomInstance, instance_id)
+            assert instance is not None and instance.file_key is None
+            old = self.path_of(instance)
+            new = old.with_name(f"{old.stem}.sealed.dcm")
+            index = await asyncio.to_thread(self._seal_plain, old, new, instance)
+            try:
+                instance.frame_index = index
+                instance.file_key = self.seal.active_key
+                instance.dicom_enc = self.seal.seal_json(
+                    instance.sop_uid, dict(instance.dicom_json or {})
+                )
+                instance.dicom_json = None
+                instance.path = str(new.relative_to(self._root()))
+                session.add(instance)
+                await session.flush()
+            except BaseException:
+                new.unlink(missing_ok=True)
+                raise
+        old.unlink(missing_ok=True)
+
+    def _seal_plain(self, old: Path, new: Path, instance: DicomInstance) -> Runs:
+        with old.open("rb") as source:
+            return self.seal.write(
+                new, source, instance.frame_index, instance.sop_uid, instance.path
+            )
+
+    def metadata(self, instance: DicomInstance) -> dict[str, Any]:
+        """The instance's DICOM JSON, pixel data left out."""
+        if instance.dicom_enc is None:
+            return dict(instance.dicom_json or {})
+        return self.seal.open_json(instance.sop_uid, instance.dicom_enc)

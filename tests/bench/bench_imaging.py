@@ -31,8 +31,14 @@ from typing import Any
 import aiohttp
 import pydicom
 from pydicom.encaps import generate_frames
+from sqlmodel import col, select
 
+from server.config import Settings
+from server.db import Database
 from server.demo import DEMO_PASSWORD
+from server.imaging.store import DicomStore
+from server.keys import KeyRing
+from server.models import DicomInstance, DicomSeries
 
 from .orthanc import Orthanc, free_port, wait_healthy
 
@@ -88,17 +94,11 @@ def seed(data_dir: Path, ct: str, logs: Path) -> None:
         )
 
 
-def stored_series(data_dir: Path) -> list[Series]:
-    """The demo's original series, read back from the store's folders (one per series; the
-    de-identified copies made for external members are left out)."""
+def stored_series(data_dir: Path, plain: Path) -> list[Series]:
+    """The demo's original series (the de-identified copies made for external members left
+    out), read back through the store, which keeps them sealed, into ``plain`` for Orthanc."""
     out = []
-    for folder in sorted((data_dir / "imaging").iterdir()):
-        files = sorted(folder.glob("*.dcm"))
-        if (
-            pydicom.dcmread(files[0], stop_before_pixels=True).get("PatientIdentityRemoved")
-            == "YES"
-        ):
-            continue
+    for files in _unsealed(data_dir, plain):
         frames = {}
         for path in files:
             ds = pydicom.dcmread(path)
@@ -112,6 +112,36 @@ def stored_series(data_dir: Path) -> list[Series]:
         out.append(Series(kind, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), files, frames))
     assert sorted(s.kind for s in out) == ["JPEG-LS", "native"], f"stored: {[s.kind for s in out]}"
     return sorted(out, key=lambda s: s.kind != "native")
+
+
+def _unsealed(data_dir: Path, plain: Path) -> list[list[Path]]:
+    """Per original series, its instances' files as uploaded, written to ``plain``."""
+    store = DicomStore(data_dir / "imaging", KeyRing.load_or_create(data_dir))
+    plain.mkdir(mode=0o700)
+    series: dict[int, list[Path]] = {}
+    for instance in asyncio.run(_originals(data_dir)):
+        path = plain / f"{instance.id}.dcm"
+        path.write_bytes(store.read_file(instance))
+        series.setdefault(instance.series_id, []).append(path)
+    return list(series.values())
+
+
+async def _originals(data_dir: Path) -> list[DicomInstance]:
+    db = Database(Settings(data_dir=data_dir).effective_database_url)
+    try:
+        async with db.read() as session:
+            return list(
+                await session.exec(
+                    select(DicomInstance)
+                    .where(
+                        DicomInstance.series_id == DicomSeries.id,
+                        col(DicomSeries.source_id).is_(None),
+                    )
+                    .order_by(col(DicomSeries.id), col(DicomInstance.id))
+                )
+            )
+    finally:
+        await db.close()
 
 
 # Servers.
@@ -292,7 +322,7 @@ def measured(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     data_dir = work / "data"
     print(f"seeding the demo with a {args.ct} CT (native and JPEG-LS) in {data_dir}")
     seed(data_dir, args.ct, work)
-    series = stored_series(data_dir)
+    series = stored_series(data_dir, work / "plain")
     background = busy_cpus()
     eboard = EboardServer(data_dir, work)
     with Orthanc() as orthanc:
