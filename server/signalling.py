@@ -44,6 +44,7 @@ from .models import (
     utcnow,
 )
 from .notes.channel import NoteChannel
+from .packet import Unreadable, depth_error
 from .ratelimit import TokenBucket
 from .security import Role
 from .services import Services
@@ -171,6 +172,9 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if bucket is not None and not bucket.take():
                 raise EboardError("too many events: slow down (rate limited)")
+            unreadable = data if isinstance(data, Unreadable) else depth_error(data)
+            if unreadable is not None:
+                raise Invalid.on(unreadable.field, unreadable.message)
             handler = self._handlers.get(event)
             if handler is None or event not in self._contract.inbound():
                 raise Invalid.on("event", f"unknown event {event!r}")
