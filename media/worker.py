@@ -185,17 +185,16 @@ class WorkerSfu:
     async def close(self) -> None:
         self._closing = True
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         if self._reader is not None:
-            await self._reader
+            await self._reader  # also one that was about to restart a worker that died
 
 
 async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
