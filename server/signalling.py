@@ -45,7 +45,7 @@ from .models import (
     utcnow,
 )
 from .notes.channel import NoteChannel
-from .packet import Unreadable, depth_error
+from .packet import Unreadable
 from .ratelimit import TokenBucket
 from .security import Role
 from .services import Services
@@ -173,9 +173,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if bucket is not None and not bucket.take():
                 raise EboardError("too many events: slow down (rate limited)")
-            unreadable = data if isinstance(data, Unreadable) else depth_error(data)
-            if unreadable is not None:
-                raise Invalid.on(unreadable.field, unreadable.message)
+            if isinstance(data, Unreadable):  # too long, too deep or not JSON: see packet.py
+                raise Invalid.on(data.field, data.message)
             handler = self._handlers.get(event)
             if handler is None or event not in self._contract.inbound():
                 raise Invalid.on("event", f"unknown event {event!r}")
