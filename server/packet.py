@@ -4,9 +4,9 @@ python-socketio drops (and only logs) a packet whose JSON it cannot read: nested
 interpreter's recursion limit, malformed, or carrying ``NaN``/``Infinity`` (which Python's
 ``json`` accepts but JSON does not). Such an event would never be acknowledged. This packet
 class reads the same wire format and, when the payload cannot or should not be read (too long,
-too deep), still delivers the event with an ``Unreadable`` as its data, naming the field, so the
-namespace answers it like any other refused event. What is refused for its size or depth is
-never parsed: the checks work on the text, in C-speed passes.
+too many values, too deep), still delivers the event with an ``Unreadable`` as its data, naming
+the field, so the namespace answers it like any other refused event. What is refused for its
+size, values or depth is never parsed: the checks work on the text, in C-speed passes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "Unreadable",
     "MAX_DEPTH",
     "MAX_EVENT_CHARS",
+    "MAX_VALUES",
     "MAX_FRAME_BYTES",
     "depth_error",
 ]
@@ -36,6 +37,9 @@ MAX_FRAME_BYTES = 1024 * 1024
 MAX_EVENT_CHARS = 256 * 1024
 # The deepest legitimate event (a view patch's annotation points) is 6 levels deep.
 MAX_DEPTH = 32
+# Values (commas) in one event: a full view patch (200 annotations) has about 6,000. Parsing
+# many small values is what costs; this bounds it.
+MAX_VALUES = 16384
 
 # What of a payload's start names its event and first field: ["event",{"field":
 _HEAD = re.compile(r'\["((?:[^"\\]|\\.){1,64})"(?:,\s*\{\s*"((?:[^"\\]|\\.){1,64})"\s*:)?')
@@ -109,17 +113,22 @@ def _refusal(encoded: str) -> Unreadable | None:
         return Unreadable(
             _longest_field(encoded), f"makes the event longer than {MAX_EVENT_CHARS} characters"
         )
-    if encoded.count("[") + encoded.count("{") > MAX_DEPTH + 1 and _too_deep(encoded):
+    if encoded.count(",") <= MAX_VALUES and encoded.count("[") + encoded.count("{") <= MAX_DEPTH:
+        return None  # nearly every event: too few values or brackets to matter
+    bare = _STRING.sub("", encoded)  # commas and brackets inside strings do not count
+    if bare.count(",") > MAX_VALUES:
+        return Unreadable(_longest_field(encoded), f"has more than {MAX_VALUES} values")
+    if _too_deep(bare):
         return Unreadable(_deep_field(encoded), f"is nested deeper than {MAX_DEPTH} levels")
     return None
 
 
-def _too_deep(text: str) -> bool:
-    """Whether JSON ``text`` nests deeper than ``MAX_DEPTH``, by C-speed passes over its brackets
-    (strings taken out): each pass looks for a run of opening brackets deeper than the limit,
-    then removes the innermost pairs. The event's own array is one level more. Unbalanced
-    brackets are left to the JSON reader to refuse."""
-    brackets = _STRING.sub("", text).encode().translate(None, _NOT_BRACKETS)
+def _too_deep(bare: str) -> bool:
+    """Whether JSON text without its strings nests deeper than ``MAX_DEPTH``, by C-speed passes
+    over its brackets: each pass looks for a run of opening brackets deeper than the limit, then
+    removes the innermost pairs. The event's own array is one level more. Unbalanced brackets
+    are left to the JSON reader to refuse."""
+    brackets = bare.encode().translate(None, _NOT_BRACKETS)
     while brackets:
         if _TOO_MANY_OPEN.search(brackets):
             return True

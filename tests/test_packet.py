@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.packet import MAX_DEPTH, MAX_EVENT_CHARS, BoundedPacket, Unreadable
+from server.packet import MAX_DEPTH, MAX_EVENT_CHARS, MAX_VALUES, BoundedPacket, Unreadable
 
 
 def _nested(depth: int) -> str:
@@ -38,6 +38,8 @@ def test_nesting_up_to_the_limit_is_read_and_one_more_level_is_refused() -> None
         ('{"text": "' + "x" * MAX_EVENT_CHARS + '"}', "text", "makes the event longer"),
         ('{"case_id": 1, "update": "' + "A" * MAX_EVENT_CHARS + '"}', "update", "makes the event"),
         ("[" + ",".join(["0"] * MAX_EVENT_CHARS) + "]", "data", "makes the event longer"),
+        ('{"session_id": [' + ",".join(["[]"] * 20_000) + "]}", "session_id", "has more than"),
+        ('{"seq": 1, "patch": [' + ",".join(["0"] * 20_000) + "]}", "patch", "has more than"),
     ],
 )
 def test_what_is_not_read_is_named(payload: str, field: str, message: str) -> None:
@@ -47,7 +49,21 @@ def test_what_is_not_read_is_named(payload: str, field: str, message: str) -> No
     assert refused.field == field and refused.message.startswith(message)
 
 
-def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+def test_a_full_view_patch_is_well_within_the_value_limit() -> None:
+    point = "[0.5, 0.25, 0]"
+    annotation = (
+        '{"id": "a-1", "tool": "Length", "series": "s1", "index": 3, "text": "x, y", "points": ['
+        + ", ".join([point] * 8)
+        + "]}"
+    )
+    patch = '{"seq": 1, "patch": {"annotations": [' + ", ".join([annotation] * 200) + "]}}"
+    assert patch.count(",") * 2 < MAX_VALUES
+    assert not isinstance(_decode(patch, "view")[1], Unreadable)
+
+
+def test_brackets_and_commas_inside_strings_do_not_count() -> None:
+    commas = "," * (MAX_VALUES + 1)
+    assert _decode('{"text": "' + commas + '"}')[1] == {"text": commas}
     text = '"' + "[" * 100 + '\\"' + "{" * 100 + '"'
     assert _decode('{"text": ' + text + "}")[1] == {"text": text[1:-1].replace('\\"', '"')}
 
