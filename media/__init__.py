@@ -1,6 +1,6 @@
 """eBoard's media plane: a forwarding SFU over aiortc. Imports nothing of the server."""
 
-from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
+from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft, MediaReset
 from .ice import IceConfig, turn_credentials
 from .local import LocalSfu
 from .sfu import EventSink, IceServer, MediaError, RoomStats, Sfu
@@ -16,6 +16,7 @@ __all__ = [
     "MediaEvent",
     "MediaJoined",
     "MediaLeft",
+    "MediaReset",
     "RoomStats",
     "Sfu",
     "turn_credentials",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DownOffer", "MediaJoined", "MediaLeft", "ActiveSpeaker", "MediaEvent"]
+__all__ = ["DownOffer", "MediaJoined", "MediaLeft", "MediaReset", "ActiveSpeaker", "MediaEvent"]
 
 
 @dataclass(frozen=True)
@@ -43,4 +43,13 @@ class ActiveSpeaker:
     participant: str
 
 
-MediaEvent = DownOffer | MediaJoined | MediaLeft | ActiveSpeaker
+@dataclass(frozen=True)
+class MediaReset:
+    """The media plane lost every connection of ``room`` (its worker process died and was
+    started again): each of ``participants`` left, and must publish afresh to come back."""
+
+    room: str
+    participants: tuple[str, ...]
+
+
+MediaEvent = DownOffer | MediaJoined | MediaLeft | MediaReset | ActiveSpeaker

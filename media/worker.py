@@ -4,6 +4,10 @@ The server's event loop can be busy (a slow query, a PDF, a large upload) withou
 video packet, and media gets the second core. Parent and worker speak JSON lines over the
 worker's stdin/stdout: requests ``{"id", "op", "args"}``, replies ``{"id", "ok"|"error"}`` and
 events ``{"event": <kind>, ...}``. Run the worker alone with ``python -m media.worker``.
+
+A worker that dies on its own is started again, and every participant whose media it held is
+reported lost (``MediaReset``, one per room) so that they publish afresh. The worker exits when
+its stdin closes, which the kernel does when the server process dies, however it dies.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from typing import Any, Literal
 
 from . import events as ev
@@ -27,6 +32,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
 }
 _LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
 _CALL_TIMEOUT = 30.0
+_CRASH_LOOP_SECONDS = 2.0
 
 
 class WorkerSfu:
@@ -41,6 +47,16 @@ class WorkerSfu:
         self._next = 0
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
+        # Who has media in the worker, by room: what a dead worker took with it.
+        self._members: dict[str, set[str]] = {}
+        self._closing = False
+        self._started = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id, while one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
 
     async def _ensure(self) -> asyncio.subprocess.Process:
         async with self._lock:
@@ -55,6 +71,7 @@ class WorkerSfu:
                     stdout=asyncio.subprocess.PIPE,
                     limit=_LIMIT,
                 )
+                self._started = time.monotonic()
                 self._reader = asyncio.ensure_future(self._read(self._proc))
             return self._proc
 
@@ -63,8 +80,10 @@ class WorkerSfu:
         while line := await proc.stdout.readline():
             message = json.loads(line)
             if "event" in message:
-                kind = _EVENT_TYPES[message.pop("event")]
-                self._sink(kind(**message))
+                event = _EVENT_TYPES[message.pop("event")](**message)
+                if isinstance(event, ev.MediaLeft):
+                    self._forget(event.room, event.participant)
+                self._sink(event)
                 continue
             future = self._pending.pop(message["id"], None)
             if future is None or future.done():
@@ -77,6 +96,31 @@ class WorkerSfu:
             if not future.done():
                 future.set_exception(MediaError("the media worker exited"))
         self._pending.clear()
+        await proc.wait()
+        if not self._closing:
+            await self._restart(proc)
+
+    async def _restart(self, dead: asyncio.subprocess.Process) -> None:
+        """The worker died on its own (killed, out of memory, a crash in a codec): start a new
+        one, then tell the owner whose media was lost, so they can publish again."""
+        lost, self._members = self._members, {}
+        log.error(
+            "WorkerSfu(pid %d) exited with %s: starting a new worker", dead.pid, dead.returncode
+        )
+        if time.monotonic() - self._started < _CRASH_LOOP_SECONDS:
+            await asyncio.sleep(_CRASH_LOOP_SECONDS)  # one that dies at start must not spin
+        if self._closing:
+            return
+        await self._ensure()
+        for room, participants in lost.items():
+            self._sink(ev.MediaReset(room, tuple(sorted(participants))))
+
+    def _forget(self, room: str, participant: str) -> None:
+        members = self._members.get(room)
+        if members is not None:
+            members.discard(participant)
+            if not members:
+                del self._members[room]
 
     async def _call(self, op: str, **args: Any) -> Any:
         proc = await self._ensure()
@@ -86,8 +130,12 @@ class WorkerSfu:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         line = json.dumps({"id": request_id, "op": op, "args": args}) + "\n"
-        proc.stdin.write(line.encode())
-        await proc.stdin.drain()
+        try:
+            proc.stdin.write(line.encode())
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self._pending.pop(request_id, None)
+            raise MediaError("the media worker exited") from exc
         try:
             return await asyncio.wait_for(future, timeout=_CALL_TIMEOUT)
         except TimeoutError as exc:
@@ -97,6 +145,8 @@ class WorkerSfu:
             ) from exc
 
     async def publish(self, room: str, participant: str, offer_sdp: str) -> str:
+        # Counted from the request on: a worker dying mid-negotiation lost this one's media too.
+        self._members.setdefault(room, set()).add(participant)
         return str(
             await self._call("publish", room=room, participant=participant, offer_sdp=offer_sdp)
         )
@@ -120,6 +170,7 @@ class WorkerSfu:
         )
 
     async def leave(self, room: str, participant: str) -> None:
+        self._forget(room, participant)
         await self._call("leave", room=room, participant=participant)
 
     async def set_presenter(self, room: str, participant: str | None) -> None:
@@ -132,18 +183,18 @@ class WorkerSfu:
         return RoomStats(**await self._call("stats", room=room))
 
     async def close(self) -> None:
+        self._closing = True
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         if self._reader is not None:
-            await self._reader
+            await self._reader  # also one that was about to restart a worker that died
 
 
 async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ from .imaging.frames import FrameIndex
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .models import Institution
+from .packet import MAX_FRAME_BYTES, BoundedPacket
 from .records.bulk import BulkExports
 from .services import SERVICES, Services
 from .signalling import Signalling
@@ -108,7 +109,11 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
         async_mode="aiohttp",
         transports=["websocket"],
         cors_allowed_origins=[],
-        max_http_buffer_size=256 * 1024,
+        # Frames up to this size are read and answered by the contract (the largest valid
+        # event is a 171 KiB note update); a larger frame is refused by aiohttp from its header,
+        # before any of it is buffered, and the connection closed with 1009 (message too big).
+        max_http_buffer_size=MAX_FRAME_BYTES,
+        serializer=BoundedPacket,
     )
     server.register_namespace(signalling)
     server.attach(app)

@@ -22,6 +22,7 @@ from media import (
     MediaEvent,
     MediaJoined,
     MediaLeft,
+    MediaReset,
     Sfu,
 )
 
@@ -44,6 +45,7 @@ from .models import (
     utcnow,
 )
 from .notes.channel import NoteChannel
+from .packet import Unreadable
 from .ratelimit import TokenBucket
 from .security import Role
 from .services import Services
@@ -171,6 +173,8 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if bucket is not None and not bucket.take():
                 raise EboardError("too many events: slow down (rate limited)")
+            if isinstance(data, Unreadable):  # too long, too deep or not JSON: see packet.py
+                raise Invalid.on(data.field, data.message)
             handler = self._handlers.get(event)
             if handler is None or event not in self._contract.inbound():
                 raise Invalid.on("event", f"unknown event {event!r}")
@@ -323,7 +327,11 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         live = self._live.get(key[0])
         if live is None:
             return
-        await self._sfu.leave(str(key[0]), key[1])
+        try:
+            await self._sfu.leave(str(key[0]), key[1])
+        except MediaError as exc:
+            # A media worker that died holds nothing to leave; the departure goes on.
+            log.warning("Signalling(%s) media leave failed: %s", key[0], exc)
         person = live.depart(key[1])
         if person is not None:
             async with self._services.db.write() as db:
@@ -496,9 +504,12 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _media_event(self, event: MediaEvent) -> None:
         session_id = int(event.room)
         live = self._live.get(session_id)
-        sid = self._sids.get((session_id, event.participant))
         if live is None:
             return
+        if isinstance(event, MediaReset):
+            await self._media_reset(live, event.participants)
+            return
+        sid = self._sids.get((session_id, event.participant))
         if isinstance(event, DownOffer) and sid is not None:
             await self.emit("down-offer", {"sdp": event.sdp, "type": "offer"}, to=sid)
         elif isinstance(event, MediaJoined):
@@ -535,6 +546,24 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         elif isinstance(event, ActiveSpeaker):
             live.speaker = event.participant
             await self.emit("speaker", {"participant": event.participant}, room=_room(session_id))
+
+    async def _media_reset(self, live: LiveSession, lost: tuple[str, ...]) -> None:
+        """The media plane restarted and lost these participants' connections: each leaves the
+        media (attendance closed, shown as reconnecting), then the room is told to publish
+        afresh. One task, in this order, so a quick republish cannot open a span that a late
+        close would then end."""
+        now = utcnow()
+        for participant in lost:
+            live.media_up.discard(participant)
+            person = live.participants.get(participant)
+            if person is None:
+                continue
+            async with self._services.db.write() as db:
+                await close_spans(db, live.session_id, person.user_id, now)
+            person.connection = "connecting"
+            await self.emit("participant", person.as_json(), room=_room(live.session_id))
+        reset = {"reason": "the media server restarted: publish again"}
+        await self.emit("media-reset", reset, room=_room(live.session_id))
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

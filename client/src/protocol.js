@@ -130,6 +130,8 @@ import { io } from 'socket.io-client';
 const GATHER_WAIT_MS = 1500;
 const CALL_TIMEOUT_MS = 10000;
 const MEASURE_EVERY_MS = 2000;
+// The websocket close code for a frame over the server's limit (RFC 6455 §7.4.1).
+const MESSAGE_TOO_BIG = 1009;
 /**
  * Used until the server's join reply says what this participant's role may send.
  * @type {MediaCaps}
@@ -399,8 +401,12 @@ export class LiveClient extends EventTarget {
   _listen() {
     const socket = this.socket;
     socket.on('connect', () => void this._join());
-    socket.on('disconnect', (reason) => {
+    socket.on('disconnect', (reason, details) => {
       if (this._ended()) return;
+      if (closeCode(details) === MESSAGE_TOO_BIG) {
+        // The server reads no websocket frame over its limit: it closed the socket instead.
+        this._emit('error', { event: 'message', field: null, message: 'a message was larger than the server accepts (1 MiB): reconnecting' });
+      }
       if (reason === 'io server disconnect') {
         // The server closed this connection without a `kicked` first: try again.
         socket.connect();
@@ -459,6 +465,14 @@ export class LiveClient extends EventTarget {
     });
     socket.on('down-offer', (/** @type {{sdp: string}} */ { sdp }) => {
       this._downChain = this._downChain.then(() => this._answerDown(sdp)).catch((error) => this._mediaFailed('answer', error));
+    });
+    socket.on('media-reset', () => {
+      // The server's media process restarted and our connections there are gone; the socket
+      // and our place in the session are not. Publish afresh on new peer connections.
+      if (this._ended() || this.phase !== 'live') return;
+      this.up?.close();
+      this.up = null;
+      void this._ensureMedia(true);
     });
     socket.on('kicked', (/** @type {{reason: string}} */ { reason }) => {
       this._emit('error', { event: 'kicked', field: null, message: reason });
@@ -813,6 +827,16 @@ export class LiveClient extends EventTarget {
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/**
+ * The websocket close code behind a disconnect, when the transport closed with one.
+ * @param {unknown} details socket.io's disconnect description ({description, context: CloseEvent})
+ * @returns {number|undefined}
+ */
+function closeCode(details) {
+  const context = /** @type {{context?: {code?: unknown}}} */ (details ?? {}).context;
+  return typeof context?.code === 'number' ? context.code : undefined;
 }
 
 /** @param {RTCPeerConnection} pc */

@@ -9,9 +9,12 @@ PDF engine once; work crosses to it as a picklable ``Job``.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -111,13 +114,30 @@ class Job:
 
 
 _templates: TemplateSet | None = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _warm() -> None:
-    """Worker start: load the templates and the PDF engine before the first job."""
+def _warm(server_pid: int) -> None:
+    """Worker start: die with the server, then load the templates and the PDF engine before the
+    first job."""
     global _templates
+    _die_with(server_pid)
     _templates = TemplateSet()
     from . import fhir, hl7, pdf  # noqa: F401  (imports WeasyPrint, fhir.resources, hl7apy)
+
+
+def _die_with(server_pid: int) -> None:
+    """Linux: the kernel kills this worker when the server process dies, even by SIGKILL. Its
+    task queue has writers in every worker, so end-of-file never tells a worker the server is
+    gone; and while a worker lives, so does multiprocessing's resource tracker (it exits when the
+    last holder of its pipe does)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("export worker: prctl failed (errno %d)", ctypes.get_errno())
+    if os.getppid() != server_pid:  # the server died before the request took effect
+        os._exit(1)
 
 
 def make(job: Job, templates: TemplateSet | None = None) -> bytes:
@@ -180,6 +200,7 @@ class Renderer:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_warm,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

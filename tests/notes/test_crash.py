@@ -30,7 +30,9 @@ OWN_FIELD = {"radiologist": "dissent", "surgeon": "no_treatment_reason", "pathol
 
 
 @contextmanager
-def _server(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _server(
+    data_dir: Path, port: int, *, media: str = "in-process"
+) -> Iterator[subprocess.Popen[bytes]]:
     log = (data_dir / f"server-{port}.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -43,7 +45,7 @@ def _server(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
             "--port",
             str(port),
             "--media",
-            "in-process",
+            media,
         ],
         cwd=ROOT,
         stdout=log,
