@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -104,10 +105,12 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
     signalling = Signalling(services, sfu, EventContract(), ice)
     relay.append(signalling)
     # Websocket only: no long-polling, so no sticky sessions are needed behind a balancer.
+    # A browser's connection from a page of another site carries the cookie too: only eBoard's
+    # own origin is let in, before the namespace's connect runs (no Origin: not a browser).
     server = socketio.AsyncServer(
         async_mode="aiohttp",
         transports=["websocket"],
-        cors_allowed_origins=[],
+        cors_allowed_origins=partial(_own_origin, settings),
         max_http_buffer_size=256 * 1024,
     )
     server.register_namespace(signalling)
@@ -115,6 +118,10 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
 
     app[SIGNALLING] = signalling
     app[SFU] = sfu
+
+
+def _own_origin(settings: Settings, origin: str, environ: dict[str, Any]) -> bool:
+    return settings.accepts_origin(origin, str(environ.get("HTTP_HOST", "")))
 
 
 async def _signalling_ctx(app: web.Application) -> AsyncIterator[None]:

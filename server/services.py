@@ -17,6 +17,7 @@ from .notes.plan import PlanDesk
 from .notes.store import NoteStore
 from .notes.templates import TemplateSet
 from .ratelimit import LoginThrottle
+from .revocations import Revocations
 from .security import Passwords, Tokens
 from .signing import SigningKeys
 
@@ -38,6 +39,7 @@ class Services:
     plans: PlanDesk
     renderer: Renderer
     logins: LoginThrottle
+    revocations: Revocations
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -61,6 +63,7 @@ class Services:
             plans=PlanDesk(db, cipher, audit, signing, notes),
             renderer=Renderer(settings.export_workers or None),
             logins=LoginThrottle(),
+            revocations=Revocations(),
         )
 
 
