@@ -74,7 +74,7 @@ SfuFactory = Callable[[EventSink, list[IceServer]], Sfu]
 
 def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, headers_middleware, error_middleware],
+        middlewares=[observe_middleware, headers_middleware(settings), error_middleware],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
     )
     services = Services.build(settings)

@@ -59,9 +59,15 @@ async def post_login(call: Call) -> web.Response:
     wait = services.logins.wait(username, address)
     if wait:
         # Refused before the password is checked: guessing costs the guesser, not the server.
-        await _login_failed(call, {"throttled": True})
+        why = services.logins.why(username, address)
+        await _login_failed(call, {"throttled": True} if why == "user" else {"throttled": why})
+        whose = {
+            "user": f"for {username}",
+            "address": "from this address",
+            "all": "on this server",
+        }[why]
         raise TooMany(
-            f"too many failed logins for {username}; try again in {math.ceil(wait / 60)} min",
+            f"too many failed logins {whose}; try again in {math.ceil(wait / 60)} min",
             retry_after=wait,
         )
     try:
