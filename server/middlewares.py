@@ -157,6 +157,9 @@ def content_security_policy(host: str) -> str:
             "script-src 'self' 'wasm-unsafe-eval'",
             "worker-src 'self' blob:",
             "style-src 'self'",
+            # Cornerstone's measurement labels set a style attribute on SVG text; attributes
+            # cannot hold selectors or rules, and what they load is held to img-src.
+            "style-src-attr 'unsafe-inline'",
             "img-src 'self' data: blob:",
             "media-src 'self' blob:",
             f"connect-src 'self' ws://{host} wss://{host}",
