@@ -574,3 +574,12 @@ def test_an_app_is_built_for_every_origin_setting(settings: Settings) -> None:
         assert Settings(**{**settings.__dict__, "public_url": public}).accepts_origin(
             public or "http://127.0.0.1:8080", "127.0.0.1:8080"
         )
+
+
+@pytest.mark.parametrize("raw", ["99999999999999999999999", "²", "1e308", "-1"])
+async def test_a_huge_or_odd_query_id_is_422_naming_it(
+    client: TestClient[Any, Any], auth: Auth, raw: str
+) -> None:
+    resp = await client.get("/api/cases", params={"board_id": raw}, headers=auth["chair"])
+    assert resp.status == 422, await resp.text()
+    assert (await resp.json())["errors"][0]["field"] == "board_id"

@@ -65,6 +65,15 @@ class Call:
             raise NotFound(f"{name} {raw[:24]!r} is not an id")
         return int(raw)
 
+    def int_query(self, name: str) -> int | None:
+        """An id in the query string (None when absent); 422 naming it when it is not one."""
+        raw = self.request.query.get(name)
+        if raw is None:
+            return None
+        if not _ID.fullmatch(raw) or int(raw) > json_body.MAX_NUMBER:
+            raise Invalid.on(name, f"{raw[:24]!r} is not an id")
+        return int(raw)
+
     async def audit(
         self,
         *,
