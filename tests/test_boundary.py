@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -583,3 +584,55 @@ async def test_a_huge_or_odd_query_id_is_422_naming_it(
     resp = await client.get("/api/cases", params={"board_id": raw}, headers=auth["chair"])
     assert resp.status == 422, await resp.text()
     assert (await resp.json())["errors"][0]["field"] == "board_id"
+
+
+# --- Key rotation and the schema ------------------------------------------------------------
+
+
+def test_keys_rotate_is_audited_and_keeps_earlier_keys(data_dir: Path) -> None:
+    from server.__main__ import main
+    from server.keys import KeyRing
+
+    before = KeyRing.load_or_create(data_dir)
+    assert main(["keys", "rotate", "--data-dir", str(data_dir)]) == 0
+    after = KeyRing.load_or_create(data_dir)
+    assert after.active_field_key != before.active_field_key
+    assert set(before.field_keys) < set(after.field_keys)
+    with sqlite3.connect(data_dir / "eboard.sqlite3") as db:
+        rows = db.execute(
+            "SELECT target_id, detail FROM audit_record WHERE action = 'field_key.rotate'"
+        ).fetchall()
+    assert [r[0] for r in rows] == [after.active_field_key]
+    assert main(["verify-audit", "--data-dir", str(data_dir)]) == 0  # the chain holds
+
+
+def test_migration_0008_keeps_users_at_generation_zero(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from server.db import alembic_config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+        conn.execute(
+            text("INSERT INTO institution (id, code, name, timezone) VALUES (1, 'HZ', 'H', 'UTC')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO user (id, username, display_name, email, password_hash, role, "
+                "institution_id, timezone, locale, active, created_at) VALUES (1, 'u', 'U', '', "
+                "'x', 'admin', 1, 'UTC', 'en', 1, '2026-01-01')"
+            )
+        )
+        command.upgrade(cfg, "0008")
+        assert conn.execute(text("SELECT token_generation FROM user")).scalar_one() == 0
+        conn.execute(
+            text(
+                "INSERT INTO revoked_token (jti, user_id, expires_at) VALUES ('j', 1, '2026-01-01')"
+            )
+        )
+        command.downgrade(cfg, "0006")
+        assert conn.execute(text("SELECT username FROM user")).scalar_one() == "u"
