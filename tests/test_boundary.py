@@ -636,3 +636,14 @@ def test_migration_0008_keeps_users_at_generation_zero(tmp_path: Path) -> None:
         )
         command.downgrade(cfg, "0006")
         assert conn.execute(text("SELECT username FROM user")).scalar_one() == "u"
+
+
+async def test_a_json_body_over_a_mebibyte_is_413_and_changes_nothing(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    before = await _count(client, Board)
+    huge = {**NEW_BOARD, "padding": ["x" * 1000] * 1100}
+    resp = await client.post("/api/boards", json=huge, headers=auth["coordinator"])
+    assert resp.status == 413
+    assert (await resp.json())["errors"][0]["field"] == "body"
+    assert await _count(client, Board) == before

@@ -24,6 +24,7 @@ from ..errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooLarge,
     Unauthenticated,
     UnsupportedMediaType,
 )
@@ -260,6 +261,8 @@ def bearer_token(request: web.Request) -> str | None:
 async def _parse_body(route: Route, request: web.Request) -> Any:
     if route.body is None:
         return None
+    if (request.content_length or 0) > json_body.MAX_BYTES:  # refused before it is read
+        raise TooLarge.on("body", f"a JSON body is at most {json_body.MAX_BYTES} bytes")
     data = json_body.load(await request.read())
     try:
         return route.body.model_validate(data)
