@@ -526,6 +526,24 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
         print(f"user {args.username} added")
 
 
+async def _rotate_field_key(settings: Settings) -> None:
+    """A new active field-encryption key, audited (field_key.rotate). A running server keeps
+    the key ring it started with: restart it, or what others encrypt with the new key is
+    unreadable to it."""
+    async with _opened(settings) as services:
+        async with services.db.write() as session:
+            ring = services.keys.rotate()
+            await services.audit.append(
+                session,
+                actor_id=None,
+                action="field_key.rotate",
+                target_type="key_ring",
+                target_id=ring.active_field_key,
+                detail={"via": "cli"},
+            )
+    print(f"active field key is now {ring.active_field_key}; restart a running server")
+
+
 async def _rotate_signing(settings: Settings, code: str | None) -> None:
     """A new active signing key for one institution's plans, audited; running servers pick it
     up from the key file at their next signature."""
@@ -570,12 +588,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        if args.command == "keys" and args.action == "rotate":
-            from .keys import KeyRing
-
-            ring = KeyRing.load_or_create(Path(args.data_dir).resolve()).rotate()
-            print(f"active field key is now {ring.active_field_key}")
-            return 0
         if args.command == "verify":
             return _verify_plans(args)
         settings = settings_from(args)
@@ -596,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_export(settings, args))
         elif args.command == "user":
             asyncio.run(_user_add(settings, args))
+        elif args.command == "keys" and args.action == "rotate":
+            asyncio.run(_rotate_field_key(settings))
         elif args.command == "keys":
             asyncio.run(_rotate_signing(settings, args.institution))
     except ConfigError as exc:

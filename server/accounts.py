@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 from sqlmodel import select
 
@@ -10,10 +11,25 @@ from .db import AsyncSession
 from .errors import Conflict, Invalid, Unauthenticated
 from .models import Institution, User, utcnow
 from .scheduling import zone
-from .security import Role
+from .security import Role, TokenClaims
 from .services import Services
 
-__all__ = ["SPECIALTIES", "check_email", "create_user", "create_institution", "login", "user_json"]
+__all__ = [
+    "SPECIALTIES",
+    "check_email",
+    "create_user",
+    "create_institution",
+    "issue_access",
+    "login",
+    "logout",
+    "token_user",
+    "update_user",
+    "user_json",
+]
+
+# Reads the user record behind a verified token's subject (by default, from the database).
+UserLookup = Callable[[int], Awaitable[User | None]]
+_USER_ID = re.compile(r"[0-9]{1,18}")
 
 SPECIALTIES = (
     "surgery",
@@ -107,6 +123,91 @@ async def login(session: AsyncSession, services: Services, username: str, passwo
     return user
 
 
+def issue_access(services: Services, user: User) -> tuple[str, int]:
+    """A signed access token for ``user`` and when it expires (epoch seconds)."""
+    return services.tokens.issue(
+        "access",
+        str(user.id),
+        services.settings.token_ttl_seconds,
+        role=user.role,
+        gen=user.token_generation,
+    )
+
+
+async def token_user(services: Services, token: str, users: UserLookup | None = None) -> User:
+    """The active user an access token speaks for; ``Unauthenticated`` when the token is
+    invalid, expired, revoked (logged out), or older than the user's last disable, role or
+    password change."""
+    claims = services.tokens.verify("access", token)
+    if not _USER_ID.fullmatch(claims.subject):
+        raise Unauthenticated("token is invalid (its subject is not a user id)")
+    if not claims.token_id:
+        raise Unauthenticated("token is invalid (it has no id); log in again")
+    if await services.revocations.revoked(services.db, claims.token_id):
+        raise Unauthenticated("token was revoked (logged out); log in again")
+    if users is None:
+        async with services.db.read() as session:
+            user = await session.get(User, int(claims.subject))
+    else:
+        user = await users(int(claims.subject))
+    if user is None or not user.active:
+        raise Unauthenticated("token is for a user who no longer exists or is disabled")
+    # Tokens signed before generations existed carry none: they belong to generation 0.
+    if claims.extra.get("gen", 0) != user.token_generation:
+        raise Unauthenticated("token was revoked (role, password or account changed); log in again")
+    return user
+
+
+async def logout(session: AsyncSession, services: Services, token: str) -> TokenClaims | None:
+    """Revoke the access token (in ``session``'s unit); None when it is not a valid one."""
+    try:
+        claims = services.tokens.verify("access", token)
+    except Unauthenticated:
+        return None
+    if not claims.token_id or not _USER_ID.fullmatch(claims.subject):
+        return None
+    if await session.get(User, int(claims.subject)) is None:
+        return None
+    await services.revocations.revoke(
+        session, jti=claims.token_id, user_id=int(claims.subject), expires_at=claims.expires_at
+    )
+    return claims
+
+
+async def update_user(
+    session: AsyncSession,
+    services: Services,
+    user: User,
+    *,
+    active: bool | None = None,
+    role: str | None = None,
+    password: str | None = None,
+) -> dict[str, object]:
+    """Disable or enable ``user``, change their role or password; any of these revokes every
+    token they hold. Returns what changed (never the password)."""
+    changed: dict[str, object] = {}
+    if role is not None and role != user.role:
+        if role not in Role.__members__.values():
+            raise Invalid.on("role", f"unknown role {role!r}")
+        changed["role"] = role
+    if password is not None:
+        if len(password) < MIN_PASSWORD:
+            raise Invalid.on("password", f"must be at least {MIN_PASSWORD} characters")
+        user.password_hash = await services.passwords.hash(password)
+        changed["password"] = "changed"
+    if active is not None and active != user.active:
+        changed["active"] = active
+    if role is not None and "role" in changed:
+        user.role = role
+    if "active" in changed:
+        user.active = bool(active)
+    if changed:
+        user.token_generation += 1
+        session.add(user)
+        await session.flush()
+    return changed
+
+
 async def user_json(session: AsyncSession, user: User) -> dict[str, object]:
     institution = await session.get(Institution, user.institution_id)
     assert institution is not None
@@ -125,4 +226,5 @@ async def user_json(session: AsyncSession, user: User) -> dict[str, object]:
         },
         "timezone": user.timezone,
         "locale": user.locale,
+        "active": user.active,
     }

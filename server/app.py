@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -74,7 +75,7 @@ SfuFactory = Callable[[EventSink, list[IceServer]], Sfu]
 
 def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, headers_middleware, error_middleware],
+        middlewares=[observe_middleware, headers_middleware(settings), error_middleware],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
     )
     services = Services.build(settings)
@@ -105,10 +106,12 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
     signalling = Signalling(services, sfu, EventContract(), ice)
     relay.append(signalling)
     # Websocket only: no long-polling, so no sticky sessions are needed behind a balancer.
+    # A browser's connection from a page of another site carries the cookie too: only eBoard's
+    # own origin is let in, before the namespace's connect runs (no Origin: not a browser).
     server = socketio.AsyncServer(
         async_mode="aiohttp",
         transports=["websocket"],
-        cors_allowed_origins=[],
+        cors_allowed_origins=partial(_own_origin, settings),
         # Frames up to this size are read and answered by the contract (the largest valid
         # event is a 171 KiB note update); a larger frame is refused by aiohttp from its header,
         # before any of it is buffered, and the connection closed with 1009 (message too big).
@@ -120,6 +123,10 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
 
     app[SIGNALLING] = signalling
     app[SFU] = sfu
+
+
+def _own_origin(settings: Settings, origin: str, environ: dict[str, Any]) -> bool:
+    return settings.accepts_origin(origin, str(environ.get("HTTP_HOST", "")))
 
 
 async def _signalling_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import ConfigError
 
@@ -15,6 +15,15 @@ __all__ = ["Settings", "DEMO_PASSWORD"]
 DEMO_PASSWORD = "eboard-demo"
 
 _DEFAULT_CLIENT_DIR = Path(__file__).resolve().parent.parent / "client" / "dist"
+
+
+def _netloc(url: SplitResult) -> str | None:
+    """host:port with the scheme's default port made explicit (None: not a valid port)."""
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return f"{url.hostname}:{port}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,17 @@ class Settings:
             return self.public_url.rstrip("/")
         scheme = "https" if self.tls_enabled else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    def accepts_origin(self, origin: str, host: str) -> bool:
+        """Whether a browser's ``Origin`` is eBoard's own pages: the public URL's origin when
+        one is set, else any scheme on the ``Host`` the request was sent to (behind a proxy
+        that rewrites Host, set the public URL)."""
+        parts = urlsplit(origin.strip().lower())
+        if self.public_url:
+            public = urlsplit(self.public_url.lower())
+            theirs = _netloc(parts)
+            return theirs is not None and (parts.scheme, theirs) == (public.scheme, _netloc(public))
+        return parts.scheme in ("http", "https") and parts.netloc == host.lower()
 
     @property
     def is_local(self) -> bool:

@@ -14,6 +14,7 @@ __all__ = [
     "Invalid",
     "Conflict",
     "TooLarge",
+    "UnsupportedMediaType",
 ]
 
 
@@ -88,3 +89,8 @@ class TooMany(EboardError):
 class Unavailable(EboardError):
     status = 503
     title = "Service unavailable"
+
+
+class UnsupportedMediaType(EboardError):
+    status = 415
+    title = "Unsupported media type"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from .config import Settings
 from .errors import EboardError, TooMany
 from .metrics import METRICS
 
@@ -18,12 +20,19 @@ __all__ = [
     "error_middleware",
     "observe_middleware",
     "headers_middleware",
+    "KNOWN_METHODS",
+    "content_security_policy",
 ]
 
 log = logging.getLogger("eboard.requests")
 errlog = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The methods any route answers; any other (TRACE, made-up ones) is 405 on every path.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Where patient data can be in a response: never kept by a browser or a proxy.
+_NO_STORE = ("/api/", "/dicom-web/", "/metrics")
 
 # Who made the request, for the request log (set once authentication has run).
 USER_ID = web.RequestKey("user_id", object)
@@ -46,8 +55,36 @@ def problem_response(
     )
 
 
+def _problem_path(path: str) -> bool:
+    return path.startswith(("/api/", "/dicom-web/")) or path == "/metrics"
+
+
+def _allowed_methods(request: web.Request) -> set[str]:
+    """The methods the requested path answers (none when it has no route)."""
+    exc = getattr(request.match_info, "http_exception", None)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return set(exc.allowed_methods)
+    resource = request.match_info.route.resource
+    if exc is not None or resource is None:
+        return set()
+    return {route.method for route in resource if route.method in KNOWN_METHODS}
+
+
+def _not_allowed(request: web.Request, allowed: set[str]) -> web.StreamResponse:
+    allow = ", ".join(sorted(allowed))
+    detail = f"{request.method[:20]} is not answered here" + (f"; use {allow}" if allow else "")
+    if _problem_path(request.path):
+        response = problem_response(405, "Method not allowed", detail)
+    else:
+        response = web.Response(status=405, text=detail)
+    response.headers["Allow"] = allow
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in KNOWN_METHODS:
+        return _not_allowed(request, _allowed_methods(request))
     try:
         return await handler(request)
     except EboardError as exc:
@@ -60,12 +97,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, TooMany) and exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
+    except web.HTTPMethodNotAllowed as exc:
+        return _not_allowed(request, set(exc.allowed_methods))
     except web.HTTPException as exc:
-        if exc.status >= 400 and (request.path.startswith("/api/") or request.path == "/metrics"):
+        if exc.status >= 400 and _problem_path(request.path):
             detail = (
-                f"no route {request.method} {request.path}"
-                if exc.status in (404, 405)
-                else exc.reason
+                f"no route {request.method} {request.path}" if exc.status == 404 else exc.reason
             )
             return problem_response(exc.status, exc.reason, detail)
         raise
@@ -111,12 +148,51 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
 
 
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+def content_security_policy(host: str) -> str:
+    """The client's policy: its own scripts (and the codecs' WebAssembly), workers, styles and
+    connections (the API and socket.io's websocket); no inline script, no framing."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            "worker-src 'self' blob:",
+            "style-src 'self'",
+            # Cornerstone's measurement labels set a style attribute on SVG text; attributes
+            # cannot hold selectors or rules, and what they load is held to img-src.
+            "style-src-attr 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            f"connect-src 'self' ws://{host} wss://{host}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+def headers_middleware(settings: Settings) -> Middleware:
+    """Security headers on every response, errors included; HSTS when serving TLS."""
+
+    @web.middleware
+    async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # e.g. a missing static file
+            _secure(request, exc.headers, settings)
+            raise
+        _secure(request, response.headers, settings)
+        return response
+
+    return headers
+
+
+def _secure(request: web.Request, headers: MutableMapping[str, str], settings: Settings) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Content-Security-Policy", content_security_policy(request.host))
+    if settings.tls_enabled:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.path.startswith(_NO_STORE):
+        headers["Cache-Control"] = "no-store"

@@ -33,6 +33,7 @@ __all__ = [
     "NoteUpdate",
     "AgreedPlan",
     "PlanFollowup",
+    "RevokedToken",
 ]
 
 
@@ -84,6 +85,19 @@ class User(SQLModel, table=True):
     locale: str = Field(default="en", max_length=8)
     active: bool = True
     created_at: datetime = _instant(nullable=False)
+    # Access tokens carry the generation they were issued in; bumping it (disabled, new role or
+    # password) makes every earlier token of the user invalid.
+    token_generation: int = 0
+
+
+class RevokedToken(SQLModel, table=True):
+    """An access token given up before it expires (logged out); kept until it would expire."""
+
+    __tablename__ = "revoked_token"
+
+    jti: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="user.id")
+    expires_at: datetime = _instant(nullable=False, index=True)
 
 
 class Board(SQLModel, table=True):

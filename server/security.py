@@ -65,11 +65,12 @@ class TokenClaims:
     subject: str
     expires_at: int
     extra: dict[str, Any]
+    token_id: str = ""  # the jti: what a logout records as revoked
 
 
 class Tokens:
     """Signed, expiring JWTs (HS256, joserfc). ``kind`` keeps an invitation from being used
-    as an access token and the reverse."""
+    as an access token and the reverse; each token has its own random id (``jti``)."""
 
     def __init__(self, secret: bytes) -> None:
         self._key = OctKey.import_key(secret)
@@ -77,7 +78,8 @@ class Tokens:
     def issue(self, kind: str, subject: str, ttl_seconds: int, **extra: Any) -> tuple[str, int]:
         now = int(time.time())
         exp = now + ttl_seconds
-        claims = {"typ": kind, "sub": subject, "iat": now, "exp": exp, **extra}
+        jti = secrets.token_urlsafe(16)
+        claims = {"typ": kind, "sub": subject, "iat": now, "exp": exp, "jti": jti, **extra}
         return jwt.encode({"alg": "HS256"}, claims, self._key), exp
 
     def verify(self, kind: str, token: str) -> TokenClaims:
@@ -96,5 +98,12 @@ class Tokens:
             raise Unauthenticated(f"{what} is invalid ({exc})") from exc
         if claims.get("typ") != kind:
             raise Unauthenticated(f"{what} is invalid (wrong kind of token)")
-        extra = {k: v for k, v in claims.items() if k not in {"typ", "sub", "iat", "exp"}}
-        return TokenClaims(kind, str(claims["sub"]), int(claims["exp"]), extra)
+        extra = {k: v for k, v in claims.items() if k not in {"typ", "sub", "iat", "exp", "jti"}}
+        jti = claims.get("jti")
+        return TokenClaims(
+            kind,
+            str(claims["sub"]),
+            int(claims["exp"]),
+            extra,
+            jti if isinstance(jti, str) else "",
+        )

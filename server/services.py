@@ -17,6 +17,7 @@ from .notes.plan import PlanDesk
 from .notes.store import NoteStore
 from .notes.templates import TemplateSet
 from .ratelimit import LoginThrottle
+from .revocations import Revocations
 from .security import Passwords, Tokens
 from .signing import SigningKeys
 from .spool import Spools
@@ -40,6 +41,7 @@ class Services:
     renderer: Renderer
     logins: LoginThrottle
     spools: Spools
+    revocations: Revocations
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -64,6 +66,7 @@ class Services:
             renderer=Renderer(settings.export_workers or None),
             logins=LoginThrottle(),
             spools=Spools(settings.data_dir / "spool", settings.uploads_per_user),
+            revocations=Revocations(),
         )
 
 

@@ -27,6 +27,7 @@ from media import (
 )
 
 from .access import membership
+from .accounts import token_user
 from .agenda import items_of
 from .api.routing import TOKEN_COOKIE
 from .attendance import close_spans, open_span, switch_item
@@ -121,13 +122,9 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         if not token:
             raise socketio.exceptions.ConnectionRefusedError("log in first: no token was sent")
         try:
-            claims = self._services.tokens.verify("access", str(token))
+            user = await token_user(self._services, str(token))
         except Unauthenticated as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.detail) from exc
-        async with self._services.db.read() as session:
-            user = await session.get(User, int(claims.subject))
-        if user is None or not user.active:
-            raise socketio.exceptions.ConnectionRefusedError("user no longer exists")
         await self.save_session(sid, {"user_id": user.id})
         settings = self._services.settings
         self._buckets[sid] = TokenBucket(settings.event_rate_per_second, settings.event_burst)

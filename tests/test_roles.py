@@ -68,6 +68,7 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("POST", "/api/institutions"): ADMIN,
     ("GET", "/api/users"): MANAGERS,
     ("POST", "/api/users"): ADMIN,
+    ("PATCH", "/api/users/{user_id}"): ADMIN,
     ("GET", "/api/boards"): EVERYONE,
     ("POST", "/api/boards"): MANAGERS,
     ("GET", "/api/boards/{board_id}"): EVERYONE,
@@ -229,6 +230,9 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
         {"code": "SHCH", "name": "Shanghai Chest Hospital", "timezone": "Asia/Shanghai"},
     ),
     ("GET", "/api/users"): lambda c: Request("/api/users"),
+    ("PATCH", "/api/users/{user_id}"): lambda c: Request(
+        f"/api/users/{c.outsider_id}", {"role": "observer"}
+    ),
     ("POST", "/api/users"): lambda c: Request(
         "/api/users",
         {

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from ..accounts import login, user_json
+from ..accounts import issue_access, login, logout, user_json
 from ..errors import TooMany, Unauthenticated
 from ..models import User
 from .roles import EVERYONE
-from .routing import PUBLIC, TOKEN_COOKIE, Call, RouteTable
+from .routing import PUBLIC, TOKEN_COOKIE, Call, RouteTable, bearer_token
 
 routes = RouteTable()
 
@@ -37,10 +37,7 @@ def set_token_cookie(call: Call, response: web.Response, token: str) -> None:
 
 async def issue_login(call: Call, user: User, status: int = 200) -> web.Response:
     """The login reply: a signed access token in the body and in an HttpOnly cookie."""
-    services = call.services
-    token, exp = services.tokens.issue(
-        "access", str(user.id), services.settings.token_ttl_seconds, role=user.role
-    )
+    token, exp = issue_access(call.services, user)
     body = {
         "token": token,
         "expires_at": datetime.fromtimestamp(exp, UTC).isoformat(),
@@ -62,9 +59,15 @@ async def post_login(call: Call) -> web.Response:
     wait = services.logins.wait(username, address)
     if wait:
         # Refused before the password is checked: guessing costs the guesser, not the server.
-        await _login_failed(call, {"throttled": True})
+        why = services.logins.why(username, address)
+        await _login_failed(call, {"throttled": True} if why == "user" else {"throttled": why})
+        whose = {
+            "user": f"for {username}",
+            "address": "from this address",
+            "all": "on this server",
+        }[why]
         raise TooMany(
-            f"too many failed logins for {username}; try again in {math.ceil(wait / 60)} min",
+            f"too many failed logins {whose}; try again in {math.ceil(wait / 60)} min",
             retry_after=wait,
         )
     try:
@@ -97,6 +100,20 @@ async def _login_failed(call: Call, detail: dict[str, object]) -> None:
     "POST", "/api/logout", roles=PUBLIC, summary="Log out", status=204, tag="auth", writes=False
 )
 async def post_logout(call: Call) -> web.Response:
+    """Revoke the token sent (header or cookie) and clear the cookie; without a valid token
+    there is nothing to revoke, and the answer is the same."""
+    token = bearer_token(call.request)
+    if token is not None:
+        async with call.services.db.write() as session:
+            claims = await logout(session, call.services, token)
+            if claims is not None:
+                await call.services.audit.append(
+                    session,
+                    actor_id=int(claims.subject),
+                    action="logout",
+                    target_type="user",
+                    target_id=int(claims.subject),
+                )
     response = web.Response(status=204)
     response.del_cookie(TOKEN_COOKIE, path="/")
     return response

@@ -199,10 +199,9 @@ async def _case_list(call: Call, *, mrn: str | None) -> list[dict[str, object]]:
                 col(Case.consent_external).is_(True),
             ),
         )
-    if "board_id" in q:
-        if not q["board_id"].isdigit():
-            raise Invalid.on("board_id", f"{q['board_id']!r} is not an id")
-        query = query.where(Case.board_id == int(q["board_id"]))
+    board_id = call.int_query("board_id")
+    if board_id is not None:
+        query = query.where(Case.board_id == board_id)
     if "state" in q:
         if q["state"] not in STATES:
             raise Invalid.on("state", f"unknown state {q['state']!r}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from ..accounts import create_institution, create_user, user_json
+from ..accounts import create_institution, create_user, update_user, user_json
+from ..errors import Conflict, NotFound
 from ..models import Institution, User
+from ..security import Role
 from .roles import ADMINS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -17,6 +19,14 @@ class InstitutionIn(BaseModel):
     code: str = Field(min_length=2, max_length=16, pattern=r"^[A-Z0-9]+$")
     name: str = Field(min_length=1, max_length=200)
     timezone: str
+
+
+class UserChange(BaseModel):
+    """What an admin may change of a user; each change revokes the user's tokens."""
+
+    active: bool | None = None
+    role: str | None = None
+    password: str | None = Field(default=None, max_length=1024)
 
 
 class UserIn(BaseModel):
@@ -62,7 +72,11 @@ async def post_institution(call: Call) -> dict[str, object]:
 
 @routes.add("GET", "/api/users", roles=MANAGERS, summary="List users", tag="people")
 async def list_users(call: Call) -> dict[str, object]:
-    rows = list(await call.session.exec(select(User).order_by(col(User.id))))
+    """Admins see every user; a coordinator, their own institution's."""
+    query = select(User).order_by(col(User.id))
+    if call.me.role != Role.ADMIN:
+        query = query.where(User.institution_id == call.me.institution_id)
+    rows = list(await call.session.exec(query))
     return {"items": [await user_json(call.session, u) for u in rows]}
 
 
@@ -78,4 +92,31 @@ async def post_user(call: Call) -> dict[str, object]:
         target_id=user.id,
         detail={"role": user.role},
     )
+    return await user_json(call.session, user)
+
+
+@routes.add(
+    "PATCH",
+    "/api/users/{user_id}",
+    roles=ADMINS,
+    summary="Disable, enable, or change a user's role or password",
+    body=UserChange,
+    tag="people",
+)
+async def patch_user(call: Call) -> dict[str, object]:
+    b: UserChange = call.body
+    user = await call.session.get(User, call.int_param("user_id"))
+    if user is None:
+        raise NotFound(f"no user {call.int_param('user_id')}")
+    if user.id == call.me.id and (b.active is False or b.role not in (None, user.role)):
+        # The last admin could otherwise lock everyone out of user management.
+        field = "active" if b.active is False else "role"
+        raise Conflict.on(field, "you may not disable yourself or change your own role")
+    changed = await update_user(
+        call.session, call.services, user, active=b.active, role=b.role, password=b.password
+    )
+    if changed:
+        await call.audit(
+            action="user.update", target_type="user", target_id=user.id, detail=changed
+        )
     return await user_json(call.session, user)

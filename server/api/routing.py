@@ -7,27 +7,42 @@ of the OpenAPI document and of the role matrix test.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ..accounts import token_user
 from ..db import AsyncSession
-from ..errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..errors import (
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from ..middlewares import USER_ID
 from ..models import User
 from ..scheduling import zone
 from ..security import Role
 from ..services import SERVICES, Services
+from . import json_body
 
 __all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE"]
 
 TOKEN_COOKIE = "eboard_token"
 PUBLIC: frozenset[Role] = frozenset()
+# Methods that change nothing; every other one is refused to a page of another site.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# An id in a path: ASCII digits, and no more of them than the database's integers hold.
+_ID = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -47,8 +62,17 @@ class Call:
 
     def int_param(self, name: str) -> int:
         raw = self.request.match_info[name]
-        if not raw.isdigit():
-            raise NotFound(f"{name} {raw!r} is not an id")
+        if not _ID.fullmatch(raw) or int(raw) > json_body.MAX_NUMBER:
+            raise NotFound(f"{name} {raw[:24]!r} is not an id")
+        return int(raw)
+
+    def int_query(self, name: str) -> int | None:
+        """An id in the query string (None when absent); 422 naming it when it is not one."""
+        raw = self.request.query.get(name)
+        if raw is None:
+            return None
+        if not _ID.fullmatch(raw) or int(raw) > json_body.MAX_NUMBER:
+            raise Invalid.on(name, f"{raw[:24]!r} is not an id")
         return int(raw)
 
     async def audit(
@@ -166,13 +190,14 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
     async def endpoint(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
         user = None
+        if route.same_site or route.method not in SAFE_METHODS:
+            _refuse_other_sites(request, services)
         # Who asks is settled before the body is read: a caller who may not use the route
         # learns nothing of its schema, and no large body is parsed for them.
-        if route.same_site and request.headers.get("Sec-Fetch-Site") in _OTHER_SITES:
-            raise Forbidden("this is fetched by eBoard's own pages, not from another site")
         if not route.public:
             user = await _authenticate(route, request, services)
             request[USER_ID] = user.id
+        _check_content_type(route, request)
         body = await _parse_body(route, request)
         unit = services.db.write() if route.writes else services.db.read()
         async with unit as session:
@@ -183,19 +208,43 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
     return endpoint
 
 
+def _refuse_other_sites(request: web.Request, services: Services) -> None:
+    """Refuse a browser that a page of another site sent here with eBoard's cookie.
+
+    Browsers say where a request comes from (Fetch Metadata, and Origin on every POST);
+    scripts and tools send neither and pass, as they carry no one's cookie by accident.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site in _OTHER_SITES:
+        raise Forbidden(
+            f"Sec-Fetch-Site is {site}: eBoard's own pages make this request, not another site's"
+        )
+    origin = request.headers.get("Origin")
+    if origin is not None and not services.settings.accepts_origin(origin, request.host):
+        raise Forbidden(
+            f"Origin {origin[:100]!r} is not eBoard's: only its own pages make this request"
+        )
+
+
+def _check_content_type(route: Route, request: web.Request) -> None:
+    """A JSON route reads only ``application/json`` (a form is never parsed as JSON); an
+    upload route only its multipart type."""
+    expected = route.raw_body or ("application/json" if route.body is not None else None)
+    if expected is None or (route.raw_body is None and not request.body_exists):
+        return
+    if request.content_type != expected:
+        raise UnsupportedMediaType.on(
+            "Content-Type", f"send {expected}, not {request.content_type[:100]!r}"
+        )
+
+
 async def _authenticate(route: Route, request: web.Request, services: Services) -> User:
     """The logged-in user of a non-public route, who must hold one of its roles."""
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("log in first: no token was sent")
-    claims = services.tokens.verify("access", token)
-    if route.users is not None:
-        user = await route.users(request, int(claims.subject))
-    else:
-        async with services.db.read() as session:
-            user = await session.get(User, int(claims.subject))
-    if user is None or not user.active:
-        raise Unauthenticated("token is for a user who no longer exists or is disabled")
+    users = partial(route.users, request) if route.users is not None else None
+    user = await token_user(services, token, users)
     # The role comes from the user record, never from the token's claims.
     if Role(user.role) not in route.roles:
         raise Forbidden(f"role {user.role} may not {route.summary[0].lower()}{route.summary[1:]}")
@@ -212,11 +261,9 @@ def bearer_token(request: web.Request) -> str | None:
 async def _parse_body(route: Route, request: web.Request) -> Any:
     if route.body is None:
         return None
-    raw = await request.read()
-    try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid.on("body", f"is not valid JSON ({exc})") from exc
+    if (request.content_length or 0) > json_body.MAX_BYTES:  # refused before it is read
+        raise TooLarge.on("body", f"a JSON body is at most {json_body.MAX_BYTES} bytes")
+    data = json_body.load(await request.read())
     try:
         return route.body.model_validate(data)
     except ValidationError as exc:

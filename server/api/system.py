@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..accounts import token_user
+from ..errors import Forbidden, Unauthenticated
 from ..metrics import METRICS
+from ..security import Role
 from .openapi import openapi_document
 from .roles import ADMINS
-from .routing import PUBLIC, Call, RouteTable
+from .routing import PUBLIC, Call, RouteTable, bearer_token
 
 routes = RouteTable()
 
@@ -34,6 +39,9 @@ async def get_openapi(call: Call) -> dict[str, object]:
 
 @routes.add("GET", "/metrics", roles=PUBLIC, summary="Prometheus metrics", tag="system")
 async def get_metrics(call: Call) -> web.Response:
+    """For the host's own scraper (loopback, not forwarded by a proxy) and for admins."""
+    if not _from_this_host(call.request) and not await _admin(call):
+        raise Forbidden("metrics are served to admins and to this host's own scraper only")
     body = generate_latest(call.request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -48,3 +56,24 @@ async def get_audit_verify(call: Call) -> dict[str, object]:
         "intact": not breaks,
         "breaks": [{"record_id": b.record_id, "reason": b.reason} for b in breaks],
     }
+
+
+def _from_this_host(request: web.Request) -> bool:
+    # A proxy on the same host makes every browser look local: what it forwards is not.
+    if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
+        return False
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+async def _admin(call: Call) -> bool:
+    token = bearer_token(call.request)
+    if token is None:
+        return False
+    try:
+        user = await token_user(call.services, token)
+    except Unauthenticated:
+        return False
+    return user.role == Role.ADMIN

@@ -10,14 +10,21 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -139,8 +146,44 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
+@dataclass
+class CspWatch:
+    """What Chromium's consoles said about the Content-Security-Policy: each a violation."""
+
+    violations: list[str] = field(default_factory=list)
+
+    def attach(self, context: BrowserContext) -> None:
+        context.on("console", self._heard)
+
+    def _heard(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.violations.append(message.text)
+
+
 @pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+def csp_watch() -> CspWatch:
+    return CspWatch()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright, csp_watch: CspWatch) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    new_context = browser.new_context
+
+    def watched_context(**kwargs: Any) -> BrowserContext:
+        context = new_context(**kwargs)
+        csp_watch.attach(context)
+        return context
+
+    # Every test's contexts report CSP violations (tests open them with browser.new_context).
+    browser.new_context = watched_context  # type: ignore[method-assign]
     yield browser
     browser.close()
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations(csp_watch: CspWatch) -> Iterator[None]:
+    """A test fails when a page it opened broke the server's Content-Security-Policy."""
+    csp_watch.violations.clear()
+    yield
+    assert not csp_watch.violations, f"CSP violations: {csp_watch.violations}"
