@@ -26,6 +26,9 @@ from server.services import Services
 Auth = dict[str, dict[str, str]]
 AS_STORED = {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}
 FRAMES = 24  # of 512 × 512 × 16 bits: 12 MiB of pixel data in one instance
+# Less than the 12 MiB reply itself. Measured: about 3 MiB (a megabyte of frames being read, one
+# being sent, the socket's buffers), up to 7 on a loaded machine; built in memory, 32 MiB.
+PEAK_BYTES = 10 << 20
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,7 @@ async def test_a_whole_instance_of_frames_costs_memory_of_a_few_frames_not_the_r
     peak = await _peak_while_reading(
         client, f"{multiframe.instance}/frames/{every}", {**auth["radiologist"], **AS_STORED}
     )
-    # A reply built in memory held the 12 MiB of frames at least twice (read, then joined).
-    assert peak < 6 << 20, f"{peak / 2**20:.1f} MiB"
+    assert peak < PEAK_BYTES, f"{peak / 2**20:.1f} MiB"
 
 
 async def test_a_series_is_retrieved_one_file_at_a_time(
@@ -193,7 +195,7 @@ async def test_a_series_is_retrieved_one_file_at_a_time(
     first = pydicom.dcmread(paths[0], stop_before_pixels=True)
     base = f"/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
     peak = await _peak_while_reading(client, base, auth["radiologist"])
-    assert peak < 6 << 20, f"{peak / 2**20:.1f} MiB"
+    assert peak < PEAK_BYTES, f"{peak / 2**20:.1f} MiB"
     resp = await client.get(base, headers=auth["radiologist"])
     parts = _parts(resp, await resp.read())
     got = sorted(str(pydicom.dcmread(io.BytesIO(p)).SOPInstanceUID) for p in parts)
