@@ -78,7 +78,8 @@ def is_external(user: User, case: Case) -> bool:
 
 async def case_for(session: AsyncSession, user: User, case_id: int) -> Case:
     """The case, if ``user`` may see it. External members see only cases whose patient
-    consented to external review (and then only a de-identified view)."""
+    consented to external review (and then only a de-identified view). A refusal names only
+    the id asked for: never the case's number, patient or board."""
     case = await session.get(Case, case_id)
     if case is None:
         raise NotFound(f"no case {case_id}")
@@ -86,16 +87,16 @@ async def case_for(session: AsyncSession, user: User, case_id: int) -> Case:
         # Managers and records staff work on their own institution's cases only, even where a
         # board of another lists them.
         if is_manager(user) or Role(user.role) == Role.RECORDS:
-            raise Forbidden(f"case {case.number} belongs to another institution")
+            raise Forbidden(f"case {case_id} is another institution's")
         if case.board_id not in await member_board_ids(session, user):
-            raise Forbidden(f"you are not a member of the board of case {case.number}")
+            raise Forbidden(f"you are not a member of the board of case {case_id}")
         if case.consent_external is not True:
-            raise Forbidden(f"case {case.number} has no consent for external review")
+            raise Forbidden(f"case {case_id} is not open to external review")
         return case
     if is_manager(user) or Role(user.role) == Role.RECORDS:
         return case
     if case.board_id not in await member_board_ids(session, user):
-        raise Forbidden(f"you are not a member of the board of case {case.number}")
+        raise Forbidden(f"you are not a member of the board of case {case_id}")
     return case
 
 

@@ -51,10 +51,11 @@ async def add_item(
     _check_timebox(timebox)
     _check_lane(lane)
     case = await session.get(Case, case_id)
-    if case is None:
-        raise Invalid.on("case_id", f"no case {case_id}")
-    if case.board_id != board_session.board_id:
-        raise Invalid.on("case_id", f"case {case.number} belongs to another board")
+    if case is None or case.board_id != board_session.board_id:
+        # Another board's case is not named: its number is not the caller's to learn.
+        raise Invalid.on(
+            "case_id", f"no case {case_id} on this board (a case of another board cannot join)"
+        )
     if case.state != "ready":
         raise Invalid.on("case_id", f"case {case.number} is {case.state}, not ready")
     current = await items_of(session, board_session.id or 0)

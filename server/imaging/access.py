@@ -61,19 +61,26 @@ def sees_copies(user: User, case: Case) -> bool:
 
 
 async def study_for(session: AsyncSession, user: User, study_uid: str) -> ImagingStudy:
-    """The study, if ``user`` may see it; 403 (not 404) for a study of someone else's case."""
+    """The study, if ``user`` may see it. Any other study answers exactly as one that does not
+    exist: a UID someone else may see (the original an external member gets a copy of,
+    another board's case) is not confirmed to exist, nor its case named."""
     study = (
         await session.exec(select(ImagingStudy).where(ImagingStudy.study_instance_uid == study_uid))
     ).first()
-    if study is None:
+    if study is None or not await _sees(session, user, study):
         raise NotFound(f"no study {study_uid}")
+    return study
+
+
+async def _sees(session: AsyncSession, user: User, study: ImagingStudy) -> bool:
     case = await session.get(Case, study.case_id)
     assert case is not None
-    await case_for(session, user, study.case_id)
-    if study.deidentified != sees_copies(user, case):
-        # The other audience's copy: it exists, but is not for this user.
-        raise Forbidden(f"study {study_uid} is not available to you")
-    return study
+    try:
+        await case_for(session, user, study.case_id)
+    except Forbidden:
+        return False
+    # Each audience has its own copy: staff the original, external members the de-identified.
+    return study.deidentified == sees_copies(user, case)
 
 
 async def series_for(

@@ -7,6 +7,12 @@ made by another process within ``GRANT_SECONDS``. JSON is ``application/dicom+js
 (no charset); frames are ``multipart/related`` parts whose Content-Type names their
 ``transfer-syntax``; compressed frames go out as stored when the client accepts
 ``transfer-syntax=*`` (or that syntax), decoded to native otherwise.
+
+Bounds: a frame list names each frame once, at most ``MAX_FRAMES`` of them; frame replies
+larger than ``INLINE_BYTES``, and every instance or series retrieval, are streamed part by
+part (``MultipartRelated``). Imaging a user may not see answers 404
+exactly as imaging that does not exist. Patient identifiers are refused as QIDO query keys
+(they would travel in a URL). Every reply carries ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,8 @@ import asyncio
 import io
 import json
 import re
-import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,22 +37,35 @@ from ..errors import EboardError, Forbidden, Invalid
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient, User
 from ..services import SERVICES
 from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
-from .frames import FrameIndex, read_frames
-from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES
+from .frames import INLINE_BYTES, FrameIndex, read_frames
+from .multipart import NO_STORE, MultipartRelated, Part
+from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES, DicomStore
 from .upload import read_parts
 
-__all__ = ["routes", "MetadataCache", "METADATA", "FRAMES"]
+__all__ = ["routes", "MetadataCache", "METADATA", "FRAMES", "MAX_FRAMES"]
 
 routes = RouteTable()
 DICOM_JSON = "application/dicom+json"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_FRAME_LIST = re.compile(r"\d+(,\d+)*")
+_FRAME_LIST = re.compile(r"\d{1,9}(,\d{1,9})*")
+# Frames one request may name: a viewer asks for one at a time; a whole instance in one
+# request is allowed up to this many.
+MAX_FRAMES = 1000
+# A streamed reply reads its frames this many bytes at a time (or one frame, if larger).
+STREAM_BYTES = 1 << 20
+# Patient identifiers would travel in the URL (logs, proxies, history): not accepted.
+_PATIENT_KEYS = {
+    "PatientID",
+    "00100020",
+    "PatientName",
+    "00100010",
+    "PatientBirthDate",
+    "00100030",
+}
 _QIDO_STUDY_KEYS = {
     "StudyInstanceUID",
     "0020000D",
-    "PatientID",
-    "00100020",
     "StudyDate",
     "00080020",
     "ModalitiesInStudy",
@@ -90,7 +108,9 @@ class MetadataCache:
 
 def _dicom_json(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=json.dumps(body).encode(), status=status, headers={"Content-Type": DICOM_JSON}
+        body=json.dumps(body).encode(),
+        status=status,
+        headers={"Content-Type": DICOM_JSON, **NO_STORE},
     )
 
 
@@ -132,6 +152,13 @@ def _int_param(call: Call, name: str, default: int, high: int) -> int:
 )
 async def search_studies(call: Call) -> web.Response:
     q = call.request.query
+    identifying = sorted(set(q) & _PATIENT_KEYS)
+    if identifying:
+        raise Invalid.on(
+            identifying[0],
+            "patient identifiers never travel in a URL: find a patient's cases by MRN with "
+            'POST /api/cases/lookup {"mrn"}, then search by StudyInstanceUID',
+        )
     unknown = sorted(set(q) - _QIDO_STUDY_KEYS)
     if unknown:
         raise Invalid.on(unknown[0], f"unsupported query parameter {unknown[0]!r}")
@@ -153,7 +180,6 @@ async def search_studies(call: Call) -> web.Response:
         raise Invalid.on("StudyDate", f"{day[:30]!r} is not YYYYMMDD or a range of them")
     rows = list(await call.session.exec(query.order_by(col(ImagingStudy.id))))
     cipher = call.services.cipher
-    wanted_mrn = q.get("PatientID") or q.get("00100020")
     modality = q.get("ModalitiesInStudy") or q.get("00080061")
     out = []
     for study, case, patient in rows:
@@ -164,8 +190,6 @@ async def search_studies(call: Call) -> web.Response:
         mrn = case.number if copy else cipher.open("patient.mrn", patient.mrn_enc)
         name = case.number if copy else cipher.open("patient.name", patient.name_enc)
         birth = "" if copy else cipher.open("patient.birth_date", patient.birth_date_enc)
-        if wanted_mrn and wanted_mrn != mrn:
-            continue
         sday = study.study_date.strftime("%Y%m%d")
         if day:
             low, _, high = day.partition("-") if "-" in day else (day, "", day)
@@ -336,7 +360,7 @@ async def series_metadata(call: Call) -> web.Response:
         ).encode()
         cache.put(series.id, body)
     await call.audit(action="dicomweb.metadata", target_type="series", target_id=series.id)
-    return web.Response(body=body, headers={"Content-Type": DICOM_JSON})
+    return web.Response(body=body, headers={"Content-Type": DICOM_JSON, **NO_STORE})
 
 
 @routes.add(
@@ -377,27 +401,58 @@ def _accepted(accept: str, stored: str) -> tuple[bool, str]:
     raise NotAcceptable(f"cannot send frames stored as {stored} as {accept[:120]!r}")
 
 
-def _decode(data: bytes, frames: list[int]) -> list[bytes]:
+def _decode(data: bytes) -> Any:
+    """The instance's pixels decoded, frames first (one frame is a stack of one)."""
     ds = pydicom.dcmread(io.BytesIO(data))
     array = ds.pixel_array
     if int(ds.get("NumberOfFrames", 1) or 1) == 1:
         array = array[np.newaxis, ...]
-    return [
-        np.ascontiguousarray(array[n - 1]).astype(array.dtype.newbyteorder("<")).tobytes()
-        for n in frames
-    ]
+    return array
 
 
-def _multipart(parts: list[tuple[str, bytes | bytearray]], kind: str) -> web.Response:
-    boundary = secrets.token_hex(16)
-    body: list[bytes | bytearray] = []
-    for content_type, data in parts:
-        body += (f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), data, b"\r\n")
-    body.append(f"--{boundary}--\r\n".encode())
-    return web.Response(
-        body=b"".join(body),
-        headers={"Content-Type": f'multipart/related; type="{kind}"; boundary={boundary}'},
-    )
+def _native(array: Any, number: int) -> bytes:
+    frame = np.ascontiguousarray(array[number - 1])
+    data: bytes = frame.astype(frame.dtype.newbyteorder("<")).tobytes()
+    return data
+
+
+def _frame_numbers(raw: str, count: int) -> list[int]:
+    """The frames a request names (1-based, in its order), each between 1 and ``count``.
+
+    A frame named twice is refused rather than sent twice or quietly dropped: the reply's
+    parts answer the list in order, and a client that repeats a frame has a bug to hear of
+    (repeats were how one request asked for 105 MB of the same frame)."""
+    if not _FRAME_LIST.fullmatch(raw):
+        raise Invalid.on("frames", f"{raw[:40]!r} is not a comma-separated list of numbers")
+    numbers = [int(n) for n in raw.split(",")]
+    if len(numbers) > MAX_FRAMES:
+        raise Invalid.on("frames", f"asks for {len(numbers)} frames; at most {MAX_FRAMES}")
+    seen: set[int] = set()
+    for n in numbers:
+        if n < 1 or n > count:
+            raise Invalid.on("frames", f"this instance has frames 1 to {count}")
+        if n in seen:
+            raise Invalid.on("frames", f"names frame {n} more than once")
+        seen.add(n)
+    return numbers
+
+
+def _size(instance: DicomInstance, number: int) -> int:
+    return sum(run[1] for run in instance.frame_index[number - 1])
+
+
+def _batches(instance: DicomInstance, numbers: list[int]) -> Iterator[list[int]]:
+    """``numbers`` in runs of at most ``STREAM_BYTES`` (or one frame, if larger)."""
+    batch: list[int] = []
+    size = 0
+    for n in numbers:
+        length = _size(instance, n)
+        if batch and size + length > STREAM_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(n)
+        size += length
+    yield batch
 
 
 async def _recent_user(request: web.Request, user_id: int) -> User | None:
@@ -418,25 +473,44 @@ async def frames(call: Call) -> web.Response:
     instance = await call.request.app[FRAMES].instance(
         call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
     )
-    raw = call.request.match_info["frames"]
-    if not _FRAME_LIST.fullmatch(raw):
-        raise Invalid.on("frames", f"{raw[:40]!r} is not a comma-separated list of numbers")
-    numbers = [int(n) for n in raw.split(",")]
-    if any(n < 1 or n > instance.frames for n in numbers):
-        raise Invalid.on("frames", f"this instance has frames 1 to {instance.frames}")
+    numbers = _frame_numbers(call.request.match_info["frames"], instance.frames)
     as_stored, media = _accepted(call.request.headers.get("Accept", ""), instance.transfer_syntax)
     store = call.services.dicom
-    data: Sequence[bytes | bytearray]
+    reply = MultipartRelated(media)
     if as_stored:
-        data = await read_frames(store, instance, numbers)
         syntax = (
             EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
         )
-    else:
-        data = await asyncio.to_thread(lambda: _decode(store.read_file(instance), numbers))
-        syntax = EXPLICIT_LE
-    part = f"{media}; transfer-syntax={syntax}"
-    return _multipart([(part, d) for d in data], media)
+        part = f"{media}; transfer-syntax={syntax}"
+        if sum(_size(instance, n) for n in numbers) <= INLINE_BYTES:
+            # A viewer's request (a frame or a few): one read, one body.
+            return reply.whole((part, d) for d in await read_frames(store, instance, numbers))
+        batches = list(_batches(instance, numbers))
+        # Read before answering, so a missing file is an error reply, not a cut-off one.
+        first = await read_frames(store, instance, batches[0])
+        return reply.streamed(_stored_parts(store, instance, part, first, batches[1:]))
+    array = await asyncio.to_thread(lambda: _decode(store.read_file(instance)))
+    part = f"{media}; transfer-syntax={EXPLICIT_LE}"
+    return reply.streamed(_native_parts(array, part, numbers))
+
+
+async def _stored_parts(
+    store: DicomStore,
+    instance: DicomInstance,
+    part: str,
+    first: list[bytes | bytearray],
+    rest: list[list[int]],
+) -> AsyncIterator[Part]:
+    for data in first:
+        yield part, data
+    for batch in rest:
+        for data in await read_frames(store, instance, batch):
+            yield part, data
+
+
+async def _native_parts(array: Any, part: str, numbers: list[int]) -> AsyncIterator[Part]:
+    for n in numbers:
+        yield part, _native(array, n)
 
 
 @routes.add(
@@ -453,7 +527,7 @@ async def retrieve_instance(call: Call) -> web.Response:
     )
     data = await asyncio.to_thread(call.services.dicom.read_file, instance)
     await call.audit(action="dicomweb.retrieve", target_type="instance", target_id=instance.id)
-    return _multipart([("application/dicom", data)], "application/dicom")
+    return MultipartRelated("application/dicom").streamed(_listed([("application/dicom", data)]))
 
 
 @routes.add(
@@ -468,9 +542,19 @@ async def retrieve_series(call: Call) -> web.Response:
     _, series = await series_for(call.session, call.me, _uid(call, "study"), _uid(call, "series"))
     store = call.services.dicom
     instances = await _instances(call, series)
-    data = await asyncio.to_thread(lambda: [store.read_file(i) for i in instances])
     await call.audit(action="dicomweb.retrieve", target_type="series", target_id=series.id)
-    return _multipart([("application/dicom", d) for d in data], "application/dicom")
+    return MultipartRelated("application/dicom").streamed(_files(store, instances))
+
+
+async def _listed(parts: list[Part]) -> AsyncIterator[Part]:
+    for item in parts:
+        yield item
+
+
+async def _files(store: DicomStore, instances: list[DicomInstance]) -> AsyncIterator[Part]:
+    """Each instance's file, read in a thread when its turn comes."""
+    for i in instances:
+        yield "application/dicom", await asyncio.to_thread(store.read_file, i)
 
 
 @routes.add(

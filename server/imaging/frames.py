@@ -56,7 +56,7 @@ class FrameIndex:
     async def instance(
         self, session: AsyncSession, user: User, study_uid: str, series_uid: str, sop_uid: str
     ) -> DicomInstance:
-        """The instance, if ``user`` may read its series; 403 as ``series_for`` says, 404 for
+        """The instance, if ``user`` may read its series; 404 as ``series_for`` says, and for
         an instance the series does not hold."""
         series_id = await self.grants.series_id(session, user, study_uid, series_uid)
         found = self._series.get(series_id)

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from server.boards import BoardSpec, create_board
 from server.db import AsyncSession, Database
-from server.errors import Forbidden
+from server.errors import NotFound
 from server.imaging.access import Grants
 from server.imaging.dicomweb import FRAMES
 from server.imaging.phantom import write_ct_series
@@ -127,7 +127,7 @@ async def test_one_users_grant_is_not_another_users(
 ) -> None:
     original = await _frame(services, ids["ready_case"], copy=False)
     assert await _status(client, original, auth["radiologist"]) == 200
-    assert await _status(client, original, auth["external"]) == 403
+    assert await _status(client, original, auth["external"]) == 404
 
 
 async def test_frames_are_refused_as_soon_as_consent_to_external_review_is_withdrawn(
@@ -141,7 +141,7 @@ async def test_frames_are_refused_as_soon_as_consent_to_external_review_is_withd
         json={"consent_external": False},
     )
     assert resp.status == 200, await resp.text()
-    assert await _status(client, copy, auth["external"]) == 403
+    assert await _status(client, copy, auth["external"]) == 404
 
 
 async def test_frames_are_refused_as_soon_as_the_user_leaves_the_board(
@@ -152,7 +152,7 @@ async def test_frames_are_refused_as_soon_as_the_user_leaves_the_board(
     assert await _status(client, frame, auth["radiologist"]) == 200
     async with services.db.write() as session:
         await _leave_boards(session, radiologist)
-    assert await _status(client, frame, auth["radiologist"]) == 403
+    assert await _status(client, frame, auth["radiologist"]) == 404
 
 
 async def test_frames_are_refused_as_soon_as_the_case_moves_to_another_board(
@@ -179,12 +179,12 @@ async def test_frames_are_refused_as_soon_as_the_case_moves_to_another_board(
         assert case is not None and other.id is not None
         case.board_id = other.id
         session.add(case)
-    assert await _status(client, frame, auth["radiologist"]) == 403
+    assert await _status(client, frame, auth["radiologist"]) == 404
 
 
 @pytest.mark.parametrize(
     "change, status",
-    [({"active": False}, 401), ({"role": "observer"}, 403)],
+    [({"active": False}, 401), ({"role": "observer"}, 404)],
     ids=["disabled", "role-changed"],
 )
 async def test_a_users_changed_record_applies_to_frames_at_once(
@@ -294,7 +294,7 @@ async def test_a_change_made_by_another_process_is_seen_once_the_grant_expires(
     await grants.series_id(NoDatabase(), radiologist, frame.study, frame.series)
     clock.now += 0.2
     async with services.db.read() as session:
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound):
             await grants.series_id(session, radiologist, frame.study, frame.series)
 
 

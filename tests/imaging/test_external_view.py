@@ -107,9 +107,9 @@ async def test_external_member_sees_only_the_deidentified_copy_with_identical_pi
     for secret in (*IDENTIFIERS, *original_uids):
         assert secret not in received, secret
 
-    with pytest_raises_http(403):
+    with pytest_raises_http(404):
         await asyncio.to_thread(external.search_for_series, original_study)
-    with pytest_raises_http(403):
+    with pytest_raises_http(404):
         await asyncio.to_thread(internal.search_for_series, copy_study)
     internal_studies = await asyncio.to_thread(internal.search_for_studies)
     assert [s["0020000D"]["Value"][0] for s in internal_studies] == [original_study]
