@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import socket
 import stat
 import subprocess
@@ -22,14 +23,18 @@ from typing import Any
 
 import pytest
 
+from server.imaging.phantom import PhantomPatient, write_ct_series
+
 from .cli import ROOT
 
-# The demo's patients (server/demo.py; the CT's patient is the first, see PhantomPatient).
+# The demo's patients (server/demo.py; the CT's patient is the first, see PhantomPatient),
+# and one the test registers with a Chinese name and imaging in GB18030.
 PATIENTS = (
     ("Wang", "Fang", "HZ00012345", date(1961, 3, 2)),
     ("Liu", "Qiang", "HZ00067890", date(1955, 11, 20)),
     ("Zhou", "Min", "HZ00099887", date(1970, 6, 15)),
     ("Chen", "Hui", "HZ00054321", date(1958, 9, 9)),
+    ("欧阳", "娜娜", "HZ00077777", date(1980, 1, 2)),
 )
 PASSWORD = "at-rest-demo-1"
 
@@ -37,6 +42,7 @@ PASSWORD = "at-rest-demo-1"
 def _forms(family: str, given: str, mrn: str, born: date) -> list[str]:
     """How the code may write a patient: plain, DICOM person name and dates, ISO dates."""
     return [
+        f"{family}{given}",
         f"{family} {given}",
         f"{given} {family}",
         f"{family}^{given}",
@@ -77,19 +83,23 @@ class Needles:
 def needles() -> Needles:
     folded: dict[bytes, str] = {}
     exact: dict[bytes, str] = {}
+
+    def add(found: dict[bytes, str], needle: bytes, label: str) -> None:
+        # One needle may stand for several encodings (ASCII is the same in UTF-8, GB18030
+        # and JSON): each is named.
+        found[needle] = f"{found[needle]}, {label}" if needle in found else label
+
     for patient in PATIENTS:
         for form in _forms(*patient):
-            label = f"{form!r}"
             for encoding in ("utf-8", "utf-16-le", "utf-16-be", "gb18030"):
-                # ASCII is the same in UTF-8 and GB18030: one needle, both named.
-                key = form.lower().encode(encoding)
-                folded[key] = (
-                    f"{folded[key]}/{encoding}" if key in folded else f"{label} in {encoding}"
-                )
-            folded[_json_escaped(form).lower().encode()] = f"{label} JSON-escaped"
+                # Folded as the data is (bytes.lower: ASCII letters only, in any encoding).
+                add(folded, form.encode(encoding).lower(), f"{form!r} in {encoding}")
+            # As json.dumps writes it (non-ASCII escaped), and every character escaped.
+            add(folded, json.dumps(form)[1:-1].encode().lower(), f"{form!r} in JSON")
+            add(folded, _json_escaped(form).encode().lower(), f"{form!r} JSON-escaped")
             for encoding in ("utf-8", "utf-16-le"):
                 for piece in _base64_forms(form.encode(encoding)):
-                    exact[piece] = f"{label} ({encoding}) in base64"
+                    add(exact, piece, f"{form!r} ({encoding}) in base64")
     return Needles(folded, exact)
 
 
@@ -125,6 +135,8 @@ def test_needles_find_what_the_code_writes(tmp_path: Path) -> None:
         "field.json": json.dumps({"name": "Liu Qiang", "birth": "1955-11-20"}).encode(),
         "escaped.json": b'{"name": "' + _json_escaped("Zhou Min").encode() + b'"}',
         "wide.txt": "HZ00054321".encode("utf-16-le"),
+        "gb.dcm": b"\x00PN" + "欧阳^娜娜".encode("gb18030"),
+        "cjk.json": json.dumps({"name": "欧阳^娜娜"}).encode(),  # \uXXXX, as json.dumps does
         "b64.txt": b"x" + base64.b64encode(b"ab" + b"Chen Hui" + b"cd"),
     }
     for name, data in samples.items():
@@ -217,6 +229,56 @@ def served(tmp_path: Path) -> Iterator[Served]:
         log.close()
 
 
+def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _chinese_patient(served: Served, tmp_path: Path) -> None:
+    """The last patient registered through the API, looked up by MRN, and given a CT whose
+    DICOM attributes are in GB18030."""
+    family, given, mrn, born = PATIENTS[-1]
+    token = _call(f"{served.url}/api/login", {"username": "coordinator", "password": PASSWORD})[
+        "token"
+    ]
+    board = _call(f"{served.url}/api/boards", token=token)["items"][0]["id"]
+    case = _call(
+        f"{served.url}/api/cases",
+        {
+            "board_id": board,
+            "patient": {
+                "name": f"{family}{given}",
+                "mrn": mrn,
+                "birth_date": born.isoformat(),
+                "sex": "female",
+            },
+            "clinical_question": "Nodule: biopsy?",
+        },
+        token,
+    )
+    assert _call(f"{served.url}/api/cases/lookup", {"mrn": mrn}, token)["items"]
+    patient = PhantomPatient(f"{family}^{given}", mrn, born, "F", "GB18030")
+    [path] = write_ct_series(tmp_path / "gb18030", slices=1, size=64, patient=patient)
+    raw = path.read_bytes()
+    assert f"{family}^{given}".encode("gb18030") in raw
+    body, kind = _multipart("gb.dcm", raw)
+    request = urllib.request.Request(
+        f"{served.url}/api/cases/{case['id']}/imaging",
+        data=body,
+        headers={"Content-Type": kind, "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.status == 201
+
+
 def _bulk_export(served: Served) -> dict[str, Any]:
     """A home-audience bulk export of the signed demo plan, run to its end; its job."""
     token = _call(f"{served.url}/api/login", {"username": "records", "password": PASSWORD})["token"]
@@ -240,11 +302,12 @@ def _bulk_export(served: Served) -> dict[str, Any]:
     return job
 
 
-def test_no_demo_patient_at_rest(served: Served) -> None:
+def test_no_demo_patient_at_rest(served: Served, tmp_path: Path) -> None:
+    _chinese_patient(served, tmp_path)
     job = _bulk_export(served)
     root = served.data_dir
     imaging = [p for p in (root / "imaging").rglob("*") if p.is_file()]
-    assert len(imaging) == 12  # 3 native + 3 JPEG-LS slices, and their copies
+    assert len(imaging) == 14  # 3 native + 3 JPEG-LS slices, the GB18030 one, their copies
     assert (root / "eboard.sqlite3-wal").exists()  # searched while the server has it open
     zips = list((root / "exports").rglob("*.zip"))
     assert len(zips) == 1 and job["id"] in zips[0].name

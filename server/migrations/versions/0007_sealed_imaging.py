@@ -20,7 +20,8 @@ _Str = sqlmodel.sql.sqltypes.AutoString
 
 
 def upgrade() -> None:
-    # Instances stored before keep file_key NULL and their plain dicom_json: still read.
+    # Instances stored before keep file_key NULL and their plain dicom_json until the server
+    # seals them at start (DicomStore.seal_plain).
     op.add_column("dicom_instance", sa.Column("file_key", _Str(length=32), nullable=True))
     op.add_column("dicom_instance", sa.Column("dicom_enc", sa.LargeBinary(), nullable=True))
 
