@@ -7,6 +7,7 @@ from sqlmodel import col, select
 
 from ..accounts import create_institution, create_user, user_json
 from ..models import Institution, User
+from .responses import InstitutionList, InstitutionOut, UserList, UserOut
 from .roles import ADMINS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -34,7 +35,14 @@ def _institution_json(i: Institution) -> dict[str, object]:
     return {"id": i.id, "code": i.code, "name": i.name, "timezone": i.timezone}
 
 
-@routes.add("GET", "/api/institutions", roles=EVERYONE, summary="List institutions", tag="people")
+@routes.add(
+    "GET",
+    "/api/institutions",
+    roles=EVERYONE,
+    summary="List institutions",
+    tag="people",
+    response=InstitutionList,
+)
 async def list_institutions(call: Call) -> dict[str, object]:
     rows = await call.session.exec(select(Institution).order_by(col(Institution.id)))
     return {"items": [_institution_json(i) for i in rows]}
@@ -48,6 +56,8 @@ async def list_institutions(call: Call) -> dict[str, object]:
     body=InstitutionIn,
     status=201,
     tag="people",
+    response=InstitutionOut,
+    answers=(409,),
 )
 async def post_institution(call: Call) -> dict[str, object]:
     b: InstitutionIn = call.body
@@ -60,14 +70,24 @@ async def post_institution(call: Call) -> dict[str, object]:
     return _institution_json(inst)
 
 
-@routes.add("GET", "/api/users", roles=MANAGERS, summary="List users", tag="people")
+@routes.add(
+    "GET", "/api/users", roles=MANAGERS, summary="List users", tag="people", response=UserList
+)
 async def list_users(call: Call) -> dict[str, object]:
     rows = list(await call.session.exec(select(User).order_by(col(User.id))))
     return {"items": [await user_json(call.session, u) for u in rows]}
 
 
 @routes.add(
-    "POST", "/api/users", roles=ADMINS, summary="Add a user", body=UserIn, status=201, tag="people"
+    "POST",
+    "/api/users",
+    roles=ADMINS,
+    summary="Add a user",
+    body=UserIn,
+    status=201,
+    tag="people",
+    response=UserOut,
+    answers=(409,),
 )
 async def post_user(call: Call) -> dict[str, object]:
     b: UserIn = call.body

@@ -98,6 +98,11 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     writes: bool = False
+    # Declared for the OpenAPI document: the query parameters the handler reads, the media
+    # types of a non-JSON answer, and error statuses beyond those the route's shape implies.
+    query: type[BaseModel] | None = None
+    media_types: tuple[str, ...] = ()
+    answers: tuple[int, ...] = ()
     tag: str = ""
     raw_body: str | None = None  # e.g. "multipart/form-data" for uploads
     # Where the user record comes from once the token is verified; None: read from the
@@ -127,6 +132,9 @@ class RouteTable:
         response: type[BaseModel] | None = None,
         status: int = 200,
         writes: bool | None = None,
+        query: type[BaseModel] | None = None,
+        media_types: tuple[str, ...] = (),
+        answers: tuple[int, ...] = (),
         tag: str = "",
         raw_body: str | None = None,
         users: UserSource | None = None,
@@ -144,6 +152,9 @@ class RouteTable:
                     response=response,
                     status=status,
                     writes=(method != "GET") if writes is None else writes,
+                    query=query,
+                    media_types=media_types,
+                    answers=answers,
                     tag=tag,
                     raw_body=raw_body,
                     users=users,

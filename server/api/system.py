@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..metrics import METRICS
 from .openapi import openapi_document
+from .responses import AuditVerifyOut, HealthOut, OpenObject
 from .roles import ADMINS
 from .routing import PUBLIC, Call, RouteTable
 
@@ -15,7 +16,13 @@ routes = RouteTable()
 
 
 @routes.add(
-    "GET", "/api/health", roles=PUBLIC, summary="Check liveness and the database", tag="system"
+    "GET",
+    "/api/health",
+    roles=PUBLIC,
+    summary="Check liveness and the database",
+    tag="system",
+    response=HealthOut,
+    answers=(503,),
 )
 async def get_health(call: Call) -> web.Response:
     try:
@@ -27,19 +34,38 @@ async def get_health(call: Call) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
-@routes.add("GET", "/api/openapi.json", roles=PUBLIC, summary="The OpenAPI document", tag="system")
+@routes.add(
+    "GET",
+    "/api/openapi.json",
+    roles=PUBLIC,
+    summary="The OpenAPI document",
+    tag="system",
+    response=OpenObject,
+)
 async def get_openapi(call: Call) -> dict[str, object]:
     return openapi_document(call.request.app)
 
 
-@routes.add("GET", "/metrics", roles=PUBLIC, summary="Prometheus metrics", tag="system")
+@routes.add(
+    "GET",
+    "/metrics",
+    roles=PUBLIC,
+    summary="Prometheus metrics",
+    tag="system",
+    media_types=("text/plain",),
+)
 async def get_metrics(call: Call) -> web.Response:
     body = generate_latest(call.request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.add(
-    "GET", "/api/audit/verify", roles=ADMINS, summary="Verify the audit hash chain", tag="system"
+    "GET",
+    "/api/audit/verify",
+    roles=ADMINS,
+    summary="Verify the audit hash chain",
+    tag="system",
+    response=AuditVerifyOut,
 )
 async def get_audit_verify(call: Call) -> dict[str, object]:
     count, breaks = await call.services.audit.verify(call.session)
