@@ -278,7 +278,7 @@ async def lookup_cases(call: Call) -> dict[str, object]:
     status=201,
     tag="cases",
     response=CaseOut,
-    answers=(409,),
+    answers=(404, 409),
 )
 async def post_case(call: Call) -> dict[str, object]:
     b: CaseBody = call.body

@@ -92,6 +92,7 @@ async def _board(call: Call, board_id: int | None) -> int | None:
     writes=False,
     response=RecordSearchOut,
     query=ViewerQuery,
+    answers=(404,),
 )
 async def search_records(call: Call) -> dict[str, Any]:
     body: SearchIn = call.body
@@ -185,7 +186,7 @@ async def export_plan(call: Call) -> web.Response:
     writes=False,
     response=BulkJobOut,
     query=ViewerQuery,
-    answers=(409, 429),
+    answers=(404, 409, 429),
 )
 async def start_bulk(call: Call) -> dict[str, Any]:
     body: BulkIn = call.body
@@ -275,6 +276,7 @@ async def get_bulk_file(call: Call) -> web.StreamResponse:
     tag=_TAG,
     response=RecordMetricsOut,
     query=MetricsQuery,
+    answers=(404,),
 )
 async def get_metrics(call: Call) -> dict[str, Any]:
     q = call.request.query
