@@ -86,7 +86,8 @@ def _nested(depth: int) -> Any:
 
 
 _DEEP = st.integers(min_value=30, max_value=600).map(_nested)
-_LONG = st.integers(min_value=1_000, max_value=200_000).map(lambda n: "x" * n)
+# Up to past the 256 KiB message limit, which must be refused with an answer too.
+_LONG = st.integers(min_value=1_000, max_value=400_000).map(lambda n: "x" * n)
 _WRONG = st.one_of(
     _SCALARS, _HUGE, _DEEP, _LONG, st.lists(_SCALARS, max_size=3), st.just({}), st.just([])
 )
