@@ -79,6 +79,8 @@ class RestTally:
     inputs: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
+    # 2xx answers per operation: whose success schema the run actually checked.
+    successes: Counter[str] = field(default_factory=Counter)
 
     @property
     def server_errors(self) -> int:
@@ -155,6 +157,8 @@ class RestFuzz:
             return
         self.tally.inputs += 1
         self.tally.statuses[response.status_code] += 1
+        if response.status_code < 300:
+            self.tally.successes[name] += 1
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except (Failure, FailureGroup) as exc:

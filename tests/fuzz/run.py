@@ -41,6 +41,7 @@ def _rest(template: Path, work: Path, target: int, examples: int) -> dict[str, A
         "examples_per_operation_and_role": examples,
         "by_status": {str(k): v for k, v in sorted(tally.statuses.items())},
         "server_errors": tally.server_errors,
+        "successes_by_operation": dict(sorted(tally.successes.items())),
         "findings": len(tally.findings),
         "distinct_findings": [f.json() for f in distinct.values()],
         "server_log_errors": len(errors),
