@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -160,8 +161,13 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 def openapi_document(app: web.Application) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
-    for route in app[ROUTES].routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    routes = app[ROUTES].routes
+    names = Counter(route.handler.__name__ for route in routes)
+    for route in routes:
+        op = _operation(route, schemas)
+        if names[route.handler.__name__] > 1:  # operation ids are unique in a document
+            op["operationId"] = f"{route.tag}_{route.handler.__name__}"
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {

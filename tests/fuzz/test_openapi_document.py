@@ -30,6 +30,11 @@ def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+async def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in _operations(document)]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
 async def test_every_operation_declares_its_success_schema(document: dict[str, Any]) -> None:
     missing = []
     for method, path, op in _operations(document):
