@@ -27,7 +27,7 @@ from ..models import Attachment, Case, ImagingStudy, Opinion, Patient, User
 from .queries import CaseQuery
 from .responses import AttachmentOut, CaseList, CaseOut, OpinionList, OpinionOut, StudyOut
 from .roles import CASE_AUTHORS, EVERYONE, MOVERS, OPINION_GIVERS
-from .routing import Call, RouteTable
+from .routing import Call, RouteTable, is_id
 
 routes = RouteTable()
 
@@ -201,7 +201,7 @@ async def _case_list(call: Call, *, mrn: str | None) -> list[dict[str, object]]:
             ),
         )
     if "board_id" in q:
-        if not q["board_id"].isdigit():
+        if not is_id(q["board_id"]):
             raise Invalid.on("board_id", f"{q['board_id']!r} is not an id")
         query = query.where(Case.board_id == int(q["board_id"]))
     if "state" in q:

@@ -24,10 +24,16 @@ from ..scheduling import zone
 from ..security import Role
 from ..services import SERVICES, Services
 
-__all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE"]
+__all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE", "is_id"]
 
 TOKEN_COOKIE = "eboard_token"
 PUBLIC: frozenset[Role] = frozenset()
+
+
+def is_id(raw: str) -> bool:
+    """Whether ``raw`` is a row id as a URL carries it: ASCII digits (``"³".isdigit()`` is true
+    and ``int("³")`` fails) within a 64-bit integer (the database's)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 18
 
 
 @dataclass
@@ -47,8 +53,8 @@ class Call:
 
     def int_param(self, name: str) -> int:
         raw = self.request.match_info[name]
-        if not raw.isdigit():
-            raise NotFound(f"{name} {raw!r} is not an id")
+        if not is_id(raw):
+            raise NotFound(f"{name} {raw[:30]!r} is not an id")
         return int(raw)
 
     async def audit(

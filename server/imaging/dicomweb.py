@@ -119,7 +119,7 @@ def _int_param(call: Call, name: str, default: int, high: int) -> int:
     raw = call.request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or int(raw) > high:
         raise Invalid.on(name, f"{raw[:20]!r} must be a whole number up to {high}")
     return int(raw)
 

@@ -317,19 +317,23 @@ class EventFuzz:
     async def _send(self, member: _Member, event: str, payload: Any) -> None:
         self.tally.sent += 1
         self.tally.per_event[event] += 1
+        why = None
         try:
             reply = await member.call(event, payload)
         except socketio.exceptions.TimeoutError:
-            self._unanswered(event, payload, f"no ack within {ACK_SECONDS}s")
+            why = f"no ack within {ACK_SECONDS}s"
         except socketio.exceptions.BadNamespaceError:
-            self._unanswered(event, payload, "the connection was dropped")
+            why = "no connection"
         else:
             if isinstance(reply, dict) and isinstance(reply.get("ok"), bool):
                 self.tally.answers["ok" if reply["ok"] else "refused"] += 1
             else:
-                self._unanswered(event, payload, f"ack without ok: {str(reply)[:200]}")
+                why = f"ack without ok: {str(reply)[:200]}"
         if not member.client.connected:
-            self._unanswered(event, payload, "the server closed the connection")
+            why = f"{why or 'answered'}; the server closed the connection"
+        if why is not None:
+            self._unanswered(event, payload, why)
+        if not member.client.connected:
             await member.connect()
         elif event in REJOIN_AFTER:
             await member.rejoin()

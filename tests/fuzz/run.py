@@ -12,6 +12,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def _events(template: Path, work: Path, count: int) -> dict[str, Any]:
         "answers": dict(tally.answers),
         "per_event": dict(sorted(tally.per_event.items())),
         "unanswered": len(tally.unanswered),
+        "unanswered_by_reason": dict(Counter(u.why for u in tally.unanswered)),
         "unanswered_examples": [u.json() for u in tally.unanswered[:20]],
         "bystander": {
             "round_trips": len(trips),
