@@ -20,7 +20,7 @@ __all__ = [
     "ViewerQuery",
 ]
 
-_DAY = r"^\d{4}-\d{2}-\d{2}$"
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 class ViewerQuery(BaseModel):
@@ -37,7 +37,7 @@ class SessionRangeQuery(ViewerQuery):
 
 
 class CaseQuery(BaseModel):
-    board_id: str | None = Field(default=None, pattern=r"^\d+$")
+    board_id: str | None = Field(default=None, pattern=r"^[0-9]+$")
     state: (
         Literal[
             "requested",
@@ -82,7 +82,7 @@ class QidoStudyQuery(BaseModel):
     modalities_tag: str | None = Field(default=None, alias="00080061")
     PatientID: str | None = None
     patient_id_tag: str | None = Field(default=None, alias="00100020")
-    limit: str | None = Field(default=None, pattern=r"^\d+$")
-    offset: str | None = Field(default=None, pattern=r"^\d+$")
+    limit: str | None = Field(default=None, pattern=r"^[0-9]+$")
+    offset: str | None = Field(default=None, pattern=r"^[0-9]+$")
     includefield: str | None = None
     fuzzymatching: str | None = None
