@@ -125,5 +125,15 @@ bench-export: venv
 bench-upload: venv
 	$(PY) -m tests.bench.bench_upload_rss $(BENCH_ARGS)
 
+# The fuzzers at full length (tests/fuzz): Schemathesis sends ≥ 10,000 inputs to every REST
+# operation with each demo role's token, and ≥ 5,000 generated socket.io events go to a live
+# session while a bystander times its round trip; prints a table and writes
+# tests/fuzz/results/fuzz.json; fails on any 5xx, undeclared answer, unanswered event or
+# logged error. About 20 minutes. `make fuzz FUZZ_ARGS="--rest-inputs 2000 --events 500"`.
+FUZZ_ARGS ?=
+.PHONY: fuzz
+fuzz: venv
+	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
+
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
 bench: bench-sfu bench-imaging bench-sync bench-notes bench-export bench-upload

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from ..accounts import issue_access, login, logout, user_json
 from ..errors import TooMany, Unauthenticated
 from ..models import User
+from .responses import LoginOut, UserOut
 from .roles import EVERYONE
 from .routing import PUBLIC, TOKEN_COOKIE, Call, RouteTable, bearer_token
 
@@ -51,7 +52,15 @@ async def issue_login(call: Call, user: User, status: int = 200) -> web.Response
 # Checking the password is slow by design, so it runs in a read unit; only the audit record
 # takes the (serialised) write unit.
 @routes.add(
-    "POST", "/api/login", roles=PUBLIC, summary="Log in", body=LoginIn, tag="auth", writes=False
+    "POST",
+    "/api/login",
+    roles=PUBLIC,
+    summary="Log in",
+    body=LoginIn,
+    tag="auth",
+    writes=False,
+    response=LoginOut,
+    answers=(401, 429),
 )
 async def post_login(call: Call) -> web.Response:
     services, username = call.services, call.body.username
@@ -119,6 +128,13 @@ async def post_logout(call: Call) -> web.Response:
     return response
 
 
-@routes.add("GET", "/api/me", roles=EVERYONE, summary="Show the logged-in user", tag="auth")
+@routes.add(
+    "GET",
+    "/api/me",
+    roles=EVERYONE,
+    summary="Show the logged-in user",
+    tag="auth",
+    response=UserOut,
+)
 async def get_me(call: Call) -> dict[str, object]:
     return await user_json(call.session, call.me)

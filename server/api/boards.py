@@ -22,6 +22,8 @@ from ..imaging.copies import for_new_member
 from ..imaging.dicomweb import METADATA
 from ..invitations import invite
 from ..models import Board
+from .queries import SessionRangeQuery, ViewerQuery
+from .responses import BoardList, BoardOut, InvitationOut, MemberAdded, SessionList, SessionOut
 from .roles import EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -57,7 +59,15 @@ class InvitationIn(BaseModel):
     email: str = Field(default="", max_length=200)
 
 
-@routes.add("GET", "/api/boards", roles=EVERYONE, summary="List boards", tag="boards")
+@routes.add(
+    "GET",
+    "/api/boards",
+    roles=EVERYONE,
+    summary="List boards",
+    tag="boards",
+    response=BoardList,
+    query=ViewerQuery,
+)
 async def list_boards(call: Call) -> dict[str, object]:
     ids = await visible_board_ids(call.session, call.me)
     query = select(Board).where(col(Board.id).in_(ids)).order_by(col(Board.id))
@@ -73,6 +83,8 @@ async def list_boards(call: Call) -> dict[str, object]:
     body=BoardIn,
     status=201,
     tag="boards",
+    response=BoardOut,
+    query=ViewerQuery,
 )
 async def post_board(call: Call) -> dict[str, object]:
     b: BoardIn = call.body
@@ -99,7 +111,15 @@ async def post_board(call: Call) -> dict[str, object]:
     return await board_json(call.session, board, viewer_tz)
 
 
-@routes.add("GET", "/api/boards/{board_id}", roles=EVERYONE, summary="Show a board", tag="boards")
+@routes.add(
+    "GET",
+    "/api/boards/{board_id}",
+    roles=EVERYONE,
+    summary="Show a board",
+    tag="boards",
+    response=BoardOut,
+    query=ViewerQuery,
+)
 async def get_board(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
     return await board_json(call.session, board, call.viewer_tz)
@@ -113,6 +133,8 @@ async def get_board(call: Call) -> dict[str, object]:
     body=MemberIn,
     status=201,
     tag="boards",
+    response=MemberAdded,
+    answers=(409,),
 )
 async def post_member(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
@@ -154,6 +176,8 @@ def _day(call: Call, name: str) -> datetime | None:
     roles=EVERYONE,
     summary="List a board's sessions",
     tag="sessions",
+    response=SessionList,
+    query=SessionRangeQuery,
 )
 async def list_sessions(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
@@ -171,6 +195,8 @@ async def list_sessions(call: Call) -> dict[str, object]:
     body=SessionIn,
     status=201,
     tag="sessions",
+    response=SessionOut,
+    query=ViewerQuery,
 )
 async def post_session(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))
@@ -191,6 +217,7 @@ async def post_session(call: Call) -> dict[str, object]:
     body=InvitationIn,
     status=201,
     tag="boards",
+    response=InvitationOut,
 )
 async def post_invitation(call: Call) -> dict[str, object]:
     board = await board_for(call.session, call.me, call.int_param("board_id"))

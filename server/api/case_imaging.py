@@ -14,6 +14,7 @@ from ..imaging.dicomweb import METADATA
 from ..imaging.store import withheld
 from ..imaging.upload import read_parts
 from ..models import DicomInstance, DicomSeries, ImagingStudy
+from .responses import ClearanceOut, SeriesList, UploadOut
 from .roles import CASE_AUTHORS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -35,6 +36,8 @@ class ClearanceIn(BaseModel):
     tag="imaging",
     raw_body="multipart/form-data",
     writes=False,
+    response=UploadOut,
+    answers=(409, 413),
 )
 async def upload(call: Call) -> dict[str, object]:
     case_id = call.int_param("case_id")
@@ -78,6 +81,7 @@ async def upload(call: Call) -> dict[str, object]:
     roles=EVERYONE,
     summary="List a case's stored series",
     tag="imaging",
+    response=SeriesList,
 )
 async def list_series(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -134,6 +138,8 @@ async def list_series(call: Call) -> dict[str, object]:
     body=ClearanceIn,
     status=201,
     tag="imaging",
+    response=ClearanceOut,
+    answers=(409,),
 )
 async def post_clearance(call: Call) -> dict[str, object]:
     """A coordinator has looked at every image of the series and found no identifying text

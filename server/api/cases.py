@@ -25,6 +25,8 @@ from ..cases import (
 from ..errors import Forbidden, Invalid, NotFound
 from ..imaging.upload import read_part, shown
 from ..models import Attachment, Case, ImagingStudy, Opinion, Patient, User
+from .queries import CaseQuery
+from .responses import AttachmentOut, CaseList, CaseOut, OpinionList, OpinionOut, StudyOut
 from .roles import CASE_AUTHORS, EVERYONE, MOVERS, OPINION_GIVERS
 from .routing import Call, RouteTable
 
@@ -231,7 +233,15 @@ async def _case_list(call: Call, *, mrn: str | None) -> list[dict[str, object]]:
     return items
 
 
-@routes.add("GET", "/api/cases", roles=EVERYONE, summary="List cases", tag="cases")
+@routes.add(
+    "GET",
+    "/api/cases",
+    roles=EVERYONE,
+    summary="List cases",
+    tag="cases",
+    response=CaseList,
+    query=CaseQuery,
+)
 async def list_cases(call: Call) -> dict[str, object]:
     return {"items": await _case_list(call, mrn=None)}
 
@@ -245,6 +255,8 @@ async def list_cases(call: Call) -> dict[str, object]:
     body=LookupIn,
     tag="cases",
     writes=True,
+    query=CaseQuery,
+    response=CaseList,
 )
 async def lookup_cases(call: Call) -> dict[str, object]:
     found = await _case_list(call, mrn=call.body.mrn)
@@ -265,6 +277,8 @@ async def lookup_cases(call: Call) -> dict[str, object]:
     body=CaseBody,
     status=201,
     tag="cases",
+    response=CaseOut,
+    answers=(404, 409),
 )
 async def post_case(call: Call) -> dict[str, object]:
     b: CaseBody = call.body
@@ -281,7 +295,13 @@ async def post_case(call: Call) -> dict[str, object]:
 
 
 @routes.add(
-    "GET", "/api/cases/{case_id}", roles=EVERYONE, summary="Show a case", tag="cases", writes=True
+    "GET",
+    "/api/cases/{case_id}",
+    roles=EVERYONE,
+    summary="Show a case",
+    tag="cases",
+    writes=True,
+    response=CaseOut,
 )
 async def get_case(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -295,6 +315,8 @@ async def get_case(call: Call) -> dict[str, object]:
     summary="Change a case",
     body=CasePatch,
     tag="cases",
+    response=CaseOut,
+    answers=(409,),
 )
 async def patch_case(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -317,6 +339,8 @@ async def patch_case(call: Call) -> dict[str, object]:
     summary="Move a case to another state",
     body=TransitionIn,
     tag="cases",
+    response=CaseOut,
+    answers=(409,),
 )
 async def post_transition(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -336,6 +360,8 @@ async def post_transition(call: Call) -> dict[str, object]:
     tag="cases",
     raw_body="multipart/form-data",
     writes=False,
+    response=AttachmentOut,
+    answers=(409, 413),
 )
 async def post_attachment(call: Call) -> dict[str, object]:
     # The body (bounded) is read before the write unit is taken: a slow sender never holds it.
@@ -385,6 +411,7 @@ async def post_attachment(call: Call) -> dict[str, object]:
     summary="Download an attachment",
     tag="cases",
     writes=True,
+    media_types=("application/pdf", "text/plain"),
 )
 async def get_attachment(call: Call) -> web.Response:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -417,6 +444,8 @@ async def get_attachment(call: Call) -> web.Response:
     body=StudyIn,
     status=201,
     tag="cases",
+    response=StudyOut,
+    answers=(409,),
 )
 async def post_study(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -451,6 +480,7 @@ async def post_study(call: Call) -> dict[str, object]:
     roles=EVERYONE,
     summary="List preliminary opinions",
     tag="cases",
+    response=OpinionList,
 )
 async def list_opinions(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))
@@ -481,6 +511,8 @@ async def list_opinions(call: Call) -> dict[str, object]:
     summary="Give my preliminary opinion",
     body=OpinionIn,
     tag="cases",
+    response=OpinionOut,
+    answers=(409,),
 )
 async def put_opinion(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))

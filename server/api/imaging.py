@@ -12,6 +12,7 @@ from ..errors import Conflict, Forbidden
 from ..imaging.dicomweb import METADATA
 from ..imaging.pacs import Pacs
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy
+from .responses import ImportedStudyOut
 from .roles import CASE_AUTHORS
 from .routing import Call, RouteTable
 
@@ -34,6 +35,8 @@ class ImportIn(BaseModel):
     body=ImportIn,
     tag="imaging",
     writes=False,
+    response=ImportedStudyOut,
+    answers=(409, 413, 502),
 )
 async def import_study(call: Call) -> dict[str, object]:
     case = await case_for(call.session, call.me, call.int_param("case_id"))

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from ..invitations import accept, inspect
 from ..models import Board, Institution
 from .auth import issue_login
+from .responses import InvitationShown, LoginOut
 from .routing import PUBLIC, Call, RouteTable
 
 routes = RouteTable()
@@ -22,7 +23,13 @@ class AcceptIn(BaseModel):
 
 
 @routes.add(
-    "GET", "/api/invitations/{token}", roles=PUBLIC, summary="Show an invitation", tag="invitations"
+    "GET",
+    "/api/invitations/{token}",
+    roles=PUBLIC,
+    summary="Show an invitation",
+    tag="invitations",
+    response=InvitationShown,
+    answers=(401, 409),
 )
 async def get_invitation(call: Call) -> dict[str, object]:
     invitation = await inspect(call.session, call.services, call.request.match_info["token"])
@@ -46,6 +53,8 @@ async def get_invitation(call: Call) -> dict[str, object]:
     body=AcceptIn,
     status=201,
     tag="invitations",
+    response=LoginOut,
+    answers=(401, 403, 409),
 )
 async def post_accept(call: Call) -> web.Response:
     b: AcceptIn = call.body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .responses import Jwks
 from .routing import PUBLIC, Call, RouteTable
 
 routes = RouteTable()
@@ -13,6 +14,7 @@ routes = RouteTable()
     roles=PUBLIC,
     summary="The public keys that sign agreed plans (JWKS)",
     tag="system",
+    response=Jwks,
 )
 async def get_keys(call: Call) -> dict[str, list[dict[str, str]]]:
     return call.services.signing.jwks()

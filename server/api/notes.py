@@ -14,6 +14,8 @@ from ..errors import Invalid, NotFound
 from ..models import Board, Case, Note
 from ..notes.channel import WRITERS
 from ..notes.plan import discussion_of
+from .queries import SignedPlanQuery
+from .responses import FinalizeOut, NoteOut, OpenObject, PlanOut, StatusOut, TemplateList
 from .roles import CHAIRS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -31,12 +33,26 @@ class FollowupIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-@routes.add("GET", "/api/templates", roles=EVERYONE, summary="List note templates", tag=_TAG)
+@routes.add(
+    "GET",
+    "/api/templates",
+    roles=EVERYONE,
+    summary="List note templates",
+    tag=_TAG,
+    response=TemplateList,
+)
 async def list_templates(call: Call) -> dict[str, Any]:
     return {"items": call.services.notes.templates.summary()}
 
 
-@routes.add("GET", "/api/templates/{name}", roles=EVERYONE, summary="Get a note template", tag=_TAG)
+@routes.add(
+    "GET",
+    "/api/templates/{name}",
+    roles=EVERYONE,
+    summary="Get a note template",
+    tag=_TAG,
+    response=OpenObject,
+)
 async def get_template(call: Call) -> dict[str, Any]:
     return call.services.notes.templates.bundle(call.request.match_info["name"])
 
@@ -49,7 +65,12 @@ async def _case_board(call: Call) -> tuple[Case, Board]:
 
 
 @routes.add(
-    "GET", "/api/cases/{case_id}/note", roles=EVERYONE, summary="Get a case's note", tag=_TAG
+    "GET",
+    "/api/cases/{case_id}/note",
+    roles=EVERYONE,
+    summary="Get a case's note",
+    tag=_TAG,
+    response=NoteOut,
 )
 async def get_note(call: Call) -> dict[str, Any]:
     case, board = await _case_board(call)
@@ -87,6 +108,8 @@ async def get_note(call: Call) -> dict[str, Any]:
     tag=_TAG,
     # Its own units of work: it waits for note updates in flight to be stored first.
     writes=False,
+    response=FinalizeOut,
+    answers=(409, 422),
 )
 async def post_finalize(call: Call) -> dict[str, Any]:
     plan = await call.services.plans.finalize(call.me, call.int_param("case_id"))
@@ -101,6 +124,8 @@ async def post_finalize(call: Call) -> dict[str, Any]:
     body=AmendmentIn,
     tag=_TAG,
     writes=False,
+    response=StatusOut,
+    answers=(409,),
 )
 async def post_amendment(call: Call) -> dict[str, Any]:
     body: AmendmentIn = call.body
@@ -137,7 +162,12 @@ async def _plan_json(call: Call, case: Case) -> dict[str, Any]:
 
 
 @routes.add(
-    "GET", "/api/cases/{case_id}/plan", roles=EVERYONE, summary="Get a case's agreed plan", tag=_TAG
+    "GET",
+    "/api/cases/{case_id}/plan",
+    roles=EVERYONE,
+    summary="Get a case's agreed plan",
+    tag=_TAG,
+    response=PlanOut,
 )
 async def get_plan(call: Call) -> dict[str, Any]:
     case, _ = await _case_board(call)
@@ -152,6 +182,8 @@ async def get_plan(call: Call) -> dict[str, Any]:
     tag=_TAG,
     writes=True,
     same_site=True,
+    response=OpenObject,
+    query=SignedPlanQuery,
 )
 async def get_signed_plan(call: Call) -> web.Response:
     case, _ = await _case_board(call)
@@ -189,6 +221,8 @@ async def get_signed_plan(call: Call) -> web.Response:
     summary="Record the follow-up of a recommendation",
     body=FollowupIn,
     tag=_TAG,
+    response=PlanOut,
+    answers=(409,),
 )
 async def put_followup(call: Call) -> dict[str, Any]:
     body: FollowupIn = call.body

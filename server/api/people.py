@@ -9,6 +9,7 @@ from ..accounts import create_institution, create_user, update_user, user_json
 from ..errors import Conflict, NotFound
 from ..models import Institution, User
 from ..security import Role
+from .responses import InstitutionList, InstitutionOut, UserList, UserOut
 from .roles import ADMINS, EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -44,7 +45,14 @@ def _institution_json(i: Institution) -> dict[str, object]:
     return {"id": i.id, "code": i.code, "name": i.name, "timezone": i.timezone}
 
 
-@routes.add("GET", "/api/institutions", roles=EVERYONE, summary="List institutions", tag="people")
+@routes.add(
+    "GET",
+    "/api/institutions",
+    roles=EVERYONE,
+    summary="List institutions",
+    tag="people",
+    response=InstitutionList,
+)
 async def list_institutions(call: Call) -> dict[str, object]:
     rows = await call.session.exec(select(Institution).order_by(col(Institution.id)))
     return {"items": [_institution_json(i) for i in rows]}
@@ -58,6 +66,8 @@ async def list_institutions(call: Call) -> dict[str, object]:
     body=InstitutionIn,
     status=201,
     tag="people",
+    response=InstitutionOut,
+    answers=(409,),
 )
 async def post_institution(call: Call) -> dict[str, object]:
     b: InstitutionIn = call.body
@@ -70,7 +80,9 @@ async def post_institution(call: Call) -> dict[str, object]:
     return _institution_json(inst)
 
 
-@routes.add("GET", "/api/users", roles=MANAGERS, summary="List users", tag="people")
+@routes.add(
+    "GET", "/api/users", roles=MANAGERS, summary="List users", tag="people", response=UserList
+)
 async def list_users(call: Call) -> dict[str, object]:
     """Admins see every user; a coordinator, their own institution's."""
     query = select(User).order_by(col(User.id))
@@ -81,7 +93,15 @@ async def list_users(call: Call) -> dict[str, object]:
 
 
 @routes.add(
-    "POST", "/api/users", roles=ADMINS, summary="Add a user", body=UserIn, status=201, tag="people"
+    "POST",
+    "/api/users",
+    roles=ADMINS,
+    summary="Add a user",
+    body=UserIn,
+    status=201,
+    tag="people",
+    response=UserOut,
+    answers=(409,),
 )
 async def post_user(call: Call) -> dict[str, object]:
     b: UserIn = call.body
@@ -102,6 +122,8 @@ async def post_user(call: Call) -> dict[str, object]:
     summary="Disable, enable, or change a user's role or password",
     body=UserChange,
     tag="people",
+    response=UserOut,
+    answers=(409,),
 )
 async def patch_user(call: Call) -> dict[str, object]:
     b: UserChange = call.body

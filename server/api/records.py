@@ -20,12 +20,14 @@ from sqlmodel import col, select
 from ..access import board_for
 from ..errors import Conflict, Invalid, TooMany
 from ..export.exporter import Exporter
-from ..export.renderer import Options
+from ..export.renderer import FORMATS, Options
 from ..models import Board
 from ..records.bulk import BulkExport, BulkExports, new_id
 from ..records.metrics import board_metrics
 from ..records.range import DateRange
 from ..records.search import RecordQuery, case_ids, find
+from .queries import ExportQuery, MetricsQuery, ViewerQuery
+from .responses import BulkJobOut, RecordMetricsOut, RecordSearchOut
 from .roles import EVERYONE, RECORD_KEEPERS
 from .routing import Call, RouteTable
 
@@ -37,6 +39,8 @@ EXPORTS = web.AppKey("exports", BulkExports)
 # Single exports being made, per user id, in this process.
 EXPORTS_PER_USER = 3
 _making: Counter[int] = Counter()
+# What one plan's export may be, by format.
+EXPORT_MEDIA_TYPES = tuple(f.media_type for f in FORMATS.values())
 
 
 _MAX_ID = 2**31 - 1  # beyond any row id (and SQLite's and PostgreSQL's integers stay safe)
@@ -86,6 +90,9 @@ async def _board(call: Call, board_id: int | None) -> int | None:
     body=SearchIn,
     tag=_TAG,
     writes=False,
+    response=RecordSearchOut,
+    query=ViewerQuery,
+    answers=(404,),
 )
 async def search_records(call: Call) -> dict[str, Any]:
     body: SearchIn = call.body
@@ -129,6 +136,9 @@ async def search_records(call: Call) -> dict[str, Any]:
     # The file is made with no unit of work open; the audit has its own.
     writes=False,
     same_site=True,
+    query=ExportQuery,
+    media_types=EXPORT_MEDIA_TYPES,
+    answers=(409, 429, 503),
 )
 async def export_plan(call: Call) -> web.Response:
     q = call.request.query
@@ -174,6 +184,9 @@ async def export_plan(call: Call) -> web.Response:
     status=202,
     tag=_TAG,
     writes=False,
+    response=BulkJobOut,
+    query=ViewerQuery,
+    answers=(404, 409, 429),
 )
 async def start_bulk(call: Call) -> dict[str, Any]:
     body: BulkIn = call.body
@@ -211,6 +224,7 @@ async def start_bulk(call: Call) -> dict[str, Any]:
     roles=RECORD_KEEPERS,
     summary="A bulk export's progress",
     tag=_TAG,
+    response=BulkJobOut,
 )
 async def get_bulk(call: Call) -> dict[str, Any]:
     return call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"]).json()
@@ -224,6 +238,8 @@ async def get_bulk(call: Call) -> dict[str, Any]:
     tag=_TAG,
     writes=True,  # the download is audited
     same_site=True,
+    media_types=("application/zip",),
+    answers=(409,),
 )
 async def get_bulk_file(call: Call) -> web.StreamResponse:
     job = call.request.app[EXPORTS].get(call.me, call.request.match_info["job_id"])
@@ -258,6 +274,9 @@ async def get_bulk_file(call: Call) -> web.StreamResponse:
     roles=RECORD_KEEPERS,
     summary="Board metrics: cases per session, minutes per case, quorum, follow-up, waits",
     tag=_TAG,
+    response=RecordMetricsOut,
+    query=MetricsQuery,
+    answers=(404,),
 )
 async def get_metrics(call: Call) -> dict[str, Any]:
     q = call.request.query

@@ -35,7 +35,7 @@ from ..security import Role
 from ..services import SERVICES, Services
 from . import json_body
 
-__all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE"]
+__all__ = ["Call", "Route", "RouteTable", "PUBLIC", "TOKEN_COOKIE", "is_id"]
 
 TOKEN_COOKIE = "eboard_token"
 PUBLIC: frozenset[Role] = frozenset()
@@ -43,6 +43,12 @@ PUBLIC: frozenset[Role] = frozenset()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # An id in a path: ASCII digits, and no more of them than the database's integers hold.
 _ID = re.compile(r"[0-9]{1,18}")
+
+
+def is_id(raw: str) -> bool:
+    """Whether ``raw`` is a row id as a URL carries it: ASCII digits (``"³".isdigit()`` is true
+    and ``int("³")`` fails) no larger than the biggest number a JSON body may hold (2^53)."""
+    return _ID.fullmatch(raw) is not None and int(raw) <= json_body.MAX_NUMBER
 
 
 @dataclass
@@ -62,7 +68,7 @@ class Call:
 
     def int_param(self, name: str) -> int:
         raw = self.request.match_info[name]
-        if not _ID.fullmatch(raw) or int(raw) > json_body.MAX_NUMBER:
+        if not is_id(raw):
             raise NotFound(f"{name} {raw[:24]!r} is not an id")
         return int(raw)
 
@@ -71,7 +77,7 @@ class Call:
         raw = self.request.query.get(name)
         if raw is None:
             return None
-        if not _ID.fullmatch(raw) or int(raw) > json_body.MAX_NUMBER:
+        if not is_id(raw):
             raise Invalid.on(name, f"{raw[:24]!r} is not an id")
         return int(raw)
 
@@ -122,6 +128,11 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     writes: bool = False
+    # Declared for the OpenAPI document: the query parameters the handler reads, the media
+    # types of a non-JSON answer, and error statuses beyond those the route's shape implies.
+    query: type[BaseModel] | None = None
+    media_types: tuple[str, ...] = ()
+    answers: tuple[int, ...] = ()
     tag: str = ""
     raw_body: str | None = None  # e.g. "multipart/form-data" for uploads
     # Where the user record comes from once the token is verified; None: read from the
@@ -151,6 +162,9 @@ class RouteTable:
         response: type[BaseModel] | None = None,
         status: int = 200,
         writes: bool | None = None,
+        query: type[BaseModel] | None = None,
+        media_types: tuple[str, ...] = (),
+        answers: tuple[int, ...] = (),
         tag: str = "",
         raw_body: str | None = None,
         users: UserSource | None = None,
@@ -168,6 +182,9 @@ class RouteTable:
                     response=response,
                     status=status,
                     writes=(method != "GET") if writes is None else writes,
+                    query=query,
+                    media_types=media_types,
+                    answers=answers,
                     tag=tag,
                     raw_body=raw_body,
                     users=users,

@@ -13,6 +13,8 @@ from ..agenda import add_item, agenda_json, get_item, remove_item, reorder, upda
 from ..boards import cancel_session, get_session, members_of, session_json
 from ..models import AgendaItem, Board, BoardSession, utcnow
 from ..scheduling import CalendarEntry, calendar_ics
+from .queries import ViewerQuery
+from .responses import AgendaItemOut, AgendaOut, SessionOut
 from .roles import EVERYONE, MANAGERS
 from .routing import Call, RouteTable
 
@@ -46,7 +48,13 @@ async def _session_and_board(call: Call) -> tuple[BoardSession, Board]:
 
 
 @routes.add(
-    "GET", "/api/sessions/{session_id}", roles=EVERYONE, summary="Show a session", tag="sessions"
+    "GET",
+    "/api/sessions/{session_id}",
+    roles=EVERYONE,
+    summary="Show a session",
+    tag="sessions",
+    response=SessionOut,
+    query=ViewerQuery,
 )
 async def get_one(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
@@ -59,6 +67,9 @@ async def get_one(call: Call) -> dict[str, object]:
     roles=MANAGERS,
     summary="Cancel a session",
     tag="sessions",
+    response=SessionOut,
+    query=ViewerQuery,
+    answers=(409,),
 )
 async def post_cancel(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
@@ -112,6 +123,7 @@ def _ics(body: bytes, filename: str) -> web.Response:
     roles=EVERYONE,
     summary="Download a session as iCalendar",
     tag="sessions",
+    media_types=("text/calendar",),
 )
 async def get_session_ics(call: Call) -> web.Response:
     item, board = await _session_and_board(call)
@@ -125,6 +137,7 @@ async def get_session_ics(call: Call) -> web.Response:
     roles=EVERYONE,
     summary="Download my sessions as an iCalendar feed",
     tag="sessions",
+    media_types=("text/calendar",),
 )
 async def get_my_ics(call: Call) -> web.Response:
     ids = await visible_board_ids(call.session, call.me)
@@ -144,6 +157,8 @@ async def get_my_ics(call: Call) -> web.Response:
     roles=EVERYONE,
     summary="Show a session's agenda",
     tag="agenda",
+    response=AgendaOut,
+    query=ViewerQuery,
 )
 async def get_agenda(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
@@ -158,6 +173,9 @@ async def get_agenda(call: Call) -> dict[str, object]:
     body=AgendaItemIn,
     status=201,
     tag="agenda",
+    response=AgendaItemOut,
+    query=ViewerQuery,
+    answers=(409,),
 )
 async def post_agenda_item(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
@@ -180,6 +198,9 @@ async def post_agenda_item(call: Call) -> dict[str, object]:
     summary="Reorder a session's agenda",
     body=AgendaOrderIn,
     tag="agenda",
+    response=AgendaOut,
+    query=ViewerQuery,
+    answers=(409,),
 )
 async def put_order(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
@@ -206,6 +227,9 @@ async def _agenda_item(call: Call) -> tuple[AgendaItem, BoardSession, Board]:
     summary="Change an agenda item's time-box or lane",
     body=AgendaItemPatch,
     tag="agenda",
+    response=AgendaItemOut,
+    query=ViewerQuery,
+    answers=(409,),
 )
 async def patch_agenda_item(call: Call) -> dict[str, object]:
     agenda_item, board_session, board = await _agenda_item(call)
@@ -227,6 +251,7 @@ async def patch_agenda_item(call: Call) -> dict[str, object]:
     summary="Remove a case from an agenda",
     status=204,
     tag="agenda",
+    answers=(409,),
 )
 async def delete_agenda_item(call: Call) -> None:
     agenda_item, board_session, _ = await _agenda_item(call)

@@ -13,6 +13,7 @@ from ..errors import Forbidden, Unauthenticated
 from ..metrics import METRICS
 from ..security import Role
 from .openapi import openapi_document
+from .responses import AuditVerifyOut, HealthOut, OpenObject
 from .roles import ADMINS
 from .routing import PUBLIC, Call, RouteTable, bearer_token
 
@@ -20,7 +21,13 @@ routes = RouteTable()
 
 
 @routes.add(
-    "GET", "/api/health", roles=PUBLIC, summary="Check liveness and the database", tag="system"
+    "GET",
+    "/api/health",
+    roles=PUBLIC,
+    summary="Check liveness and the database",
+    tag="system",
+    response=HealthOut,
+    answers=(503,),
 )
 async def get_health(call: Call) -> web.Response:
     try:
@@ -32,12 +39,26 @@ async def get_health(call: Call) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
-@routes.add("GET", "/api/openapi.json", roles=PUBLIC, summary="The OpenAPI document", tag="system")
+@routes.add(
+    "GET",
+    "/api/openapi.json",
+    roles=PUBLIC,
+    summary="The OpenAPI document",
+    tag="system",
+    response=OpenObject,
+)
 async def get_openapi(call: Call) -> dict[str, object]:
     return openapi_document(call.request.app)
 
 
-@routes.add("GET", "/metrics", roles=PUBLIC, summary="Prometheus metrics", tag="system")
+@routes.add(
+    "GET",
+    "/metrics",
+    roles=PUBLIC,
+    summary="Prometheus metrics",
+    tag="system",
+    media_types=("text/plain",),
+)
 async def get_metrics(call: Call) -> web.Response:
     """For the host's own scraper (loopback, not forwarded by a proxy) and for admins."""
     if not _from_this_host(call.request) and not await _admin(call):
@@ -47,7 +68,12 @@ async def get_metrics(call: Call) -> web.Response:
 
 
 @routes.add(
-    "GET", "/api/audit/verify", roles=ADMINS, summary="Verify the audit hash chain", tag="system"
+    "GET",
+    "/api/audit/verify",
+    roles=ADMINS,
+    summary="Verify the audit hash chain",
+    tag="system",
+    response=AuditVerifyOut,
 )
 async def get_audit_verify(call: Call) -> dict[str, object]:
     count, breaks = await call.services.audit.verify(call.session)

@@ -31,6 +31,8 @@ from aiohttp import web
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from ..api.queries import QidoStudyQuery
+from ..api.responses import DicomJson, DicomJsonList
 from ..api.roles import CASE_AUTHORS, EVERYONE
 from ..api.routing import Call, RouteTable
 from ..errors import EboardError, Forbidden, Invalid
@@ -138,7 +140,7 @@ def _int_param(call: Call, name: str, default: int, high: int) -> int:
     raw = call.request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) or int(raw) > high:
         raise Invalid.on(name, f"{raw[:20]!r} must be a whole number up to {high}")
     return int(raw)
 
@@ -148,7 +150,11 @@ def _int_param(call: Call, name: str, default: int, high: int) -> int:
     "/dicom-web/studies",
     roles=EVERYONE,
     summary="Search studies (QIDO-RS)",
-    writes=True,  # audited: the record must commit tag="dicomweb"
+    response=DicomJsonList,
+    query=QidoStudyQuery,
+    media_types=(DICOM_JSON,),
+    writes=True,  # audited: the record must commit
+    tag="dicomweb",
 )
 async def search_studies(call: Call) -> web.Response:
     q = call.request.query
@@ -244,6 +250,9 @@ async def search_studies(call: Call) -> web.Response:
     roles=EVERYONE,
     summary="Search a study's series (QIDO-RS)",
     tag="dicomweb",
+    response=DicomJsonList,
+    media_types=(DICOM_JSON,),
+    answers=(422,),
 )
 async def search_series(call: Call) -> web.Response:
     study = await study_for(call.session, call.me, _uid(call, "study"))
@@ -295,6 +304,9 @@ async def _instances(call: Call, series: DicomSeries) -> list[DicomInstance]:
     roles=EVERYONE,
     summary="Search a series' instances (QIDO-RS)",
     tag="dicomweb",
+    response=DicomJsonList,
+    media_types=(DICOM_JSON,),
+    answers=(422,),
 )
 async def search_instances(call: Call) -> web.Response:
     study, series = await series_for(
@@ -337,6 +349,9 @@ def _with_bulk(
     summary="Retrieve a series' metadata (WADO-RS)",
     writes=True,  # audited: the record must commit
     tag="dicomweb",
+    response=DicomJsonList,
+    media_types=(DICOM_JSON,),
+    answers=(422,),
 )
 async def series_metadata(call: Call) -> web.Response:
     # Always asked of the database; the answer is kept for the frame requests that follow.
@@ -369,6 +384,9 @@ async def series_metadata(call: Call) -> web.Response:
     roles=EVERYONE,
     summary="Retrieve an instance's metadata (WADO-RS)",
     tag="dicomweb",
+    response=DicomJsonList,
+    media_types=(DICOM_JSON,),
+    answers=(422,),
 )
 async def instance_metadata(call: Call) -> web.Response:
     series, instance = await instance_for(
@@ -465,6 +483,8 @@ async def _recent_user(request: web.Request, user_id: int) -> User | None:
     roles=EVERYONE,
     summary="Retrieve frames (WADO-RS)",
     tag="dicomweb",
+    media_types=("multipart/related",),
+    answers=(406, 422),
     users=_recent_user,  # the token is verified each time; its user is at most GRANT_SECONDS old
 )
 async def frames(call: Call) -> web.Response:
@@ -520,6 +540,8 @@ async def _native_parts(array: Any, part: str, numbers: list[int]) -> AsyncItera
     summary="Retrieve an instance (WADO-RS)",
     writes=True,  # audited: the record must commit
     tag="dicomweb",
+    media_types=("multipart/related",),
+    answers=(422,),
 )
 async def retrieve_instance(call: Call) -> web.Response:
     _, instance = await instance_for(
@@ -537,6 +559,8 @@ async def retrieve_instance(call: Call) -> web.Response:
     summary="Retrieve a series (WADO-RS)",
     writes=True,  # audited: the record must commit
     tag="dicomweb",
+    media_types=("multipart/related",),
+    answers=(422,),
 )
 async def retrieve_series(call: Call) -> web.Response:
     _, series = await series_for(call.session, call.me, _uid(call, "study"), _uid(call, "series"))
@@ -565,6 +589,9 @@ async def _files(store: DicomStore, instances: list[DicomInstance]) -> AsyncIter
     tag="dicomweb",
     raw_body="multipart/related",
     writes=False,
+    response=DicomJson,
+    media_types=(DICOM_JSON,),
+    answers=(409, 413),
 )
 async def stow(call: Call) -> web.Response:
     """Instances are stored against the case that references their study (add the study's UID
