@@ -56,7 +56,7 @@ def test_both_browsers_publish_again_on_fresh_connections_after_the_worker_is_ki
     os.kill(dead, signal.SIGKILL)
     for page, at in zip(pages, killed_at, strict=True):
         # Frames from the dead worker stop at once: five new ones come through the new one.
-        page.wait_for_function("window.__eboard.live.up !== window.__before", timeout=10_000)
+        page.wait_for_function("() => window.__eboard.live.up !== window.__before", timeout=10_000)
         back_at = _wait_playing(page, count=1, frames=5, timeout=RESET_LIMIT_MS)
         print(f"\nworker killed → fresh up connection, remote video playing: {back_at - at:.0f} ms")
         assert back_at - at < RESET_LIMIT_MS

@@ -208,7 +208,7 @@ def test_participant_whose_socket_is_cut_is_back_with_video_within_5_seconds(
     # offline emulation) until the client has noticed, then the network is back.
     cut_at = float(page.evaluate("performance.now()"))
     surgeon.context.set_offline(True)
-    page.wait_for_function("window.__eboard.live.phase === 'reconnecting'", timeout=5000)
+    page.wait_for_function("() => window.__eboard.live.phase === 'reconnecting'", timeout=5000)
     surgeon.context.set_offline(False)
     back_at = _wait_playing(page, frames=5, joins=joins, timeout=RECONNECT_LIMIT_MS)
     elapsed = back_at - cut_at

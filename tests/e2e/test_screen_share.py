@@ -74,7 +74,7 @@ def board(
 
 
 def _you(page: Page) -> str:
-    page.wait_for_function("window.__eboard?.live?.phase === 'live'", timeout=20_000)
+    page.wait_for_function("() => window.__eboard?.live?.phase === 'live'", timeout=20_000)
     return str(page.evaluate("window.__eboard.live.you"))
 
 

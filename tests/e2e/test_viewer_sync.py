@@ -199,7 +199,7 @@ def test_followers_show_the_presenters_pixels_within_200_ms(room: dict[str, Any]
     latency: dict[str, list[float]] = {}
     # The presenter's viewer opens the case's first series by itself.
     presenter.page.wait_for_function(
-        "window.__eboard.room.viewer?.state.viewports[0].series", polling=50, timeout=20_000
+        "() => window.__eboard.room.viewer?.state.viewports[0].series", polling=50, timeout=20_000
     )
     _followed(presenter, followers, "opening the case", latency)
 
