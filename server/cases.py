@@ -13,6 +13,7 @@ from .access import board_has_external_members
 from .audit import AuditLog
 from .db import AsyncSession
 from .errors import Conflict, FieldError, Forbidden, Invalid, TooLarge
+from .imaging.uid import uid_problem
 from .models import (
     Attachment,
     Board,
@@ -469,8 +470,9 @@ async def add_study(
     modality: str,
     study_date: date,
 ) -> ImagingStudy:
-    if not uid or len(uid) > 64 or not all(part.isdigit() for part in uid.split(".")):
-        raise Invalid.on("study_instance_uid", f"{uid!r} is not a DICOM UID (digits and dots)")
+    problem = uid_problem(uid)
+    if problem is not None:
+        raise Invalid.on("study_instance_uid", f"{uid[:80]!r} is not a DICOM UID: it {problem}")
     if study_date > date.today():
         raise Invalid.on("study_date", "is in the future")
     assert case.id is not None and user.id is not None

@@ -291,3 +291,30 @@ async def test_opinion_one_per_member_and_updated_in_place(
     ]
     empty = await client.put(f"{url}/mine", json={"text": "  "}, headers=auth["surgeon"])
     assert empty.status == 422 and (await empty.json())["errors"][0]["field"] == "text"
+
+
+@pytest.mark.parametrize(
+    "uid",
+    ["1.2.³", "1.2.03", "1..2", "../1.2", "1.2/3", "1." + "2" * 64],
+    ids=["non-ascii-digit", "leading-zero", "empty-part", "dotdot", "slash", "65-chars"],
+)
+async def test_a_study_reference_that_is_not_a_uid_is_refused_naming_it(
+    client: TestClient[Any, Any], auth: dict[str, dict[str, str]], uid: str
+) -> None:
+    coord = auth["coordinator"]
+    case = await _new_case(client, coord)
+    refused = await client.post(
+        f"/api/cases/{case['id']}/studies",
+        headers=coord,
+        json={
+            "study_instance_uid": uid,
+            "description": "CT",
+            "modality": "CT",
+            "study_date": "2026-11-10",
+        },
+    )
+    assert refused.status == 422, await refused.text()
+    body = await refused.json()
+    assert [e["field"] for e in body["errors"]] == ["study_instance_uid"]
+    after = await client.get(f"/api/cases/{case['id']}", headers=coord)
+    assert (await after.json())["studies"] == []

@@ -366,4 +366,6 @@ def _message(error: ValidationError) -> str:
 
 def _path_key(path: str) -> tuple[tuple[int, int, str], ...]:
     # recommendations.2 sorts before recommendations.10.
-    return tuple((0, int(s), "") if s.isdigit() else (1, 0, s) for s in path.split("."))
+    return tuple(
+        (0, int(s), "") if s.isascii() and s.isdigit() else (1, 0, s) for s in path.split(".")
+    )

@@ -21,6 +21,8 @@ from server.models import DicomInstance, DicomSeries, ImagingStudy
 from server.services import SERVICES
 
 Client = TestClient[Any, Any]
+# These tests make files with UIDs that are not UIDs on purpose; pydicom warns as it writes them.
+pytestmark = pytest.mark.filterwarnings("ignore:.*VR UI:UserWarning")
 
 
 @pytest.fixture(scope="module")
