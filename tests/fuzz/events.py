@@ -28,6 +28,10 @@ EVENTS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "events"
 FUZZERS = ("chair", "radiologist", "coordinator")
 BYSTANDER = "observer"
 ACK_SECONDS = 5.0
+# The server allows a connection 20 events a second (burst 40); sent faster, most inputs would
+# be refused by the rate limiter before validation ever saw them. 50 a second across the three
+# senders keeps each one under its allowance.
+PACE_SECONDS = 0.02
 # Events after which the fuzzer is no longer in the session (or in another one).
 REJOIN_AFTER = {"join", "leave"}
 
@@ -208,6 +212,7 @@ class EventTally:
     per_event: Counter[str] = field(default_factory=Counter)
     unanswered: list[Unanswered] = field(default_factory=list)
     round_trips: list[float] = field(default_factory=list)  # the bystander's, in seconds
+    rate_limited: int = 0  # refusals by the rate limiter: inputs that validation never saw
 
     @property
     def worst_round_trip(self) -> float:
@@ -305,7 +310,11 @@ class EventFuzz:
         done = asyncio.Event()
         watcher = asyncio.create_task(self._watch(bystander, done))
         try:
+            loop = asyncio.get_running_loop()
+            next_at = loop.time()
             for i, (event, payload) in enumerate(inputs):
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                next_at = loop.time() + PACE_SECONDS
                 await self._send(members[i % len(members)], event, payload)
         finally:
             done.set()
@@ -327,6 +336,8 @@ class EventFuzz:
         else:
             if isinstance(reply, dict) and isinstance(reply.get("ok"), bool):
                 self.tally.answers["ok" if reply["ok"] else "refused"] += 1
+                if "rate limited" in str(reply.get("error", {}).get("message", "")):
+                    self.tally.rate_limited += 1
             else:
                 why = f"ack without ok: {str(reply)[:200]}"
         if not member.client.connected:

@@ -61,6 +61,7 @@ def _events(template: Path, work: Path, count: int) -> dict[str, Any]:
     return {
         "sent": tally.sent,
         "answers": dict(tally.answers),
+        "rate_limited": tally.rate_limited,
         "per_event": dict(sorted(tally.per_event.items())),
         "unanswered": len(tally.unanswered),
         "unanswered_by_reason": dict(Counter(u.why for u in tally.unanswered)),
@@ -87,6 +88,7 @@ def _table(result: dict[str, Any]) -> str:
         ("REST answers not as declared (distinct)", len(rest["distinct_findings"])),
         ("socket.io events sent", events["sent"]),
         ("socket.io answers", ", ".join(f"{k}: {v}" for k, v in events["answers"].items())),
+        ("socket.io refusals by the rate limiter", events["rate_limited"]),
         ("socket.io events unanswered", events["unanswered"]),
         ("bystander round trips", events["bystander"]["round_trips"]),
         ("bystander worst / p99 / median ms", "{worst_ms} / {p99_ms} / {median_ms}"

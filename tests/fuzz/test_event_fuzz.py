@@ -41,6 +41,8 @@ async def test_every_event_is_answered_and_the_bystander_is_not_delayed(
     unanswered = [f"{u.event}: {u.why}: {u.payload[:300]}" for u in tally.unanswered]
     assert not unanswered, "\n".join(unanswered)
     assert tally.answers["ok"] + tally.answers["refused"] == EVENTS
+    # Paced under the allowance: the inputs reach validation, not only the rate limiter.
+    assert tally.rate_limited <= EVENTS // 20, tally.rate_limited
     assert tally.round_trips, "the bystander made no round trip"
     assert tally.worst_round_trip < ROUND_TRIP_BOUND, sorted(tally.round_trips)[-5:]
     assert not errors, "\n\n".join(errors[:5])
