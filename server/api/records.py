@@ -9,11 +9,14 @@ body, never in a URL, so it stays out of access logs.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.payload import AsyncIterablePayload
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
@@ -25,6 +28,7 @@ from ..models import Board
 from ..records.bulk import BulkExport, BulkExports, new_id
 from ..records.metrics import board_metrics
 from ..records.range import DateRange
+from ..records.sealed_stream import open_sealed
 from ..records.search import RecordQuery, case_ids, find
 from .queries import ExportQuery, MetricsQuery, ViewerQuery
 from .responses import BulkJobOut, RecordMetricsOut, RecordSearchOut
@@ -258,14 +262,26 @@ async def get_bulk_file(call: Call) -> web.StreamResponse:
             "plans": len(job.files),
         },
     )
-    return web.FileResponse(
-        job.path,
+    # The zip is sealed on disk under the job's key: opened a chunk at a time as it is sent,
+    # after the handler returns (the audit's unit of work is not held while a client reads).
+    chunks = open_sealed(job.path, job.key)
+    first = await asyncio.to_thread(next, chunks, b"")  # a broken file fails before the reply
+    payload = AsyncIterablePayload(_rest(first, chunks), content_type="application/zip")
+    response = web.Response(
+        body=payload,
         headers={
-            "Content-Type": "application/zip",
             "Content-Disposition": f'attachment; filename="{job.download_name}"',
             "Cache-Control": "no-store",
+            "Content-Length": str(job.size),  # the plain zip's: a browser shows its progress
         },
     )
+    return response
+
+
+async def _rest(first: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    while chunk := await asyncio.to_thread(next, chunks, b""):
+        yield chunk
 
 
 @routes.add(

@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from ..errors import Conflict, EboardError, Invalid, NotFound
 from ..export.exporter import Exporter
 from ..export.renderer import Options
 from ..models import Case, User, utcnow
 from ..services import Services
 from .range import DateRange
+from .sealed_stream import SealedWriter
 
 __all__ = ["BulkExport", "BulkExports", "DirectorySink", "ZipSink", "run", "new_id"]
 
@@ -80,15 +83,13 @@ class DirectorySink:
 class ZipSink:
     """Files into one zip archive, written to a partial name and renamed when complete."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
         self._partial = path.with_name(f".{path.name}.partial")
-        # Home-audience files name the patient: readable by the server's user alone.
-        handle = os.fdopen(
-            os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600),
-            "wb",
-        )
+        # Home-audience files name the patient: sealed under a key only this process holds,
+        # and readable by the server's user alone.
+        handle = SealedWriter(self._partial, key)
         # PDFs and base64 are already dense: stored, not deflated.
         self._zip = zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED)
         self._handle = handle
@@ -112,6 +113,11 @@ class ZipSink:
             self._handle.close()
             self._partial.unlink(missing_ok=True)
 
+    @property
+    def size(self) -> int:
+        """The zip's plain size (all of it once closed)."""
+        return self._handle.size
+
 
 @dataclass
 class BulkExport:
@@ -134,6 +140,9 @@ class BulkExport:
     )
     finished: float | None = None
     path: Path | None = None
+    # The zip's key (see sealed_stream): in this process's memory only, like the job itself.
+    key: bytes = field(default_factory=lambda: AESGCM.generate_key(bit_length=256), repr=False)
+    size: int = 0  # the zip's plain size, once written
 
     @property
     def total(self) -> int:
@@ -268,8 +277,9 @@ class BulkExports:
     async def _run(self, services: Services, user: User, job: BulkExport) -> None:
         assert job.path is not None
         try:
-            sink = await asyncio.to_thread(ZipSink, job.path)
+            sink = await asyncio.to_thread(ZipSink, job.path, job.key)
             await run(services, user, job, sink, via="api")
+            job.size = sink.size
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # recorded on the job, which the page shows

@@ -418,9 +418,16 @@ async def bulk(
     } | after.since(before)
 
 
-def _zip_of(data_dir: Path, job: str) -> Path:
-    """The finished zip of bulk export ``job``, in the serving process's own folder."""
-    (path,) = (data_dir / "exports").glob(f"*/{job}.zip")
+async def _download(clerk: Clerk, job: str, folder: Path) -> Path:
+    """The finished zip of bulk export ``job``, downloaded as its owner does (sealed on the
+    server's disk, so never read from there)."""
+    path = folder / f"{job}.zip"
+    async with clerk.http.get(f"/api/exports/{job}/file", headers=clerk.headers) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"download of {job}: {resp.status} {await resp.text()}")
+        with path.open("wb") as out:
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                out.write(chunk)
     return path
 
 
@@ -509,7 +516,11 @@ async def session(args: argparse.Namespace, server: ServerProcess, corpus: dict[
                 cell = await bulk(clerk, probe, server.pid, fmt, days, args.poll)
                 cell |= {"expected": expected, "others_before_pct": others}
                 if cell["state"] == "done":
-                    cell |= check_zip(_zip_of(data_dir, cell["job"]), expected, jwks)
+                    downloaded = await _download(clerk, cell["job"], data_dir.parent)
+                    try:
+                        cell |= check_zip(downloaded, expected, jwks)
+                    finally:
+                        downloaded.unlink()
                 cell["count_ok"] = (
                     cell["state"] == "done"
                     and cell["total"] == cell["done"] == expected
