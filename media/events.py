@@ -5,7 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DownOffer", "MediaJoined", "MediaLeft", "MediaReset", "ActiveSpeaker", "MediaEvent"]
+__all__ = [
+    "DownOffer",
+    "MediaJoined",
+    "MediaLeft",
+    "MediaReset",
+    "ActiveSpeaker",
+    "LinkQuality",
+    "TRACK_STATES",
+    "MAX_QUALITY_TRACKS",
+    "MediaEvent",
+]
+
+TRACK_STATES = frozenset({"full", "reduced", "paused"})
+MAX_QUALITY_TRACKS = 64  # schemas/events/media-quality.json: tracks.maxProperties
 
 
 @dataclass(frozen=True)
@@ -52,4 +65,35 @@ class MediaReset:
     participants: tuple[str, ...]
 
 
-MediaEvent = DownOffer | MediaJoined | MediaLeft | MediaReset | ActiveSpeaker
+@dataclass(frozen=True)
+class LinkQuality:
+    """What ``participant``'s down link carries by the server's estimate, and how each of its
+    down-tracks is forwarded: ``tracks`` pairs a track id as the down offer's msid names it
+    (``<stream>-<name>-<generation>``) with ``"full"``, ``"reduced"`` (a smaller layer) or
+    ``"paused"`` (no video for now; audio goes on). Pairs, not a dict, so the event stays
+    hashable; lists (as JSON brings them back from the media worker) are made tuples.
+    Raises ``ValueError`` naming the field for a negative estimate, an unknown state, a
+    repeated track or more than ``MAX_QUALITY_TRACKS`` tracks."""
+
+    room: str
+    participant: str
+    estimate_kbps: int
+    tracks: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        tracks = tuple((str(track), str(state)) for track, state in self.tracks)
+        object.__setattr__(self, "tracks", tracks)
+        if isinstance(self.estimate_kbps, bool) or not isinstance(self.estimate_kbps, int):
+            raise ValueError(f"estimate_kbps: {self.estimate_kbps!r} is not a whole number")
+        if self.estimate_kbps < 0:
+            raise ValueError(f"estimate_kbps: {self.estimate_kbps} is negative")
+        if len(tracks) > MAX_QUALITY_TRACKS:
+            raise ValueError(f"tracks: {len(tracks)} tracks, at most {MAX_QUALITY_TRACKS}")
+        for track, state in tracks:
+            if state not in TRACK_STATES:
+                raise ValueError(f"tracks.{track}: {state!r} is not one of {sorted(TRACK_STATES)}")
+        if len({track for track, _ in tracks}) != len(tracks):
+            raise ValueError("tracks: a track is named twice")
+
+
+MediaEvent = DownOffer | MediaJoined | MediaLeft | MediaReset | ActiveSpeaker | LinkQuality

@@ -28,7 +28,8 @@ __all__ = ["WorkerSfu"]
 log = logging.getLogger(__name__)
 
 _EVENT_TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (ev.DownOffer, ev.MediaJoined, ev.MediaLeft, ev.ActiveSpeaker)
+    cls.__name__: cls
+    for cls in (ev.DownOffer, ev.MediaJoined, ev.MediaLeft, ev.ActiveSpeaker, ev.LinkQuality)
 }
 _LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
 _CALL_TIMEOUT = 30.0

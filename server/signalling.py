@@ -25,6 +25,7 @@ from media import (
     MediaReset,
     Sfu,
 )
+from media.events import LinkQuality
 
 from .access import membership
 from .accounts import token_user
@@ -543,6 +544,21 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         elif isinstance(event, ActiveSpeaker):
             live.speaker = event.participant
             await self.emit("speaker", {"participant": event.participant}, room=_room(session_id))
+        elif isinstance(event, LinkQuality) and sid is not None:
+            await self._media_quality(sid, event)
+
+    async def _media_quality(self, sid: str, event: LinkQuality) -> None:
+        """Tell one participant (and nobody else) what their link carries and how each of their
+        down-tracks is forwarded. Checked against the contract first: an event the media plane
+        got wrong is logged and dropped, never sent."""
+        quality = {"estimate_kbps": event.estimate_kbps, "tracks": dict(event.tracks)}
+        try:
+            self._contract.check("media-quality", quality)
+        except Invalid as exc:
+            reason = exc.errors[0].message if exc.errors else exc.detail
+            log.warning("Signalling(%s) media-quality not sent: %s", event.room, reason)
+            return
+        await self.emit("media-quality", quality, to=sid)
 
     async def _media_reset(self, live: LiveSession, lost: tuple[str, ...]) -> None:
         """The media plane restarted and lost these participants' connections: each leaves the

@@ -12,6 +12,14 @@
  * `<participant> <participant>-<audio|video|screen>-<generation>` (media/room.py); a track the
  * publisher never sends stays muted, and the page shows no video for a muted track.
  *
+ * The camera is published in three simulcast layers (CAMERA_LAYERS, low to high: 160×90,
+ * 320×180, 640×360 from a 640×360 camera) so the server can forward each subscriber the layer
+ * its link affords; a server whose answer does not take simulcast gets the one layer the
+ * browser then keeps, and that layer is raised to the full picture (`fitCamera`). A screen share
+ * stays one full-resolution encoding that gives up frames before pixels. The server tells each
+ * participant what its own link affords and which of its down-tracks it forwards in full,
+ * reduced or not at all (`media-quality`, kept in `quality`).
+ *
  * Wire contract: schemas/events/*.json. ICE: each side's description is sent once gathering has
  * completed (host candidates take milliseconds; aiortc answers with all of its own), or after
  * GATHER_WAIT_MS with what is there so far, the rest trickled with `candidate`. aiortc has no ICE
@@ -113,6 +121,16 @@ import { io } from 'socket.io-client';
  */
 
 /**
+ * What the server forwards to us, and what it estimates our link carries
+ * (schemas/events/media-quality.json).
+ * @typedef {object} MediaQuality
+ * @property {number} estimate_kbps
+ * @property {Record<string, TrackQuality>} tracks by down-track id `<participant>-<name>-<generation>`
+ */
+
+/** @typedef {'full'|'reduced'|'paused'} TrackQuality */
+
+/**
  * The events a LiveClient dispatches (as CustomEvents, with this detail); listen with `on`.
  * @typedef {object} LiveEvents
  * @property {Phase} phase
@@ -124,6 +142,7 @@ import { io } from 'socket.io-client';
  * @property {MediaStream|null} local our own stream, mute or camera changed
  * @property {MediaStream|null} screen our screen share started or stopped
  * @property {Link} link
+ * @property {MediaQuality} quality the server's latest word on our link and our down-tracks
  * @property {EventError} error
  */
 
@@ -140,6 +159,18 @@ const DEFAULT_CAPS = {
   camera: { maxBitrate: 500_000, maxFramerate: 30, maxHeight: 360 },
   screen: { maxBitrate: 1_500_000, maxFramerate: 5 },
 };
+/**
+ * The camera's simulcast layers, low to high (the order the server reads them in): each scaled
+ * down from the role's top picture (maxHeight, 360 rows) by `scale`, and sent at up to
+ * `maxBitrate` (never more than the role's own cap). From a 640×360 camera: q 160×90 at
+ * 100 kbit/s, h 320×180 at 250 kbit/s, f 640×360 at the role's cap (500 kbit/s; 150 for an
+ * observer). A thin link still gets a moving face from q; the stage gets h or f.
+ */
+const CAMERA_LAYERS = [
+  { rid: 'q', scale: 4, maxBitrate: 100_000 },
+  { rid: 'h', scale: 2, maxBitrate: 250_000 },
+  { rid: 'f', scale: 1, maxBitrate: Infinity },
+];
 
 /** An event the server (or the connection) refused. */
 export class LiveError extends Error {
@@ -169,10 +200,19 @@ export class LiveClient extends EventTarget {
    * @param {number} sessionId
    * @param {object} [options]
    * @param {string} [options.namespace] socket.io namespace URL, same origin by default
+   * @param {boolean} [options.simulcast] publish the camera in three layers (the default), or in one
    */
-  constructor(sessionId, { namespace = '/board' } = {}) {
+  constructor(sessionId, { namespace = '/board', simulcast = true } = {}) {
     super();
     this.sessionId = sessionId;
+    this.simulcast = simulcast;
+    /**
+     * Whether the server's last answer took our camera's layers (null before the first): one
+     * that did not is sent one layer from then on, since a section without its SSRCs in the
+     * offer is found by the server only while it is the one video section.
+     * @type {boolean | null}
+     */
+    this.simulcastAnswered = null;
     /** @type {Phase} */
     this.phase = 'connecting';
     /** Our participant id, once joined. */
@@ -193,6 +233,8 @@ export class LiveClient extends EventTarget {
     this.camera = true;
     /** @type {Link} */
     this.link = { quality: 'unknown', rtt: null, loss: null, up: 'none', down: 'none' };
+    /** @type {MediaQuality | null} the server's latest `media-quality`, null before the first */
+    this.quality = null;
     /** How many joins succeeded (the first and every rejoin after a reconnect). */
     this.joins = 0;
     /** @type {RTCPeerConnection | null} */
@@ -295,7 +337,7 @@ export class LiveClient extends EventTarget {
       await microphone.sender.replaceTrack(stream.getAudioTracks()[0] ?? null);
       const video = stream.getVideoTracks()[0] ?? null;
       await camera.sender.replaceTrack(video);
-      if (video) await setEncoding(camera.sender, cameraEncoding(this.caps.camera, video));
+      if (video) await fitCamera(camera.sender, this.caps.camera, video);
     } else if (this.phase === 'live') {
       await this._publish();
     }
@@ -466,6 +508,10 @@ export class LiveClient extends EventTarget {
     socket.on('down-offer', (/** @type {{sdp: string}} */ { sdp }) => {
       this._downChain = this._downChain.then(() => this._answerDown(sdp)).catch((error) => this._mediaFailed('answer', error));
     });
+    socket.on('media-quality', (/** @type {MediaQuality} */ quality) => {
+      this.quality = quality;
+      this._emit('quality', quality);
+    });
     socket.on('media-reset', () => {
       // The server's media process restarted and our connections there are gone; the socket
       // and our place in the session are not. Publish afresh on new peer connections.
@@ -584,21 +630,29 @@ export class LiveClient extends EventTarget {
     const microphone = this.local?.getAudioTracks()[0] ?? null;
     const camera = this.local?.getVideoTracks()[0] ?? null;
     pc.addTransceiver(microphone ?? 'audio', { direction: 'sendonly', streams });
-    pc.addTransceiver(camera ?? 'video', {
+    const layered = this.simulcast && this.simulcastAnswered !== false;
+    const cameraSection = pc.addTransceiver(camera ?? 'video', {
       direction: 'sendonly',
       streams,
-      // A board needs faces, not film: keep a camera under the role's cap.
-      sendEncodings: [cameraEncoding(this.caps.camera, camera)],
+      // A board needs faces, not film: keep a camera under the role's cap, in three layers.
+      sendEncodings: layered ? cameraLayers(this.caps.camera, camera) : [cameraEncoding(this.caps.camera, camera)],
     });
     const screen = this.screen?.getVideoTracks()[0];
+    /** @type {RTCRtpTransceiver | null} */
+    let screenSection = null;
     if (this.screen && screen) {
       const { maxBitrate, maxFramerate } = this.caps.screen;
-      pc.addTransceiver(screen, { direction: 'sendonly', streams: [this.screen], sendEncodings: [{ maxBitrate, maxFramerate }] });
+      screenSection = pc.addTransceiver(screen, { direction: 'sendonly', streams: [this.screen], sendEncodings: [{ maxBitrate, maxFramerate }] });
     }
     const { answer, late } = await this._offerUp(pc).finally(() => old?.close());
     if (pc !== this.up) return; // replaced meanwhile
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     this._trickle(pc, 'up', late);
+    if (layered) this.simulcastAnswered = /^a=simulcast:/m.test(answer);
+    // An answer without simulcast leaves the first (smallest) layer alone: make it the full one.
+    if (camera) await fitCamera(cameraSection.sender, this.caps.camera, camera);
+    // Slides and scans stay sharp on a thin link: the encoder drops frames, not pixels.
+    if (screenSection) await keepResolution(screenSection.sender);
   }
 
   /**
@@ -906,14 +960,39 @@ function updateStreams(streams, tracks) {
 }
 
 /**
- * Change the first encoding of `sender` (e.g. a camera's caps after a new track came in).
+ * Fit a camera sender's encodings to `track` under the role's caps: every simulcast layer at its
+ * scale, or, when the answer left a single encoding, that one at the full picture and the cap.
  * @param {RTCRtpSender} sender
- * @param {RTCRtpEncodingParameters} encoding
+ * @param {MediaCaps['camera']} caps
+ * @param {MediaStreamTrack} track
  */
-async function setEncoding(sender, encoding) {
+async function fitCamera(sender, caps, track) {
   const parameters = sender.getParameters();
-  parameters.encodings = parameters.encodings.map((e, i) => (i === 0 ? { ...e, ...encoding } : e));
+  const layers = cameraLayers(caps, track);
+  const single = cameraEncoding(caps, track);
+  parameters.encodings = parameters.encodings.length === 1
+    ? [{ ...parameters.encodings[0], ...single }]
+    : parameters.encodings.map((e) => {
+      const { rid: _, ...layer } = layers.find((l) => l.rid === e.rid) ?? { ...single, rid: e.rid };
+      return { ...e, ...layer };
+    });
   await sender.setParameters(parameters);
+}
+
+/**
+ * Ask the encoder of a screen share to keep its resolution and lower its frame rate when the
+ * link narrows. A browser without the setting keeps its own default (`contentHint: 'detail'`
+ * asks for the same).
+ * @param {RTCRtpSender} sender
+ */
+async function keepResolution(sender) {
+  const parameters = /** @type {RTCRtpSendParameters & {degradationPreference?: string}} */ (sender.getParameters());
+  parameters.degradationPreference = 'maintain-resolution';
+  try {
+    await sender.setParameters(parameters);
+  } catch {
+    // unsupported here: contentHint 'detail' alone
+  }
 }
 
 /**
@@ -936,6 +1015,22 @@ function grade(rtt, loss) {
   if (r < 0.2 && l < 0.02) return 'good';
   if (r < 0.5 && l < 0.08) return 'fair';
   return 'poor';
+}
+
+/**
+ * The camera's simulcast send encodings (CAMERA_LAYERS) under the server's caps, low to high.
+ * @param {MediaCaps['camera']} caps
+ * @param {MediaStreamTrack | null} track null for a camera section that carries no track yet
+ * @returns {RTCRtpEncodingParameters[]}
+ */
+function cameraLayers(caps, track) {
+  const top = cameraEncoding(caps, track);
+  return CAMERA_LAYERS.map(({ rid, scale, maxBitrate }) => ({
+    rid,
+    maxBitrate: Math.min(maxBitrate, caps.maxBitrate),
+    maxFramerate: caps.maxFramerate,
+    scaleResolutionDownBy: (top.scaleResolutionDownBy ?? 1) * scale,
+  }));
 }
 
 /**

@@ -43,14 +43,15 @@ import { ViewerPanel } from './viewer.js';
  * @param {App} app
  * @param {Record<string, string>} params `id`; `debug` (or `localStorage['eboard.debug']`) exposes
  *   the live client as `window.__eboard.live` and the current note's NoteSync as
- *   `window.__eboard.note`, for tests and support: they hold nothing the user could not see
+ *   `window.__eboard.note`, for tests and support: they hold nothing the user could not see;
+ *   `simulcast=off` publishes the camera in one layer instead of three
  */
-export async function roomPage(app, { id, debug }) {
+export async function roomPage(app, { id, debug, simulcast }) {
   const path = app.router.path;
   /** @type {Session} */
   const session = await app.api.get(`/sessions/${id}`);
   if (app.router.path !== path) return h('section'); // the user went elsewhere meanwhile
-  const room = app.router.hold(() => startRoom(app, session.id), (held) => {
+  const room = app.router.hold(() => startRoom(app, session.id, simulcast !== 'off'), (held) => {
     held.views?.abort();
     held.life.abort();
     held.live.close('left');
@@ -72,10 +73,11 @@ export async function roomPage(app, { id, debug }) {
  * Open camera and microphone, then connect and join.
  * @param {App} app
  * @param {number} sessionId
+ * @param {boolean} simulcast
  * @returns {Room}
  */
-function startRoom(app, sessionId) {
-  const live = new LiveClient(sessionId);
+function startRoom(app, sessionId, simulcast) {
+  const live = new LiveClient(sessionId, { simulcast });
   const life = new AbortController();
   const viewer = new ViewerPanel(live, app.api, life.signal);
   const note = new RoomNote(live, app, life.signal);
