@@ -225,6 +225,8 @@ export class LiveClient extends EventTarget {
     this.remote = /** @type {Map<string, MediaStream>} */ (new Map());
     /** Remote screen shares by participant id. */
     this.screens = /** @type {Map<string, MediaStream>} */ (new Map());
+    /** The down-track id (`<participant>-video-<generation>`) of each remote camera we receive. */
+    this.cameraTracks = /** @type {Map<string, string>} */ (new Map());
     /** @type {MediaStream | null} our camera and microphone; null when we only watch */
     this.local = null;
     /** @type {MediaStream | null} the screen we share */
@@ -701,6 +703,7 @@ export class LiveClient extends EventTarget {
     const media = new Map();
     /** @type {Map<string, MediaStreamTrack[]>} */
     const screens = new Map();
+    this.cameraTracks.clear();
     for (const transceiver of pc.getTransceivers()) {
       const label = labels.get(transceiver.mid ?? '');
       const receiving = transceiver.currentDirection === 'recvonly' || transceiver.currentDirection === 'sendrecv';
@@ -709,6 +712,7 @@ export class LiveClient extends EventTarget {
       // Muted until its first packet: the page shows no video for a track that never sends.
       track.onmute = () => this._emit('streams', this.remote);
       track.onunmute = track.onmute;
+      if (label.name === 'video') this.cameraTracks.set(label.participant, label.track);
       const group = label.name === 'screen' ? screens : media;
       group.set(label.participant, [...(group.get(label.participant) ?? []), track]);
     }
@@ -794,6 +798,7 @@ export class LiveClient extends EventTarget {
   _closeDown() {
     this.down?.close();
     this.down = null;
+    this.cameraTracks.clear();
     if (this.remote.size || this.screens.size) {
       this.remote.clear();
       this.screens.clear();
@@ -923,7 +928,7 @@ function gathered(pc, ms) {
  * carries (`audio`, `video` for the camera, `screen`), from `a=msid:<participant>
  * <participant>-<name>-<generation>`.
  * @param {string} sdp
- * @returns {Map<string, {participant: string, name: string}>}
+ * @returns {Map<string, {participant: string, name: string, track: string}>}
  */
 function msidLabels(sdp) {
   const labels = new Map();
@@ -932,7 +937,7 @@ function msidLabels(sdp) {
     const msid = /^a=msid:(\S+) (\S+)/m.exec(section);
     if (mid === undefined || !msid) continue;
     const name = /-(audio|video|screen)-\d+$/.exec(msid[2])?.[1] ?? 'video';
-    labels.set(mid, { participant: msid[1], name });
+    labels.set(mid, { participant: msid[1], name, track: msid[2] });
   }
   return labels;
 }

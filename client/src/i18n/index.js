@@ -144,4 +144,14 @@ export function formatPercent(fraction) {
   return new Intl.NumberFormat(current, { style: 'percent', maximumFractionDigits: 1 }).format(fraction);
 }
 
+/**
+ * A bit rate given in kbit/s, as "450 kbit/s" or "1.2 Mbit/s", in the current language.
+ * @param {number} kbps
+ */
+export function formatRate(kbps) {
+  const format = new Intl.NumberFormat(current, { maximumFractionDigits: 1 });
+  if (kbps < 1000) return `${format.format(Math.round(kbps))} kbit/s`;
+  return `${format.format(kbps / 1000)} Mbit/s`;
+}
+
 document.documentElement.lang = current;

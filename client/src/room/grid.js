@@ -1,6 +1,7 @@
 /**
  * The video grid: our own video (muted) and one tile per remote participant, the active speaker
- * emphasised.
+ * emphasised, each remote tile showing how the server forwards that participant's camera to us
+ * (the latest `media-quality`).
  */
 
 import { t } from '../i18n/index.js';
@@ -9,6 +10,8 @@ import { VideoTile } from './tile.js';
 
 /** @typedef {import('../protocol.js').LiveClient} LiveClient */
 /** @typedef {import('../protocol.js').Participant} Participant */
+/** @typedef {import('../protocol.js').MediaQuality} MediaQuality */
+/** @typedef {import('../protocol.js').TrackQuality} TrackQuality */
 
 export class VideoGrid {
   /**
@@ -32,6 +35,7 @@ export class VideoGrid {
     live.on('state', () => this.render(), signal);
     live.on('streams', () => this.render(), signal);
     live.on('local', () => this.render(), signal);
+    live.on('quality', () => this.render(), signal);
     this.render();
   }
 
@@ -69,8 +73,20 @@ export class VideoGrid {
         stream: live.remote.get(key) ?? null,
         speaking: speaker === key,
         presenting: presenter === key,
+        quality: trackQuality(live.quality, live.cameraTracks.get(key)),
       });
     }
     this._grid.dataset.count = String(keys.length + 1);
   }
+}
+
+/**
+ * How the server forwards a camera track to us, by its latest word; full when it named none.
+ * @param {MediaQuality | null} quality
+ * @param {string | undefined} track the down-track id (`<participant>-video-<generation>`)
+ * @returns {TrackQuality}
+ */
+function trackQuality(quality, track) {
+  const state = track === undefined ? undefined : quality?.tracks[track];
+  return state === 'reduced' || state === 'paused' ? state : 'full';
 }

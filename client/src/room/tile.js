@@ -1,7 +1,9 @@
 /**
  * One tile of the video grid: a participant's video (or a placeholder while there is none) with
  * their name, institution and specialty, and what they are doing (speaking, presenting, muted,
- * hand raised).
+ * hand raised), and, for someone else's tile, how the server forwards their video: in full,
+ * reduced (a smaller simulcast layer: a small badge) or paused to save bandwidth (the tile dimmed
+ * and saying so; their sound goes on). The state is in `data-quality` and always said in text.
  */
 
 import { label, t } from '../i18n/index.js';
@@ -9,6 +11,7 @@ import { h, mount } from '../ui.js';
 import { icon } from './icons.js';
 
 /** @typedef {import('../protocol.js').Participant} Participant */
+/** @typedef {import('../protocol.js').TrackQuality} TrackQuality */
 
 /**
  * @typedef {object} TileState
@@ -16,6 +19,7 @@ import { icon } from './icons.js';
  * @property {MediaStream | null} stream
  * @property {boolean} speaking
  * @property {boolean} presenting
+ * @property {TrackQuality} [quality] how the server forwards this (remote) video; full if unsaid
  */
 
 export class VideoTile {
@@ -37,14 +41,19 @@ export class VideoTile {
     this.video.muted = local;
     this._placeholder = h('div', { class: 'tile-placeholder', 'aria-hidden': 'true' });
     this._label = h('div', { class: 'tile-label' });
+    this._paused = h('p', { class: 'tile-paused', 'data-testid': 'room-tile-paused', hidden: true });
     this.el = h('figure', { class: `tile${local ? ' local' : ''}`, 'data-testid': 'room-tile', 'data-participant': key },
-      this._placeholder, this._label);
+      this._placeholder, this._paused, this._label);
   }
 
   /** @param {TileState} state */
-  update({ person, stream, speaking, presenting }) {
+  update({ person, stream, speaking, presenting, quality = 'full' }) {
     this.el.classList.toggle('speaking', speaking);
     this.el.classList.toggle('presenting', presenting);
+    if (!this._local) this.el.dataset.quality = quality;
+    const paused = !this._local && quality === 'paused';
+    this._paused.hidden = !paused;
+    this._paused.textContent = paused ? t('room.video_paused') : '';
     // A remote track is muted until its first packet: no camera, or one never switched on.
     const showing = stream?.getVideoTracks().some((track) => !track.muted) ?? false;
     this.el.classList.toggle('camera-off', !showing || person?.camera === false);
@@ -54,6 +63,9 @@ export class VideoTile {
       h('span', { class: 'tile-name' }, this._local ? t('room.you') : person?.name ?? t('room.unknown_participant')),
       person && h('span', { class: 'tile-meta' }, [person.institution, label('specialty', person.specialty)].filter((x) => x && x !== '—').join(' · ')),
       h('span', { class: 'tile-flags' },
+        !this._local && quality === 'reduced' && h('span', {
+          class: 'badge reduced', 'data-testid': 'room-tile-reduced', title: t('room.video_reduced_hint'),
+        }, t('room.video_reduced')),
         presenting && h('span', { class: 'badge presenter' }, t('room.presenter')),
         person?.hand && h('span', { class: 'flag hand' }, icon('hand', t('room.hand_raised'))),
         person?.muted && h('span', { class: 'flag' }, icon('mic-off', t('room.muted')))));
