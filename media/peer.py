@@ -13,9 +13,22 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
+from .downlink import Downlink
 from .forwarder import DownTrack, Forwarder, UpTrack
-from .sdp import codec_preferences, parse_candidate, parse_description, with_opus_dtx
+from .redsdp import red_payload_type, with_red
+from .sdp import (
+    codec_preferences,
+    extension_id,
+    free_extension_id,
+    parse_candidate,
+    parse_description,
+    with_opus_dtx,
+    with_transport_cc,
+)
 from .sfu import MediaError
+from .simulcast import offered_rids, rid_extension_ids, with_simulcast_answer
+from .twcc import TWCC_URI
+from .uplink import REPAIRED_RID_URI, RID_URI, Uplink
 
 __all__ = ["Peer", "UpPeer", "DownPeer", "UP_TRACKS", "up_track_names"]
 
@@ -134,23 +147,60 @@ class UpPeer(Peer):
     def __init__(self, configuration: RTCConfiguration, on_state: StateCallback) -> None:
         super().__init__(configuration, on_state)
         self.tracks: dict[str, UpTrack] = {}  # by name: "audio", "video", "screen"
+        self.link: Uplink | None = None
 
     async def accept(self, offer_sdp: str) -> str:
         """Apply the participant's offer; return our answer (with our candidates)."""
         description = parse_description(offer_sdp, "offer")
-        kinds = [m.kind for m in description.media if m.kind in UP_TRACKS]
+        simulcast = offered_rids(offer_sdp)  # checked: a bad rid refuses the offer
+        sections = [m for m in description.media if m.kind in UP_TRACKS]
+        names = up_track_names([m.kind for m in sections])
         # Our own receive-only transceivers, in the offer's order, so aiortc answers each
-        # section with our codecs instead of everything it could decode.
-        for kind, name in zip(kinds, up_track_names(kinds), strict=True):
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences(codec_preferences(kind))
-            self.tracks[name] = UpTrack(transceiver)
+        # section with our codecs instead of everything it could decode. Only the camera is
+        # received as simulcast: a screen keeps one encoding, at full resolution.
+        accepted: dict[str, list[str]] = {}
+        for m, name in zip(sections, names, strict=True):
+            transceiver = self.pc.addTransceiver(m.kind, direction="recvonly")
+            transceiver.setCodecPreferences(codec_preferences(m.kind))
+            rids: tuple[str, ...] = ()
+            mid = m.rtp.muxId
+            if name == "video" and mid is not None and len(simulcast.get(mid, ())) > 1:
+                rids = tuple(simulcast[mid])
+                accepted[mid] = list(rids)
+            self.tracks[name] = UpTrack(transceiver, rids)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except _NEGOTIATION_ERRORS as exc:
             raise MediaError(f"offer refused: {exc or type(exc).__name__}") from exc
-        return with_opus_dtx(str(self.pc.localDescription.sdp))
+        answer = with_opus_dtx(str(self.pc.localDescription.sdp))
+        extensions: dict[str, int] = {}
+        twcc = extension_id(offer_sdp, TWCC_URI)
+        if twcc is not None:
+            answer = with_transport_cc(answer, twcc, TWCC_URI)
+            extensions[TWCC_URI] = twcc
+        if accepted:
+            answer = with_simulcast_answer(answer, accepted, offer_sdp=offer_sdp)
+            rid_id, repaired_id = rid_extension_ids(offer_sdp, next(iter(accepted)))
+            if rid_id is not None:
+                extensions[RID_URI] = rid_id
+            if repaired_id is not None:
+                extensions[REPAIRED_RID_URI] = repaired_id
+        transceivers = self.pc.getTransceivers()
+        if transceivers:
+            self.link = Uplink(extensions)
+            self.link.install(transceivers[0].receiver.transport)
+        return answer
+
+    async def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        await super().close()
+
+
+def _picture_lost(stream: object) -> None:
+    if isinstance(stream, DownTrack):
+        stream.picture_lost()
 
 
 class DownPeer(Peer):
@@ -170,13 +220,25 @@ class DownPeer(Peer):
         self._lock = asyncio.Lock()
         self._dirty = False
         self.tracks: dict[Forwarder, DownTrack] = {}
+        self.link = Downlink()
+        self.link.on_video_dropped = _picture_lost
+        self.link.padder = self._padding
+        self._twcc_id: int | None = None
 
     def add(self, forwarder: Forwarder, stream_id: str, track_id: str) -> DownTrack:
         """Subscribe to ``forwarder``; takes effect with the next negotiation."""
-        down = DownTrack.create(self.pc, forwarder.kind, stream_id, track_id)
+        down = DownTrack.create(self.pc, forwarder.kind, stream_id, track_id, self.link)
         self.tracks[forwarder] = down
         forwarder.add(down)
         return down
+
+    def _padding(self) -> bytes | None:
+        for down in self.tracks.values():
+            if down.kind == "video" and not down.paused:
+                packet = down.padding()
+                if packet is not None:
+                    return packet
+        return None
 
     async def remove(self, forwarder: Forwarder) -> None:
         down = self.tracks.pop(forwarder, None)
@@ -194,6 +256,12 @@ class DownPeer(Peer):
             self._dirty = False
             await self.pc.setLocalDescription(await self.pc.createOffer())
             sdp = str(self.pc.localDescription.sdp)
+            # What aiortc cannot negotiate, offered in the SDP the subscriber sees: transport
+            # -wide congestion control (the same id in every section, as BUNDLE requires) and
+            # Opus RED. Their answers are read back in accept_answer.
+            if self._twcc_id is None:
+                self._twcc_id = free_extension_id(sdp)
+            sdp = with_red(with_transport_cc(sdp, self._twcc_id, TWCC_URI))
         self._on_offer(sdp)
 
     async def accept_answer(self, answer_sdp: str) -> None:
@@ -202,9 +270,15 @@ class DownPeer(Peer):
                 raise MediaError("no down offer is waiting for an answer")
             parse_description(answer_sdp, "answer")
             try:
+                # aiortc drops the codecs it does not know (red) from the answer itself.
                 await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
             except _NEGOTIATION_ERRORS as exc:
                 raise MediaError(f"down answer refused: {exc or type(exc).__name__}") from exc
+            twcc = extension_id(answer_sdp, TWCC_URI)
+            self.link.use_transport_cc(twcc if twcc == self._twcc_id else None)
+            for down in self.tracks.values():
+                if down.kind == "audio" and down.mid is not None:
+                    down.use_red(red_payload_type(answer_sdp, down.mid))
         if self._dirty:
             await self.negotiate()
 
@@ -212,4 +286,5 @@ class DownPeer(Peer):
         for down in self.tracks.values():
             down.detach()
         self.tracks.clear()
+        self.link.close()
         await super().close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,8 +25,18 @@ from typing import Literal
 from aiortc import RTCConfiguration
 from aiortc.rtp import RtpPacket
 
-from .events import ActiveSpeaker, DownOffer, MediaEvent, MediaJoined, MediaLeft
-from .forwarder import Forwarder, UpTrack
+from .allocator import Allocator, Plan
+from .allocator import Track as Want
+from .events import (
+    MAX_QUALITY_TRACKS,
+    ActiveSpeaker,
+    DownOffer,
+    LinkQuality,
+    MediaEvent,
+    MediaJoined,
+    MediaLeft,
+)
+from .forwarder import DownTrack, Forwarder, UpTrack
 from .peer import DownPeer, UpPeer
 from .sfu import MediaError, RoomStats
 from .speaker import SpeakerDetector
@@ -37,6 +48,10 @@ logger = logging.getLogger(__name__)
 LeaveReason = Literal["left", "closed", "failed", "timeout"]
 CAMERA, SCREEN = "video", "screen"  # up-track names (peer.UP_TRACKS)
 _MSID_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,48}")
+ALLOCATE_INTERVAL = 0.5  # seconds between allocation rounds (and on every change in the room)
+UNLIMITED_BPS = 10_000_000_000  # a subscriber without transport-cc: no estimate, no limit
+SMALL_TILES = 4  # with more cameras than this, a grid tile gets at most the middle layer
+AUDIO_BPS = 40_000
 
 
 @dataclass(eq=False)
@@ -48,6 +63,9 @@ class Participant:
     up: UpPeer
     forwarders: dict[str, Forwarder] = field(default_factory=dict)  # by up-track name
     down: DownPeer | None = None
+    joined: int = 0  # the room's join counter when they (re)published
+    allocator: Allocator = field(default_factory=Allocator)
+    quality: tuple[int, tuple[tuple[str, str], ...]] | None = None  # as last told
 
     @property
     def stream_id(self) -> str:
@@ -90,12 +108,13 @@ class Room:
         # connections have not seen yet.
         self._generations: dict[str, int] = {}
         self._speakers = SpeakerDetector(self._speaker_changed)
-        # Last-N video: a subscriber gets camera video from the N most recent speakers (then
-        # the earliest arrivals; cameras that never sent last) plus the presenter, the
-        # presenter's screen, and audio from everyone.
+        # Each subscriber's allocator shares its estimated bandwidth out (audio first, then the
+        # presenter's screen and camera, the recent speakers, the rest), at most Last-N cameras.
         self._last_n = last_n
         self._recent: list[str] = []
         self._presenter: str | None = None
+        self._joins = 0
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def empty(self) -> bool:
@@ -115,14 +134,22 @@ class Room:
                 self._up_state(new, state)
 
             generation = self._generations.get(participant, -1) + 1
-            new = Participant(participant, generation, UpPeer(self._configuration, up_state))
+            self._joins += 1
+            new = Participant(
+                participant, generation, UpPeer(self._configuration, up_state), joined=self._joins
+            )
             try:
                 answer = await new.up.accept(offer_sdp)
             except MediaError:
                 await new.up.close()
                 raise
             for name, track in new.up.tracks.items():
-                forwarder = Forwarder(track.kind, track, keyframe_interval=self._keyframe_interval)
+                forwarder = Forwarder(
+                    track.kind,
+                    track,
+                    layers=len(track.layers),
+                    keyframe_interval=self._keyframe_interval,
+                )
                 if name == CAMERA:
                     track.deliver_to(self._first_camera_packet(track, forwarder))
                 else:
@@ -143,6 +170,8 @@ class Room:
                     changed.add(other)
             changed.add(new)
             self._apply_last_n()
+            if self._ticker is None:
+                self._ticker = asyncio.ensure_future(self._tick())
             await self._renegotiate(changed)
             logger.info(
                 "Room(%s) %s published %d tracks", self.name, participant, len(new.forwarders)
@@ -172,40 +201,117 @@ class Room:
 
     def _first_camera_packet(
         self, track: UpTrack, forwarder: Forwarder
-    ) -> Callable[[RtpPacket], Awaitable[None]]:
+    ) -> Callable[[RtpPacket, int], Awaitable[None]]:
         """Deliver ``track``'s first packet to ``forwarder``, rank Last-N again now that the
         camera sends, and hand every later packet to the forwarder directly."""
 
-        async def first(packet: RtpPacket) -> None:
+        async def first(packet: RtpPacket, layer: int) -> None:
             track.deliver_to(forwarder.forward)
-            await forwarder.forward(packet)
+            await forwarder.forward(packet, layer)
             self._apply_last_n()
 
         return first
 
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(ALLOCATE_INTERVAL)
+            try:
+                self._apply_last_n()
+            except Exception:  # a bug in one round must not stop the next
+                logger.exception("Room(%s) allocation failed", self.name)
+
+    def _ranks(self) -> dict[str, int]:
+        """Rank everyone (lower is more important): the presenter, then the recent speakers
+        (most recent first), then those who have not spoken, newest arrival first (someone who
+        just joined is seen; nobody waits at the end of a queue forever), then cameras that
+        never sent (someone who only watches takes nobody's place)."""
+        order = [p for p in self._recent if p in self._participants]
+        silent = sorted(
+            (p for p in self._participants.values() if p.id not in order),
+            key=lambda p: -p.joined,
+        )
+        order += [p.id for p in silent]
+        order.sort(key=lambda p: (p != self._presenter, not self._participants[p].camera_sends))
+        return {p: i for i, p in enumerate(order)}
+
     def _apply_last_n(self) -> None:
-        # Ranking: the most recent speakers, then the earliest arrivals; a camera that has
-        # never sent (someone who only watches) goes last, so it takes nobody's place.
-        ranking = [p for p in self._recent if p in self._participants]
-        ranking += [p for p in self._participants if p not in ranking]
-        ranking.sort(key=lambda p: not self._participants[p].camera_sends)
+        """One allocation round for every subscriber."""
+        ranks = self._ranks()
+        now = time.monotonic()
         for subscriber in self._participants.values():
-            if subscriber.down is None:
+            if subscriber.down is not None:
+                self._allocate(subscriber, ranks, now)
+
+    def _allocate(self, subscriber: Participant, ranks: dict[str, int], now: float) -> None:
+        down_peer = subscriber.down
+        assert down_peer is not None
+        estimate = down_peer.link.estimate
+        cameras = sum(
+            1 for p in self._participants.values() if p is not subscriber and CAMERA in p.forwarders
+        )
+        wants: list[Want] = []
+        hidden = []
+        for publisher in self._participants.values():
+            if publisher is subscriber:
                 continue
-            others = [p for p in ranking if p != subscriber.id]
-            allowed = set(others[: self._last_n])
-            for publisher in self._participants.values():
-                presenting = publisher.id == self._presenter
-                for name, forwarder in publisher.forwarders.items():
-                    down = subscriber.down.tracks.get(forwarder)
-                    if down is None or forwarder.kind != "video":
-                        continue
-                    # A screen is shown by the presenter alone, and Last-N never hides it.
-                    shown = presenting if name == SCREEN else presenting or publisher.id in allowed
-                    if shown:
-                        forwarder.resume(down)
-                    else:
-                        forwarder.pause(down)
+            presenting = publisher.id == self._presenter
+            stage = presenting or (not self._presenter and ranks[publisher.id] == 0)
+            for name, forwarder in publisher.forwarders.items():
+                down = down_peer.tracks.get(forwarder)
+                track = publisher.up.tracks.get(name)
+                if down is None or track is None:
+                    continue
+                bitrates = track.layer_bitrates(now)
+                if forwarder.kind == "audio":
+                    wants.append(Want(down, "audio", 0, (max(bitrates[0], 1),)))
+                    continue
+                if name == SCREEN and not presenting:  # a screen is shown by its presenter
+                    hidden.append((forwarder, down))
+                    continue
+                if not any(bitrates):  # nothing arrives yet: keep its place at layer 0
+                    bitrates = (1,) + (0,) * (len(bitrates) - 1)
+                top = len(bitrates) - 1
+                rank = 2 * ranks[publisher.id] + (0 if name == SCREEN else 1)
+                max_layer = top if stage or cameras <= SMALL_TILES else min(top, 1)
+                wants.append(Want(down, "video", rank, bitrates, max_layer, name == SCREEN))
+        cap = self._last_n + (1 if self._presenter not in (None, subscriber.id) else 0)
+        plan = subscriber.allocator.allocate(
+            UNLIMITED_BPS if estimate is None else estimate, wants, cap=cap
+        )
+        self._apply_plan(subscriber, plan, hidden, estimate)
+
+    def _apply_plan(
+        self,
+        subscriber: Participant,
+        plan: Plan,
+        hidden: list[tuple[Forwarder, DownTrack]],
+        estimate: int | None,
+    ) -> None:
+        down_peer = subscriber.down
+        assert down_peer is not None
+        states: list[tuple[str, str]] = []
+        for forwarder, down in down_peer.tracks.items():
+            if forwarder.kind != "video":
+                continue
+            allocation = plan.tracks.get(down)
+            if allocation is None:
+                if any(d is down for _, d in hidden):
+                    forwarder.pause(down)
+                continue
+            if allocation.layer is None:
+                forwarder.pause(down)
+            else:
+                forwarder.select(down, allocation.layer)
+            states.append((down.track_id, allocation.state))
+        down_peer.link.set_demand(plan.demand_bps)
+        quality = ((estimate or 0) // 1000, tuple(sorted(states))[:MAX_QUALITY_TRACKS])
+        last = subscriber.quality
+        if last is not None and last[1] == quality[1]:
+            # The same states: tell a new estimate only when it moved by a tenth or more.
+            if abs(quality[0] - last[0]) * 10 < max(last[0], 1):
+                return
+        subscriber.quality = quality
+        self._emit_safely(LinkQuality(self.name, subscriber.id, quality[0], quality[1]))
 
     def request_keyframe(self, participant: str) -> None:
         for forwarder in self.participant(participant).forwarders.values():
@@ -232,6 +338,8 @@ class Room:
             for found in list(self._participants.values()):
                 await self._close_peers(found)
             self._participants.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
         for task in list(self._tasks):
             task.cancel()
 
@@ -259,7 +367,9 @@ class Room:
         for other in self._participants.values():
             if other is not gone and other.down is not None:
                 for forwarder in gone.forwarders.values():
-                    if forwarder in other.down.tracks:
+                    down = other.down.tracks.get(forwarder)
+                    if down is not None:
+                        other.allocator.forget(down)
                         await other.down.remove(forwarder)
                         changed.add(other)
         self._packets_forwarded_before += sum(f.packets_forwarded for f in gone.forwarders.values())

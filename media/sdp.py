@@ -121,3 +121,78 @@ def with_opus_dtx(answer_sdp: str) -> str:
         at = out.index(next(x for x in out if x.startswith(f"a=rtpmap:{pt} ")))
         out.insert(at + 1, f"a=fmtp:{pt} minptime=10;useinbandfec=1;usedtx=1")
     return "\r\n".join(out)
+
+
+def _sections(sdp: str) -> tuple[list[str], list[list[str]]]:
+    """Split ``sdp`` into its session lines and its m-sections' lines."""
+    session: list[str] = []
+    sections: list[list[str]] = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            session.append(line)
+    return session, sections
+
+
+def _join(session: list[str], sections: list[list[str]]) -> str:
+    return "\r\n".join(session + [line for section in sections for line in section])
+
+
+def extension_id(sdp: str, uri: str) -> int | None:
+    """The id ``sdp`` gives header extension ``uri`` (the first section naming it), if any."""
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=extmap:"):
+            parts = line[9:].split()
+            if len(parts) >= 2 and parts[1] == uri:
+                number = parts[0].split("/", 1)[0]
+                if number.isdigit() and 1 <= int(number) <= 14:
+                    return int(number)
+    return None
+
+
+def free_extension_id(sdp: str) -> int:
+    """A one-byte header extension id (1–14) that ``sdp`` does not use."""
+    used = set()
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=extmap:"):
+            number = line[9:].split(" ", 1)[0].split("/", 1)[0]
+            if number.isdigit():
+                used.add(int(number))
+    return next(i for i in range(14, 0, -1) if i not in used)
+
+
+def with_transport_cc(sdp: str, ext_id: int, uri: str) -> str:
+    """Add transport-wide congestion control to every audio and video section of ``sdp``
+    (ours; aiortc knows nothing of it): the header extension ``uri`` as ``ext_id`` and the
+    ``transport-cc`` RTCP feedback on Opus and VP8."""
+    session, sections = _sections(sdp)
+    for section in sections:
+        kind = section[0][2:].split(" ", 1)[0]
+        if kind not in _WANTED or section[0].split(" ", 2)[1] == "0":
+            continue
+        pts = [
+            line[9:].split(" ", 1)[0]
+            for line in section
+            if line.startswith("a=rtpmap:")
+            and line.split(" ", 1)[1].lower().split("/", 1)[0] in ("opus", "vp8")
+        ]
+        if not any(line.startswith("a=extmap:") and uri in line for line in section):
+            at = max(
+                (i for i, line in enumerate(section) if line.startswith("a=extmap:")),
+                default=max(i for i, line in enumerate(section) if line[:2] in ("m=", "a=")),
+            )
+            section.insert(at + 1, f"a=extmap:{ext_id} {uri}")
+        for pt in pts:
+            feedback = f"a=rtcp-fb:{pt} transport-cc"
+            if feedback in section:
+                continue
+            at = max(
+                i
+                for i, line in enumerate(section)
+                if line.startswith((f"a=rtpmap:{pt} ", f"a=rtcp-fb:{pt} ", f"a=fmtp:{pt} "))
+            )
+            section.insert(at + 1, feedback)
+    return _join(session, sections)

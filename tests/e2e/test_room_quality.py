@@ -28,13 +28,28 @@ from .test_room import Member, _join, _next_session_with_ready_case, _wait_playi
 
 @dataclass
 class LiveServer:
-    """The demo server on its own event loop in a thread; `send` hands signalling a media event."""
+    """The demo server on its own event loop in a thread; `send` hands signalling a media event.
+    While `hold_real_quality` is set, the media plane's own LinkQuality events are held back,
+    so what a test sends is what the page shows."""
 
     loop: asyncio.AbstractEventLoop
     app: web.Application
+    hold_real_quality: bool = False
 
     def send(self, event: LinkQuality) -> None:
-        self.loop.call_soon_threadsafe(self.app[SIGNALLING].on_media_event, event)
+        self.loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: object) -> None:
+        type(self.app[SIGNALLING]).on_media_event(self.app[SIGNALLING], event)
+
+    def install(self) -> None:
+        signalling = self.app[SIGNALLING]
+
+        def sink(event: object) -> None:
+            if not (isinstance(event, LinkQuality) and self.hold_real_quality):
+                type(signalling).on_media_event(signalling, event)
+
+        signalling.on_media_event = sink
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +68,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=3.0)
     started = threading.Event()
+    live = LiveServer(loop, app)
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
+        live.install()
         loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
         started.set()
         loop.run_forever()
@@ -65,7 +82,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     thread.start()
     assert started.wait(60), "the server did not start"
     try:
-        yield Server(f"http://127.0.0.1:{port}", Path(data_dir)), LiveServer(loop, app)
+        yield Server(f"http://127.0.0.1:{port}", Path(data_dir)), live
     finally:
 
         async def stop() -> None:
@@ -107,10 +124,36 @@ def _camera_track(page: Page, participant: str) -> str:
     )
 
 
+def test_the_server_tells_each_participant_its_link_and_its_tiles(
+    live_server: tuple[Server, LiveServer], pair: tuple[int, dict[str, Member]]
+) -> None:
+    _, members = pair
+    chair, surgeon = members["chair"].page, members["surgeon"].page
+    for page in (chair, surgeon):
+        _wait_playing(page, count=1)
+    chair_id = str(chair.evaluate("window.__eboard.live.you"))
+    camera = _camera_track(surgeon, chair_id)
+    # The real estimate from the browser's transport-cc feedback, and the chair's camera in
+    # full: one other camera on a fresh link fits.
+    quality = surgeon.wait_for_function(
+        """(camera) => {
+          const q = window.__eboard.live.quality;
+          return q && q.estimate_kbps > 0 && q.tracks[camera] === 'full' && q;
+        }""",
+        arg=camera,
+        timeout=20_000,
+    ).json_value()
+    assert 100 <= quality["estimate_kbps"] <= 20_000, quality
+    expect(surgeon.get_by_test_id("room-link")).to_contain_text("Link ")
+    tile = surgeon.locator(f'[data-testid="room-tile"][data-participant="{chair_id}"]')
+    expect(tile).to_have_attribute("data-quality", "full")
+
+
 def test_a_tile_shows_paused_and_reduced_video_and_the_line_shows_the_link(
     live_server: tuple[Server, LiveServer], pair: tuple[int, dict[str, Member]]
 ) -> None:
     _, media = live_server
+    media.hold_real_quality = True  # what the page shows from here is what the test sends
     session_id, members = pair
     chair, surgeon = members["chair"].page, members["surgeon"].page
     for page in (chair, surgeon):
@@ -119,8 +162,6 @@ def test_a_tile_shows_paused_and_reduced_video_and_the_line_shows_the_link(
     surgeon_id = str(surgeon.evaluate("window.__eboard.live.you"))
     camera = _camera_track(surgeon, chair_id)
     tile = surgeon.locator(f'[data-testid="room-tile"][data-participant="{chair_id}"]')
-    expect(tile).to_have_attribute("data-quality", "full")
-    expect(surgeon.get_by_test_id("room-link")).to_have_count(0)  # nothing estimated yet
 
     media.send(LinkQuality(str(session_id), surgeon_id, 380, ((camera, "paused"),)))
     expect(tile).to_have_attribute("data-quality", "paused")
@@ -154,9 +195,9 @@ def test_a_tile_shows_paused_and_reduced_video_and_the_line_shows_the_link(
     expect(surgeon.get_by_test_id("room-link")).to_have_text("Link 1.3 Mbit/s")
     expect(tile).to_have_attribute("data-quality", "full")
     expect(tile.get_by_test_id("room-tile-reduced")).to_have_count(0)
-    # The chair was told nothing: its tile of the surgeon is as before.
-    assert chair.evaluate("window.__eboard.live.quality") is None
-    expect(chair.get_by_test_id("room-link")).to_have_count(0)
+    # The chair was told nothing of the surgeon's link, only of its own tracks.
+    chair_quality = chair.evaluate("window.__eboard.live.quality") or {"tracks": {}}
+    assert not {camera, other} & set(chair_quality["tracks"]), chair_quality
     expect(
         chair.locator(f'[data-testid="room-tile"][data-participant="{surgeon_id}"]')
     ).to_have_attribute("data-quality", "full")
@@ -183,7 +224,7 @@ async () => {
 """
 
 
-def test_the_camera_offers_three_layers_and_sends_the_full_one_the_server_answers(
+def test_the_camera_publishes_three_layers_the_server_takes(
     pair: tuple[int, dict[str, Member]],
 ) -> None:
     _, members = pair
@@ -193,14 +234,14 @@ def test_the_camera_offers_three_layers_and_sends_the_full_one_the_server_answer
         f"async () => {{ const s = await ({CAMERA_SENT})(); return s.height > 0 && s; }}",
         timeout=20_000,
     ).json_value()
-    # This server does not take simulcast yet: the one layer the browser keeps is the full
-    # picture (640×360 from the fake camera), not the 160×90 that was offered first.
-    assert sent["offered"] is True and sent["answered"] is False, sent
-    assert sent["encodings"] == [1], sent
+    # The server answers simulcast: all three encodings stay, and more than the 160×90 one
+    # leaves (the server's transport-cc feedback lets the browser's estimate grow).
+    assert sent["offered"] is True and sent["answered"] is True, sent
+    assert sent["encodings"] == [4, 2, 1], sent
     assert sent["height"] > 90, sent
 
 
-def test_a_shared_screen_keeps_its_resolution_and_the_camera_stays_one_layer(
+def test_a_shared_screen_keeps_its_resolution_beside_a_three_layer_camera(
     pair: tuple[int, dict[str, Member]],
 ) -> None:
     _, members = pair
@@ -224,9 +265,9 @@ def test_a_shared_screen_keeps_its_resolution_and_the_camera_stays_one_layer(
         }""",
         timeout=20_000,
     ).json_value()
-    # The server answered one layer before: the republish offers one, so it can find the
-    # camera beside the screen (aiortc tells two video sections apart only by their SSRCs).
-    assert sent == {"preference": "maintain-resolution", "camera": 1, "offered": False}, sent
+    # The republish offers simulcast again: the server routes the camera's layers by their
+    # MID beside the screen, and the others keep seeing the camera.
+    assert sent == {"preference": "maintain-resolution", "camera": 3, "offered": True}, sent
     _wait_playing(chair, count=1)
     share.click()
     expect(share).to_have_attribute("data-active", "false")

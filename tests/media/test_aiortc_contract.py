@@ -1,7 +1,8 @@
 """The aiortc / aioice / pylibsrtp internals the forwarder relies on are still where it expects.
 
 If this fails after an upgrade, read the message: it names the attribute and what the forwarder
-uses it for. Fix ``media/forwarder.py`` (the only module that touches these), then the pins.
+uses it for. Fix ``media/forwarder.py``, ``media/uplink.py`` or ``media/downlink.py`` (the only
+modules that touch these), then the pins.
 """
 
 from __future__ import annotations
@@ -145,6 +146,34 @@ def test_dtls_transport_internals() -> None:
         "_handle_rtcp_packet(",
         "to hand subscriber RTCP to the (hooked) sender",
     )
+    require_source(
+        dtls._recv_next,
+        "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
+        "as the up connection's RTP entry point, replaced per instance by media.uplink",
+    )
+    require_source(
+        dtls._recv_next,
+        "await self._handle_rtcp_data(data)",
+        "as the down connection's RTCP entry point, wrapped by media.downlink for feedback",
+    )
+    require_source(
+        dtls.__init__, "self._rtp_header_extensions_map", "to parse the RID and transport-cc"
+    )
+    require_source(dtls.__init__, "self._rtp_router", "to route simulcast layers by MID")
+    router = aiortc.rtcdtlstransport.RtpRouter()
+    for name in ("ssrc_table", "mid_table", "receivers"):
+        require(router, name, "to route a simulcast layer's new SSRC by its MID")
+    require(router, "route_rtp", "to route what the MID does not")
+    require_source(
+        aiortc.rtp.HeaderExtensionsMap.configure,
+        "draft-holmer-rmcat-transport-wide-cc-extensions-01",
+        "to read each packet's transport-wide sequence number",
+    )
+    require_source(
+        aiortc.rtp.HeaderExtensionsMap.configure,
+        "sdes:repaired-rtp-stream-id",
+        "to tell a simulcast layer's retransmissions apart",
+    )
     ice = aiortc.rtcicetransport.RTCIceTransport
     require_source(ice.__init__, "self._connection", "to reach the aioice Connection")
 
@@ -158,6 +187,11 @@ def test_aioice_internals() -> None:
     assert "remote_addr" in dir(pair), "aioice CandidatePair.remote_addr is gone"
     assert inspect.iscoroutinefunction(aioice.ice.StunProtocol.send_data), (
         "aioice StunProtocol.send_data is no longer a coroutine"
+    )
+    require_source(
+        aioice.ice.StunProtocol.send_data,
+        "self.transport.sendto(data, addr)",
+        "as what media.downlink does itself, synchronously, from its pacer",
     )
     require(aioice.ice, "get_host_addresses", "in tests, to gather loopback candidates")
 
@@ -176,6 +210,8 @@ def test_rtp_packet_fields() -> None:
     ):
         require(packet, name, "to rewrite the packet for each down-track")
     require(packet.extensions, "audio_level", "to copy the RFC 6464 level to subscribers")
+    for name in ("mid", "rtp_stream_id", "repaired_rtp_stream_id", "transport_sequence_number"):
+        require(packet.extensions, name, "to route simulcast layers and record transport-cc")
     require(aiortc.rtp.RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=2), "lost", "to answer NACKs")
 
 

@@ -48,19 +48,19 @@ async def test_last_n_limits_video_but_not_audio_and_the_presenter_always_shows(
     try:
         for browser in (a, b, c):
             await browser.publish()
-        # Nobody has spoken: the earliest arrival ranks first. c sees a's video only.
-        await c.wait_frames([track_id("a", "video"), track_id("b", "audio")], 5)
-        assert c.frames[track_id("b", "video")] == 0
-        assert await _still(c, track_id("b", "video"))
+        # Nobody has spoken: the newest arrival ranks first (someone who just joined is seen,
+        # not queued behind everyone forever). c sees b's video only.
+        await c.wait_frames([track_id("b", "video"), track_id("a", "audio")], 5)
+        assert await _still(c, track_id("a", "video"))
         answers = c.answers
 
-        await sfu.set_presenter("board", "b")
-        await c.wait_frames([track_id("b", "video")], 5)
+        await sfu.set_presenter("board", "a")
         await c.wait_frames([track_id("a", "video")], c.frames[track_id("a", "video")] + 5)
+        await c.wait_frames([track_id("b", "video")], c.frames[track_id("b", "video")] + 5)
         assert c.answers == answers  # switched by pausing forwarding, not by renegotiating
 
         await sfu.set_presenter("board", None)
-        assert await _still(c, track_id("b", "video"))
+        assert await _still(c, track_id("a", "video"))
         stats = await sfu.stats("board")
         assert stats.extra["keyframe_requests"] >= 1
     finally:
@@ -80,8 +80,8 @@ async def test_last_n_never_pauses_the_presenters_screen(
         await b.publish(AudioStreamTrack(), SmallCamera(), SmallCamera())
         await c.publish()
         screen = track_id("b", "screen")
-        # c's one Last-N place goes to a (the earliest arrival); b's camera and screen come
-        # because b presents.
+        # c's one Last-N place goes to a (the only other); b's camera and screen come because
+        # b presents, outside the cap.
         await c.wait_frames([track_id("a", "video"), track_id("b", "video"), screen], 5)
         await a.wait_frames([track_id("b", "video"), screen], 5)
 
@@ -114,7 +114,7 @@ async def test_camera_that_never_sends_takes_no_last_n_place(
         await b.wait_frames([track_id("a", "video")], 5)
         # b's camera had sent nothing when b arrived; its first packet ranks it above w.
         await a.wait_frames([track_id("b", "video")], 5)
-        await watcher.wait_frames([track_id("a", "video")], 5)
+        await watcher.wait_frames([track_id("b", "video")], 5)  # the newest arrival
     finally:
         for browser in (watcher, a, b):
             await browser.close()

@@ -6,7 +6,7 @@ import pytest
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from media.local import LocalSfu
-from media.sdp import parse_description
+from media.sdp import extension_id, free_extension_id, parse_description, with_transport_cc
 from media.sfu import MediaError
 
 from .browser import CONFIGURATION, SmallCamera
@@ -95,3 +95,30 @@ async def test_answer_asks_the_publisher_for_opus_dtx(sfu: LocalSfu) -> None:
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))  # still valid
     finally:
         await pc.close()
+
+
+TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+
+async def test_transport_cc_is_added_to_every_section_with_one_id() -> None:
+    offer = await offer_with("video/VP8")
+    ext = free_extension_id(offer)
+    assert extension_id(offer, TWCC) is None
+    munged = with_transport_cc(offer, ext, TWCC)
+
+    description = parse_description(munged, "offer")  # still an SDP aiortc reads
+    for media in description.media:
+        assert [e.id for e in media.rtp.headerExtensions if e.uri == TWCC] == [ext]
+        codecs = [c for c in media.rtp.codecs if c.mimeType.lower() in ("audio/opus", "video/vp8")]
+        assert codecs and all(any(f.type == "transport-cc" for f in c.rtcpFeedback) for c in codecs)
+    assert extension_id(munged, TWCC) == ext
+    assert with_transport_cc(munged, ext, TWCC) == munged  # once only
+    assert munged.endswith("\r\n") and "\r\n\r\n" not in munged
+
+
+def test_extension_ids_outside_one_byte_headers_are_not_taken() -> None:
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=extmap:15 " + TWCC + "\r\n"
+    assert extension_id(sdp, TWCC) is None
+    assert extension_id(sdp.replace(":15 ", ":x "), TWCC) is None
+    used = "".join(f"a=extmap:{i} urn:x:{i}\r\n" for i in range(1, 14))
+    assert free_extension_id("v=0\r\nm=audio 9 X 0\r\n" + used) == 14
