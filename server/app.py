@@ -34,8 +34,9 @@ from .api.routing import RouteTable
 from .config import Settings
 from .contract import EventContract
 from .imaging import dicomweb
-from .imaging.dicomweb import FRAMES, METADATA, MetadataCache
+from .imaging.dicomweb import FRAMES, METADATA, TRANSCODER, MetadataCache
 from .imaging.frames import FrameIndex
+from .imaging.transcode import Transcoder
 from .metrics import METRICS, Metrics
 from .middlewares import error_middleware, headers_middleware, observe_middleware
 from .models import Institution
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[METRICS] = Metrics()
     app[METADATA] = MetadataCache()
     app[FRAMES] = FrameIndex.watching(services.db.engine)
+    app[TRANSCODER] = Transcoder(services.dicom)
     app[records.EXPORTS] = BulkExports(settings.data_dir / "exports")
     table = route_table()
     app[ROUTES] = table
