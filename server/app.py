@@ -34,10 +34,16 @@ from .api.routing import RouteTable
 from .config import Settings
 from .contract import EventContract
 from .imaging import dicomweb
-from .imaging.dicomweb import FRAMES, METADATA, MetadataCache
+from .imaging.dicomweb import FRAMES, METADATA, TRANSCODER, MetadataCache
 from .imaging.frames import FrameIndex
+from .imaging.transcode import Transcoder
 from .metrics import METRICS, Metrics
-from .middlewares import error_middleware, headers_middleware, observe_middleware
+from .middlewares import (
+    compression_middleware,
+    error_middleware,
+    headers_middleware,
+    observe_middleware,
+)
 from .models import Institution
 from .packet import MAX_FRAME_BYTES, BoundedPacket
 from .records.bulk import BulkExports
@@ -75,7 +81,12 @@ SfuFactory = Callable[[EventSink, list[IceServer]], Sfu]
 
 def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, headers_middleware(settings), error_middleware],
+        middlewares=[
+            observe_middleware,
+            headers_middleware(settings),
+            compression_middleware,
+            error_middleware,
+        ],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
     )
     services = Services.build(settings)
@@ -83,6 +94,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
     app[METRICS] = Metrics()
     app[METADATA] = MetadataCache()
     app[FRAMES] = FrameIndex.watching(services.db.engine)
+    app[TRANSCODER] = Transcoder(services.dicom)
     app[records.EXPORTS] = BulkExports(settings.data_dir / "exports")
     table = route_table()
     app[ROUTES] = table

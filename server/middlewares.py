@@ -1,4 +1,5 @@
-"""Middlewares: problem+json errors, structured request logs, metrics, security headers."""
+"""Middlewares: problem+json errors, structured request logs, metrics, security headers, and
+gzip for JSON replies."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_response import ContentCoding
 
 from .config import Settings
 from .errors import EboardError, TooMany
@@ -22,6 +24,8 @@ __all__ = [
     "headers_middleware",
     "KNOWN_METHODS",
     "content_security_policy",
+    "compression_middleware",
+    "COMPRESS_BYTES",
 ]
 
 log = logging.getLogger("eboard.requests")
@@ -33,6 +37,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Where patient data can be in a response: never kept by a browser or a proxy.
 _NO_STORE = ("/api/", "/dicom-web/", "/metrics")
+
+# JSON replies at least this long are gzipped for a client that accepts it (a series' DICOM
+# JSON is hundreds of kilobytes and shrinks about tenfold; a short reply is not worth it).
+COMPRESS_BYTES = 1024
+_COMPRESSED_TYPES = frozenset(
+    {"application/json", "application/dicom+json", "application/problem+json"}
+)
 
 # Who made the request, for the request log (set once authentication has run).
 USER_ID = web.RequestKey("user_id", object)
@@ -196,3 +207,36 @@ def _secure(request: web.Request, headers: MutableMapping[str, str], settings: S
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.path.startswith(_NO_STORE):
         headers["Cache-Control"] = "no-store"
+
+
+@web.middleware
+async def compression_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """gzip a JSON reply (``Response`` with its body in memory) when the client accepts gzip:
+    aiohttp compresses the whole body (in a thread when large) and sets Content-Length to the
+    compressed size. Streamed replies (frames, files) are left alone: they are compressed
+    already, or pixel data that gzip hardly shrinks."""
+    response = await handler(request)
+    if (
+        isinstance(response, web.Response)
+        and not response.prepared
+        and response.content_type in _COMPRESSED_TYPES
+        and isinstance(response.body, bytes)
+        and len(response.body) >= COMPRESS_BYTES
+        and hdrs.CONTENT_ENCODING not in response.headers
+    ):
+        response.headers.add(hdrs.VARY, hdrs.ACCEPT_ENCODING)
+        if _accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
+            response.enable_compression(ContentCoding.gzip)
+    return response
+
+
+def _accepts_gzip(header: str) -> bool:
+    for item in header.lower().split(",")[:20]:
+        coding, _, params = item.partition(";")
+        if coding.strip() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False

@@ -35,16 +35,24 @@ from ..api.queries import QidoStudyQuery
 from ..api.responses import DicomJson, DicomJsonList
 from ..api.roles import CASE_AUTHORS, EVERYONE
 from ..api.routing import Call, RouteTable
-from ..errors import EboardError, Forbidden, Invalid
+from ..errors import Forbidden, Invalid
 from ..models import Case, DicomInstance, DicomSeries, ImagingStudy, Patient, User
 from ..services import SERVICES
 from .access import instance_for, sees_copies, series_for, study_for, visible_case_ids
 from .frames import INLINE_BYTES, FrameIndex, read_frames
 from .multipart import NO_STORE, MultipartRelated, Part
 from .store import ENCAPSULATED_SYNTAXES, NATIVE_SYNTAXES, DicomStore
+from .transcode import (
+    JPEG_LS_LOSSLESS,
+    LOSSY_SYNTAXES,
+    NotAcceptable,
+    PixelModule,
+    Transcoder,
+    decodable,
+)
 from .upload import read_parts
 
-__all__ = ["routes", "MetadataCache", "METADATA", "FRAMES", "MAX_FRAMES"]
+__all__ = ["routes", "MetadataCache", "METADATA", "FRAMES", "TRANSCODER", "MAX_FRAMES", "negotiate"]
 
 routes = RouteTable()
 DICOM_JSON = "application/dicom+json"
@@ -77,11 +85,6 @@ _QIDO_STUDY_KEYS = {
     "includefield",
     "fuzzymatching",
 }
-
-
-class NotAcceptable(EboardError):
-    status = 406
-    title = "Not acceptable"
 
 
 class MetadataCache:
@@ -396,27 +399,63 @@ async def instance_metadata(call: Call) -> web.Response:
     return _dicom_json([_with_bulk(call, _uid(call, "study"), series.series_uid, instance, meta)])
 
 
-def _accepted(accept: str, stored: str) -> tuple[bool, str]:
-    """(send as stored?, part media type) for a frames request's Accept header."""
-    if stored in NATIVE_SYNTAXES:
-        return True, "application/octet-stream"
-    media = ENCAPSULATED_SYNTAXES[stored]
-    if not accept or accept.strip() == "*/*":
-        return False, "application/octet-stream"
-    ranges = [r.strip() for r in accept.split(",")]
-    for r in ranges:
-        params = dict(p.strip().split("=", 1) for p in r.split(";")[1:] if "=" in p)
-        syntax = params.get("transfer-syntax", "").strip('"')
-        kind = params.get("type", "").strip('"')
-        if syntax in ("*", stored) or kind == media:
-            return True, media
-    for r in ranges:
-        params = dict(p.strip().split("=", 1) for p in r.split(";")[1:] if "=" in p)
-        syntax = params.get("transfer-syntax", "").strip('"')
-        kind = params.get("type", "").strip('"')
-        if kind in ("application/octet-stream", "") and syntax in ("", EXPLICIT_LE):
-            return False, "application/octet-stream"
-    raise NotAcceptable(f"cannot send frames stored as {stored} as {accept[:120]!r}")
+# What a frames request may get: the frames as stored, re-encoded to JPEG-LS lossless, or
+# decoded to explicit little endian.
+STORED, JPEG_LS, NATIVE = "stored", "jpeg-ls", "native"
+_OFFERED = (
+    f"this server sends transfer-syntax={JPEG_LS_LOSSLESS} (JPEG-LS lossless), "
+    f"{EXPLICIT_LE} (explicit little endian) or * (each frame as stored)"
+)
+
+
+def _ranges(accept: str) -> list[tuple[str, str]]:
+    """(type, transfer-syntax) of each media range of ``accept``, most preferred first (by q,
+    then order); ranges with q=0 left out."""
+    out: list[tuple[float, int, str, str]] = []
+    for i, item in enumerate(accept.split(",")[:20]):
+        params: dict[str, str] = {}
+        for p in item.split(";")[1:]:
+            name, _, value = p.partition("=")
+            params[name.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            out.append((-q, i, params.get("type", ""), params.get("transfer-syntax", "")))
+    return [(kind, syntax) for _, _, kind, syntax in sorted(out)]
+
+
+def negotiate(accept: str, stored: str) -> list[str]:
+    """What a frames request accepts of frames stored as ``stored``, best first (``STORED``,
+    ``JPEG_LS``, ``NATIVE``); NotAcceptable naming what was asked if nothing."""
+    native = stored in NATIVE_SYNTAXES
+    if not accept.strip() or accept.strip() == "*/*":
+        return [STORED if native else NATIVE]
+    media = "application/octet-stream" if native else ENCAPSULATED_SYNTAXES[stored]
+    choices: list[str] = []
+    asked: list[str] = []
+    for kind, syntax in _ranges(accept):
+        if syntax in ("*", stored) or (not syntax and kind in (media, "*/*")):
+            choice = STORED
+        elif syntax == JPEG_LS_LOSSLESS or (not syntax and kind == "image/jls"):
+            choice = STORED if stored == JPEG_LS_LOSSLESS else JPEG_LS
+        elif syntax in ("", EXPLICIT_LE) and kind in ("", "application/octet-stream"):
+            choice = STORED if native else NATIVE
+        else:
+            asked.append(f"transfer-syntax={syntax}" if syntax else f"type={kind}")
+            continue
+        if choice not in choices:
+            choices.append(choice)
+    if stored in LOSSY_SYNTAXES and STORED in choices:
+        # A lossy frame gains nothing from a lossless re-encoding, and would grow.
+        choices.remove(STORED)
+        choices.insert(0, STORED)
+    if not choices:
+        raise NotAcceptable(
+            f"cannot send frames stored as {stored} as {', '.join(asked)[:160]}: {_OFFERED}"
+        )
+    return choices
 
 
 def _decode(data: bytes) -> Any:
@@ -494,24 +533,76 @@ async def frames(call: Call) -> web.Response:
         call.session, call.me, _uid(call, "study"), _uid(call, "series"), _uid(call, "instance")
     )
     numbers = _frame_numbers(call.request.match_info["frames"], instance.frames)
-    as_stored, media = _accepted(call.request.headers.get("Accept", ""), instance.transfer_syntax)
+    choices = negotiate(call.request.headers.get("Accept", ""), instance.transfer_syntax)
     store = call.services.dicom
-    reply = MultipartRelated(media)
-    if as_stored:
-        syntax = (
-            EXPLICIT_LE if instance.transfer_syntax in NATIVE_SYNTAXES else instance.transfer_syntax
+    unfit = ""
+    for choice in choices:
+        if choice == STORED:
+            return await _as_stored(store, instance, numbers)
+        if choice == NATIVE:
+            if not decodable(instance.transfer_syntax):
+                unfit = f"frames stored as {instance.transfer_syntax} are not decoded here"
+                continue
+            array = await asyncio.to_thread(lambda: _decode(store.read_file(instance)))
+            reply = MultipartRelated("application/octet-stream")
+            part = f"application/octet-stream; transfer-syntax={EXPLICIT_LE}"
+            return reply.streamed(_native_parts(array, part, numbers))
+        transcoder = call.request.app[TRANSCODER]
+        pixels = await transcoder.pixels(call.session, instance)
+        why = pixels.unfit() or (
+            None
+            if decodable(instance.transfer_syntax)
+            else f"frames stored as {instance.transfer_syntax} are not decoded here"
         )
-        part = f"{media}; transfer-syntax={syntax}"
-        if sum(_size(instance, n) for n in numbers) <= INLINE_BYTES:
-            # A viewer's request (a frame or a few): one read, one body.
-            return reply.whole((part, d) for d in await read_frames(store, instance, numbers))
-        batches = list(_batches(instance, numbers))
-        # Read before answering, so a missing file is an error reply, not a cut-off one.
-        first = await read_frames(store, instance, batches[0])
-        return reply.streamed(_stored_parts(store, instance, part, first, batches[1:]))
-    array = await asyncio.to_thread(lambda: _decode(store.read_file(instance)))
-    part = f"{media}; transfer-syntax={EXPLICIT_LE}"
-    return reply.streamed(_native_parts(array, part, numbers))
+        if why is not None:
+            unfit = why
+            continue
+        return await _transcoded(transcoder, instance, numbers, pixels)
+    raise NotAcceptable(f"cannot send frames as JPEG-LS lossless: {unfit}; ask for * as stored")
+
+
+async def _as_stored(
+    store: DicomStore, instance: DicomInstance, numbers: list[int]
+) -> web.Response:
+    native = instance.transfer_syntax in NATIVE_SYNTAXES
+    media = (
+        "application/octet-stream" if native else ENCAPSULATED_SYNTAXES[instance.transfer_syntax]
+    )
+    syntax = EXPLICIT_LE if native else instance.transfer_syntax
+    part = f"{media}; transfer-syntax={syntax}"
+    reply = MultipartRelated(media)
+    if sum(_size(instance, n) for n in numbers) <= INLINE_BYTES:
+        # A viewer's request (a frame or a few): one read, one body.
+        return reply.whole((part, d) for d in await read_frames(store, instance, numbers))
+    batches = list(_batches(instance, numbers))
+    # Read before answering, so a missing file is an error reply, not a cut-off one.
+    first = await read_frames(store, instance, batches[0])
+    return reply.streamed(_stored_parts(store, instance, part, first, batches[1:]))
+
+
+async def _transcoded(
+    transcoder: Transcoder, instance: DicomInstance, numbers: list[int], pixels: PixelModule
+) -> web.Response:
+    reply = MultipartRelated("image/jls")
+    part = f"image/jls; transfer-syntax={JPEG_LS_LOSSLESS}"
+    # The first made before answering, so a frame that cannot be made is an error reply.
+    first = await transcoder.frame(instance, numbers[0], pixels)
+    if len(numbers) == 1:
+        return reply.whole([(part, first)])
+    return reply.streamed(_transcoded_parts(transcoder, instance, numbers, pixels, part, first))
+
+
+async def _transcoded_parts(
+    transcoder: Transcoder,
+    instance: DicomInstance,
+    numbers: list[int],
+    pixels: PixelModule,
+    part: str,
+    first: bytes,
+) -> AsyncIterator[Part]:
+    yield part, first
+    for n in numbers[1:]:
+        yield part, await transcoder.frame(instance, n, pixels)
 
 
 async def _stored_parts(
@@ -645,3 +736,4 @@ async def stow(call: Call) -> web.Response:
 
 METADATA = web.AppKey("dicom_metadata", MetadataCache)
 FRAMES = web.AppKey("dicom_frames", FrameIndex)
+TRANSCODER = web.AppKey("dicom_transcoder", Transcoder)

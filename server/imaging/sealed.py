@@ -13,7 +13,9 @@ data names the instance (its SOP Instance UID), the chunk's number and the chunk
 chunk moved within a file, into another file, or a file cut short does not decrypt. The
 original file is rebuilt from the chunks byte for byte.
 
-An instance's DICOM JSON is sealed the same way, as one blob bound to the instance.
+An instance's DICOM JSON is sealed the same way, as one blob bound to the instance, and so is
+each frame the server re-encodes for viewers (``imaging.transcode``), bound to its instance,
+frame number and transfer syntax.
 
 Keys: each field key of the ring (by id, so rotation adds keys and old files stay readable)
 gives an imaging key by HKDF, so imaging and fields never share a key.
@@ -143,6 +145,17 @@ class Seal:
             self._open(kid.decode("ascii"), body, _json_context(instance))
         )
         return value
+
+    def seal_blob(self, context: bytes, data: bytes) -> bytes:
+        """``data`` sealed to ``context`` (what it is, whose): ``<key id>:<nonce><ciphertext>``."""
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = self._aeads[self._active].encrypt(nonce, data, context)
+        return self._active.encode() + b":" + nonce + sealed
+
+    def open_blob(self, context: bytes, blob: bytes) -> bytes:
+        """What ``seal_blob`` sealed to ``context``; ValueError if it was sealed to another."""
+        kid, _, body = blob.partition(b":")
+        return self._open(kid.decode("ascii", "replace"), body, context)
 
     def _open(self, kid: str, sealed: bytes | bytearray, context: bytes) -> bytes:
         aead = self._aeads.get(kid)

@@ -219,6 +219,10 @@ class DicomStore:
         self._key = keys.hash_key
         self.seal = Seal(keys)
 
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for one ``purpose``, derived from the ring's hash key."""
+        return hmac.new(self._key, b"imaging:" + purpose, hashlib.sha256).digest()
+
     def deidentifier(self, board_id: int) -> Deidentifier:
         """The de-identifier of one board's copies: one key per board, so copies made for two
         boards cannot be linked by their UIDs."""

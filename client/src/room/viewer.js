@@ -7,6 +7,11 @@
  *
  * The series shown are those of the current agenda case; a series the view names from another
  * case on the agenda is looked up when it appears.
+ *
+ * From joining on, the images of every case on the agenda are prefetched (`viewer/prefetch.js`):
+ * the series on screen from its slice outward, the rest of the current case, then the cases to
+ * come, paced so the call's media keeps its bandwidth (`rate`, bits per second: by default a
+ * conservative share; give it the link's estimate when there is one).
  */
 
 import { t } from '../i18n/index.js';
@@ -18,6 +23,9 @@ import { ViewSync } from '../viewsync.js';
 /** @typedef {import('../viewsync.js').ViewState} ViewState */
 /** @typedef {import('../viewer/index.js').Viewer} Viewer */
 /** @typedef {import('../viewer/index.js').SeriesInfo} SeriesInfo */
+/** @typedef {import('../viewer/prefetch.js').Prefetch} Prefetch */
+/** @typedef {import('../viewer/prefetch.js').PlannedSeries} PlannedSeries */
+/** @typedef {import('../viewer/series.js').Series} Series */
 
 export class ViewerPanel {
   /**
@@ -42,13 +50,25 @@ export class ViewerPanel {
     this._free = false;
     /** Patches are applied one after another, in the order they came. */
     this._chain = Promise.resolve();
+    /** @type {Prefetch | null} the agenda's images, fetched ahead (see `viewer/prefetch.js`) */
+    this.prefetch = null;
+    /** @type {Promise<Prefetch | null> | null} */
+    this._prefetching = null;
+    /** @type {(() => number) | null} bits per second prefetch may take; null: its default */
+    this.rate = null;
+    /** Series loaded for prefetch that the viewer does not list (cases to come). */
+    this._ahead = /** @type {Map<string, Promise<Series>>} */ (new Map());
+    this._agendaKey = '';
     this._host = h('div', { class: 'room-viewer-host' });
     this._status = h('p', { class: 'room-viewer-status muted', 'data-testid': 'room-viewer-status' });
     this.el = h('section', { class: 'room-viewer', 'data-testid': 'room-viewer', 'aria-label': t('room.viewer') },
       this._status, this._host);
     this.el.hidden = true;
 
-    live.on('state', () => this._refresh(), signal);
+    live.on('state', () => {
+      this._prefetchAgenda();
+      this._refresh();
+    }, signal);
     live.on('phase', (phase) => {
       // Back after a reconnect while presenting: the server gets our whole view again.
       if (phase === 'live' && live.presenting && this.viewer) this.sync.resend(this.viewer.state);
@@ -126,13 +146,86 @@ export class ViewerPanel {
     });
   }
 
+  /** Start prefetching the agenda's images on joining; plan again when the agenda moves. */
+  _prefetchAgenda() {
+    const agenda = this._live.snapshot?.agenda;
+    if (!agenda || this._signal.aborted) return;
+    const key = `${agenda.current}:${agenda.items.map((i) => i.id).join(',')}`;
+    if (this._prefetching) {
+      if (key !== this._agendaKey) this.prefetch?.replan();
+      this._agendaKey = key;
+      return;
+    }
+    this._agendaKey = key;
+    this._prefetching = import('../viewer/prefetch.js').then(({ startPrefetch, defaultRate }) => {
+      if (this._signal.aborted) return null;
+      const prefetch = startPrefetch({ plan: () => this._plan(), rate: () => (this.rate ? this.rate() : defaultRate()) });
+      this._signal.addEventListener('abort', () => prefetch.stop());
+      this.prefetch = prefetch;
+      return prefetch;
+    }, (error) => {
+      console.warn('ViewerPanel: no prefetch: %s', error);
+      return null;
+    });
+  }
+
+  /**
+   * What to prefetch, in the order it will be shown: the series the shared view shows (from its
+   * image), the rest of the current case, the cases to come, then those discussed already.
+   * @returns {Promise<PlannedSeries[]>}
+   */
+  async _plan() {
+    const agenda = this._live.snapshot?.agenda;
+    const items = agenda?.items ?? [];
+    const at = items.findIndex((i) => i.id === agenda?.current);
+    const ordered = at < 0 ? items : [...items.slice(at), ...items.slice(0, at)];
+    /** @type {PlannedSeries[]} */
+    const out = [];
+    for (const item of ordered) {
+      /** @type {SeriesInfo[]} */
+      let list = [];
+      try {
+        list = await this._seriesOf(item.case_id);
+      } catch (error) {
+        console.warn('ViewerPanel: series of case %d not listed: %s', item.case_id, error);
+      }
+      for (const info of list) {
+        out.push({ alias: info.alias, from: Math.floor(info.instances / 2), imageIds: () => this._imageIds(info) });
+      }
+    }
+    const shown = this.sync.state.viewports[this.sync.state.active];
+    const first = out.find((p) => p.alias === shown?.series);
+    if (!first || !shown) return out;
+    return [{ ...first, from: shown.index }, ...out.filter((p) => p !== first)];
+  }
+
+  /**
+   * A series' image ids: the viewer's copy when it lists the series, else loaded for prefetch.
+   * @param {SeriesInfo} info
+   */
+  async _imageIds(info) {
+    if (this.viewer?.library.info(info.alias)) {
+      const series = await this.viewer.library.load(info.alias);
+      if (series) return series.imageIds;
+    }
+    let loading = this._ahead.get(info.alias);
+    if (!loading) {
+      const { Series } = await import('../viewer/series.js');
+      loading = Series.load(info);
+      this._ahead.set(info.alias, loading);
+      loading.catch(() => this._ahead.delete(info.alias));
+    }
+    return (await loading).imageIds;
+  }
+
   /** @returns {Promise<Viewer | null>} */
   _open() {
     this._opening ??= (async () => {
       const { Viewer } = await import('../viewer/index.js');
+      const prefetch = await this._prefetching;
       if (this._signal.aborted) return null;
       this.el.hidden = false;
-      const viewer = await Viewer.create(this._host, { caseId: this._caseId ?? 0, series: [], mode: 'follow' });
+      const viewer = await Viewer.create(this._host, { caseId: this._caseId ?? 0, series: [], mode: 'follow', prefetch });
       viewer.onChange((patch) => this.sync.send(patch));
       viewer.onPointer((cell, point) => this.sync.pointer(cell, point));
       viewer.element.addEventListener('viewer-mode', (event) => {

@@ -36,6 +36,9 @@ import './viewer.css';
  * @property {number} caseId
  * @property {SeriesInfo[]} series this user's copies of the case's series
  * @property {Mode} [mode]
+ * @property {{focus: (alias: string, index: number) => void} | null} [prefetch] the room's paced
+ *   prefetch (`prefetch.js`): told what is shown, it fetches from there; without it, every image
+ *   of a series shown is fetched at once
  */
 
 const ANNOTATION_EVENTS = [
@@ -57,9 +60,10 @@ export class Viewer {
    * @param {HTMLElement} element
    * @param {ViewerOptions} options
    */
-  static async create(element, { caseId, series, mode = 'free' }) {
+  static async create(element, { caseId, series, mode = 'free', prefetch = null }) {
     await startCornerstone();
     const viewer = new Viewer(element, caseId, mode);
+    viewer._prefetch = prefetch;
     await viewer.setSeries(series);
     return viewer;
   }
@@ -89,6 +93,8 @@ export class Viewer {
     /** @type {Promise<void> | null} */
     this._showing = null;
     this._destroyed = false;
+    /** @type {ViewerOptions['prefetch']} */
+    this._prefetch = null;
 
     this.library = new SeriesLibrary();
     this.engine = new RenderingEngine(id);
@@ -298,7 +304,8 @@ export class Viewer {
       }
       const { series, missing } = await this._seriesForCell(target.series);
       if (this._destroyed) return;
-      series?.prefetch();
+      if (series && this._prefetch) this._prefetch.focus(series.alias, target.index);
+      else series?.prefetch();
       try {
         await cell.show(target, series, missing);
       } catch (error) {

@@ -7,6 +7,21 @@ import * as core from '@cornerstonejs/core';
 import * as dicomImageLoader from '@cornerstonejs/dicom-image-loader';
 import * as tools from '@cornerstonejs/tools';
 
+/**
+ * What the viewer asks our DICOMweb for each frame: JPEG-LS lossless (the server transcodes
+ * whatever was stored, once, and keeps it), else the frame as stored (a lossy one gains nothing
+ * from a lossless re-encoding). Cornerstone's loader would ask `transfer-syntax=*` alone, and the
+ * native copy of a CT series is two to three times the size of its JPEG-LS one.
+ */
+export const FRAME_ACCEPT = 'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80, '
+  + 'multipart/related; type="application/octet-stream"; transfer-syntax=*; q=0.5';
+
+/**
+ * Frames as they arrive: a `frame` event with `{imageId, bytes}` for each frame request the
+ * image loader completes (prefetch paces itself by them).
+ */
+export const frameTransfers = new EventTarget();
+
 /** The annotation tools the view state can carry (schemas/view-state.json), by their cs3d names. */
 export const ANNOTATION_TOOLS = /** @type {const} */ (['Length', 'Angle', 'EllipticalROI', 'ArrowAnnotate']);
 
@@ -42,6 +57,11 @@ async function start() {
   if (softwareWebGl()) core.setUseCPURendering(true);
   dicomImageLoader.init({
     maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
+    beforeSend: () => ({ Accept: FRAME_ACCEPT }),
+    onloadend: (/** @type {ProgressEvent} */ event, /** @type {unknown} */ params) => {
+      const detail = { imageId: String(/** @type {{imageId?: string}} */ (params)?.imageId ?? ''), bytes: event.loaded };
+      frameTransfers.dispatchEvent(new CustomEvent('frame', { detail }));
+    },
   });
   tools.init();
   for (const Tool of TOOL_CLASSES) tools.addTool(Tool);

@@ -1,0 +1,303 @@
+/**
+ * Prefetch: the images of the session's agenda fetched ahead into Cornerstone3D's cache, in the
+ * order they will be shown (the series on screen first, from the slice shown outward; then the
+ * rest of the current case; then the cases still to come), so an image the presenter opens is
+ * already there when it is presented.
+ *
+ * Prefetch yields to live media: it is paced, with at most `inFlight` requests at once and a
+ * byte rate read from `rate()` before every request (bits per second; default 600 kbit/s, a
+ * conservative share of a thin link). Whoever knows the link (a bandwidth estimate) passes its
+ * own `rate`; 0 pauses. The image a viewer shows is never held back: Cornerstone loads it at
+ * interaction priority, outside this pacing.
+ */
+
+import { cache, imageLoader, Enums as csEnums } from '@cornerstonejs/core';
+import { frameTransfers, startCornerstone } from './setup.js';
+
+/** Bits per second prefetch takes when nobody says otherwise. */
+export const DEFAULT_RATE = 600_000;
+/** Where a browser may set another default, in kbit/s (support, tests, benchmarks). */
+export const RATE_SETTING = 'eboard.prefetch.kbps';
+const IN_FLIGHT = 2;
+// A burst is at most this much of the rate (seconds): one request, not a flood, goes out at once.
+const BURST_SECONDS = 0.5;
+// A new image's size before any is known: a 512² CT slice as JPEG-LS lossless.
+const FIRST_GUESS = 200_000;
+const PAUSED_RETRY_MS = 500;
+
+/**
+ * One series to fetch, as the plan lists it.
+ * @typedef {object} PlannedSeries
+ * @property {string} alias
+ * @property {number} from the image to start from (the others follow outward from it)
+ * @property {() => Promise<string[]>} imageIds its images in canonical order (loads metadata)
+ */
+
+/**
+ * @typedef {object} PrefetchOptions
+ * @property {() => Promise<PlannedSeries[]>} plan what to fetch, in the order it will be shown;
+ *   asked again after `replan()`
+ * @property {() => number} [rate] bits per second prefetch may use now
+ * @property {number} [inFlight] requests at once
+ * @property {(imageId: string) => Promise<number>} [load] fetch one image into the cache;
+ *   resolves with the bytes it took (default: Cornerstone's loader, at prefetch priority)
+ * @property {(imageId: string) => boolean} [cached] whether an image is cached or on its way
+ * @property {() => number} [now] a clock in ms (tests)
+ * @property {(ms: number, signal: AbortSignal) => Promise<void>} [wait] (tests)
+ */
+
+/**
+ * What prefetch has done: for tests, benchmarks and support.
+ * @typedef {object} PrefetchProgress
+ * @property {number} planned images in the plan
+ * @property {number} fetched images fetched by prefetch
+ * @property {number} skipped images already cached or on their way when their turn came
+ * @property {number} failed
+ * @property {number} bytes received by prefetch
+ * @property {number} inFlight
+ * @property {boolean} done every planned image is cached
+ * @property {string[]} order the series aliases in the order of the current plan
+ */
+
+/**
+ * Start prefetching; `stop()` ends it (requests on their way complete).
+ * @param {PrefetchOptions} options
+ */
+export function startPrefetch(options) {
+  return new Prefetch(options);
+}
+
+/**
+ * The images of a series in the order to fetch them: `from`, then outward, nearest first.
+ * @param {number} length
+ * @param {number} from
+ */
+export function outward(length, from) {
+  const start = Math.min(length - 1, Math.max(0, Math.round(from) || 0));
+  /** @type {number[]} */
+  const out = length > 0 ? [start] : [];
+  for (let step = 1; out.length < length; step += 1) {
+    if (start + step < length) out.push(start + step);
+    if (start - step >= 0) out.push(start - step);
+  }
+  return out;
+}
+
+export class Prefetch {
+  /** @param {PrefetchOptions} options */
+  constructor(options) {
+    this._plan = options.plan;
+    this._rate = options.rate ?? defaultRate;
+    this._inFlight = options.inFlight ?? IN_FLIGHT;
+    this._load = options.load ?? cornerstoneLoad;
+    // Cornerstone first: starting it clears the image metadata a plan's series register.
+    this._ready = options.load ? Promise.resolve() : startCornerstone();
+    this._cached = options.cached ?? ((imageId) => Boolean(cache.getImageLoadObject(imageId)));
+    this._now = options.now ?? (() => performance.now());
+    this._wait = options.wait ?? delay;
+    this._life = new AbortController();
+    /** @type {{alias: string, index: number} | null} */
+    this._focus = null;
+    this._dirty = true;
+    /** @type {(() => void) | null} wakes the loop when it waits for a change */
+    this._wake = null;
+    /** Byte allowance: refilled at the rate, spent by each request (its guess, then its size). */
+    this._tokens = 0;
+    this._refilled = this._now();
+    this._guess = FIRST_GUESS;
+    /** @type {Set<Promise<void>>} */
+    this._running = new Set();
+    /** @type {PrefetchProgress} */
+    this.progress = { planned: 0, fetched: 0, skipped: 0, failed: 0, bytes: 0, inFlight: 0, done: false, order: [] };
+    this.finished = this._loop().catch((error) => console.warn('Prefetch stopped: %s', error));
+  }
+
+  /** Stop: no new request goes out. */
+  stop() {
+    this._life.abort();
+    this._wake?.();
+  }
+
+  /** The agenda or the case under discussion changed: ask the plan again. */
+  replan() {
+    this._dirty = true;
+    this._wake?.();
+  }
+
+  /**
+   * A viewer shows image `index` of series `alias`: that series first, from there outward.
+   * @param {string} alias
+   * @param {number} index
+   */
+  focus(alias, index) {
+    if (this._focus?.alias === alias && this._focus.index === index) return;
+    this._focus = { alias, index };
+    this.replan();
+  }
+
+  async _loop() {
+    const signal = this._life.signal;
+    await this._ready;
+    while (!signal.aborted) {
+      this._dirty = false;
+      /** @type {PlannedSeries[]} */
+      let plan = [];
+      try {
+        plan = await this._plan();
+      } catch (error) {
+        console.warn('Prefetch: no plan: %s', error); // tried again at the next replan
+      }
+      const planned = this._ordered(plan);
+      this.progress.order = planned.map((p) => p.alias);
+      const complete = await this._fetchAll(planned, signal);
+      if (signal.aborted) break;
+      if (complete && !this._dirty) {
+        await Promise.all(this._running);
+        this.progress.done = !this._dirty && this.progress.inFlight === 0;
+        // Idle until something changes (a new case, a new focus).
+        if (!this._dirty) await new Promise((resolve) => { this._wake = () => resolve(undefined); });
+        this._wake = null;
+        this.progress.done = false;
+      }
+    }
+  }
+
+  /**
+   * The plan with the focused series first, starting at the focused image.
+   * @param {PlannedSeries[]} planned
+   */
+  _ordered(planned) {
+    const focus = this._focus;
+    if (!focus) return planned;
+    const hit = planned.find((p) => p.alias === focus.alias);
+    if (!hit) return planned;
+    return [{ ...hit, from: focus.index }, ...planned.filter((p) => p !== hit)];
+  }
+
+  /**
+   * @param {PlannedSeries[]} planned
+   * @param {AbortSignal} signal
+   * @returns {Promise<boolean>} whether it went through all of it (no replan, no stop)
+   */
+  async _fetchAll(planned, signal) {
+    let total = 0;
+    this.progress.planned = 0;
+    for (const series of planned) {
+      /** @type {string[]} */
+      let ids;
+      try {
+        ids = await series.imageIds();
+      } catch (error) {
+        console.warn('Prefetch(%s) no metadata: %s', series.alias, error);
+        continue;
+      }
+      total += ids.length;
+      this.progress.planned = total;
+      for (const index of outward(ids.length, series.from)) {
+        if (signal.aborted || this._dirty) return false;
+        const imageId = ids[index];
+        if (this._cached(imageId)) {
+          this.progress.skipped += 1;
+          continue;
+        }
+        await this._slot(signal);
+        if (signal.aborted || this._dirty) return false;
+        this._start(imageId);
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Wait for a free request slot and a non-negative allowance.
+   * @param {AbortSignal} signal
+   */
+  async _slot(signal) {
+    while (!signal.aborted && !this._dirty) {
+      if (this._running.size >= this._inFlight) {
+        await Promise.race(this._running);
+        continue;
+      }
+      const rate = Math.max(0, this._rate()) / 8; // bytes per second
+      const now = this._now();
+      this._tokens = Math.min(rate * BURST_SECONDS, this._tokens + (rate * (now - this._refilled)) / 1000);
+      this._refilled = now;
+      if (this._tokens >= 0 && rate > 0) return;
+      const ms = rate > 0 ? Math.ceil((-this._tokens / rate) * 1000) : PAUSED_RETRY_MS;
+      // A request that ends meanwhile corrects its guess: look again then.
+      const timer = new AbortController();
+      const stopTimer = () => timer.abort();
+      signal.addEventListener('abort', stopTimer, { once: true });
+      try {
+        await Promise.race([this._wait(Math.max(1, ms), timer.signal), ...this._running]);
+      } finally {
+        timer.abort();
+        signal.removeEventListener('abort', stopTimer);
+      }
+    }
+  }
+
+  /** @param {string} imageId */
+  _start(imageId) {
+    const guess = this._guess;
+    this._tokens -= guess;
+    this.progress.inFlight += 1;
+    const run = this._load(imageId).then((bytes) => {
+      this._tokens += guess - bytes;
+      if (bytes > 0) this._guess = bytes;
+      this.progress.fetched += 1;
+      this.progress.bytes += bytes;
+    }, (error) => {
+      this._tokens += guess;
+      this.progress.failed += 1;
+      console.warn('Prefetch: image %s not fetched: %s', imageId, error);
+    }).finally(() => {
+      this.progress.inFlight -= 1;
+      this._running.delete(run);
+    });
+    this._running.add(run);
+  }
+}
+
+/** The rate a browser was told to use (`localStorage[RATE_SETTING]`, kbit/s), else the default. */
+export function defaultRate() {
+  try {
+    const kbps = Number(window.localStorage.getItem(RATE_SETTING));
+    return kbps > 0 ? kbps * 1000 : DEFAULT_RATE;
+  } catch {
+    return DEFAULT_RATE;
+  }
+}
+
+/**
+ * @param {number} ms
+ * @param {AbortSignal} signal
+ * @returns {Promise<void>}
+ */
+function delay(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+/**
+ * Fetch one image through Cornerstone's loader into its cache, at prefetch priority; the bytes
+ * its request received.
+ * @param {string} imageId
+ * @returns {Promise<number>}
+ */
+async function cornerstoneLoad(imageId) {
+  let bytes = 0;
+  const heard = (/** @type {Event} */ event) => {
+    const detail = /** @type {CustomEvent<{imageId: string, bytes: number}>} */ (event).detail;
+    if (detail.imageId === imageId) bytes = detail.bytes;
+  };
+  frameTransfers.addEventListener('frame', heard);
+  try {
+    await imageLoader.loadAndCacheImage(imageId, { priority: 5, requestType: csEnums.RequestType.Prefetch });
+  } finally {
+    frameTransfers.removeEventListener('frame', heard);
+  }
+  return bytes;
+}
