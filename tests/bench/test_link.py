@@ -1,0 +1,125 @@
+"""The link emulator's model (tests/bench/link.py): rate, delay, loss, tail drop and the loss
+burst, driven by an injected clock and random source (no TUN devices, no root)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from .link import OFF, Direction, LinkConfig
+
+PACKET = bytes(1000)  # 8,000 bits: 4 ms on the wire at 2 Mbit/s
+
+
+def lossless(**kwargs: float | int | None) -> LinkConfig:
+    return LinkConfig(**{"loss": 0.0, **kwargs})  # type: ignore[arg-type]
+
+
+def test_a_lone_packet_takes_its_time_on_the_wire_plus_the_delay() -> None:
+    link = Direction(lossless(delay_s=0.125, rate_bps=2_000_000), random.Random(1).random)
+    assert link.offer(PACKET, 10.0)
+    assert link.next_delivery() == pytest.approx(10.0 + 0.004 + 0.125)
+    assert link.due(10.128) == []
+    assert link.due(10.129) == [PACKET]
+    assert link.next_delivery() is None
+
+
+def test_a_saturated_link_delivers_at_its_rate_in_order() -> None:
+    link = Direction(
+        lossless(delay_s=0.05, rate_bps=2_000_000, queue_packets=10_000), random.Random(1).random
+    )
+    # Offered at 4 Mbit/s for 2 s: twice what the link carries.
+    packets = [i.to_bytes(4, "big") + PACKET[4:] for i in range(1000)]
+    for i, packet in enumerate(packets):
+        assert link.offer(packet, i * 0.002)
+    delivered: list[bytes] = []
+    times: list[float] = []
+    t = 0.0
+    while (when := link.next_delivery()) is not None:
+        t = when
+        got = link.due(t)
+        delivered += got
+        times += [t] * len(got)
+    assert delivered == packets  # FIFO: nothing reordered, nothing lost
+    # 1,000 × 8,000 bits at 2 Mbit/s is 4 s on the wire, then the delay.
+    assert times[-1] == pytest.approx(4.0 + 0.05)
+    gaps = {round(b - a, 6) for a, b in zip(times, times[1:], strict=False)}
+    assert gaps == {0.004}
+
+
+def test_a_full_queue_drops_the_tail_and_counts_it() -> None:
+    link = Direction(lossless(rate_bps=2_000_000, queue_packets=64), random.Random(1).random)
+    accepted = [link.offer(PACKET, 0.0) for _ in range(100)]
+    assert accepted == [True] * 64 + [False] * 36
+    assert link.tail_dropped == 36
+    assert link.queued(0.0) == 64
+    # One packet's time later one has left, so one more fits.
+    assert link.queued(0.004) == 63
+    assert link.offer(PACKET, 0.004)
+    assert not link.offer(PACKET, 0.004)
+
+
+def test_random_loss_drops_about_the_configured_fraction() -> None:
+    link = Direction(LinkConfig(loss=0.01, rate_bps=None, delay_s=0.0), random.Random(7).random)
+    n = 100_000
+    kept = sum(link.offer(b"x", i * 1e-4) for i in range(n))
+    assert link.lost == n - kept
+    assert 0.008 < link.lost / n < 0.012
+    assert link.tail_dropped == 0
+
+
+def test_loss_comes_before_the_queue_so_lost_packets_take_no_room() -> None:
+    link = Direction(
+        LinkConfig(loss=0.5, rate_bps=2_000_000, queue_packets=10), random.Random(3).random
+    )
+    for _ in range(40):
+        link.offer(PACKET, 0.0)
+    assert link.queued(0.0) == 10
+    assert link.lost + link.tail_dropped + 10 == 40
+    assert link.lost > 10
+
+
+def test_a_burst_raises_loss_for_its_seconds_then_ends() -> None:
+    link = Direction(LinkConfig(loss=0.01, rate_bps=None, delay_s=0.0), random.Random(5).random)
+    link.burst(100.0, seconds=3.0, loss=0.3)
+    assert link.loss_at(99.99) == 0.01
+    assert link.loss_at(100.0) == 0.3
+    assert link.loss_at(102.99) == 0.3
+    assert link.loss_at(103.0) == 0.01
+    n = 30_000
+    during = sum(not link.offer(b"x", 100.0 + 3.0 * i / n) for i in range(n))
+    assert 0.28 < during / n < 0.32
+    after = sum(not link.offer(b"x", 104.0 + i * 1e-4) for i in range(n))
+    assert after / n < 0.015
+
+
+def test_off_is_a_plain_wire() -> None:
+    link = Direction(OFF, random.Random(1).random)
+    for i in range(1000):
+        assert link.offer(PACKET, i * 1e-6)
+    assert len(link.due(0.001)) == 1000
+
+
+def test_a_tighter_configuration_never_reorders_what_is_in_flight() -> None:
+    link = Direction(lossless(delay_s=0.5, rate_bps=None), random.Random(1).random)
+    link.offer(b"first", 0.0)
+    link.configure(lossless(delay_s=0.0, rate_bps=None))
+    link.offer(b"second", 0.1)
+    assert link.due(0.5) == [b"first", b"second"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"loss": 1.5}, {"loss": -0.1}, {"delay_s": -1}, {"rate_bps": 0}, {"queue_packets": 0}],
+)
+def test_a_bad_configuration_names_its_field(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        LinkConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_burst_is_refused() -> None:
+    link = Direction(OFF, random.Random(1).random)
+    with pytest.raises(ValueError, match="burst"):
+        link.burst(0.0, seconds=0.0, loss=0.3)
+    assert link.loss_at(0.0) == 0.0
