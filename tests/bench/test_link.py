@@ -123,3 +123,65 @@ def test_a_bad_burst_is_refused() -> None:
     with pytest.raises(ValueError, match="burst"):
         link.burst(0.0, seconds=0.0, loss=0.3)
     assert link.loss_at(0.0) == 0.0
+
+
+# The remote's figures (bench_link.remote_figures) from synthetic getStats samples.
+
+
+def _samples(fps: dict[str, list[float]], paused: frozenset[str] = frozenset()) -> list[dict]:  # type: ignore[type-arg]
+    """One sample per 0.5 s; ``fps[track][i]`` the rate during interval i; participant = track."""
+    frames = dict.fromkeys(fps, 0.0)
+    steps = len(next(iter(fps.values())))
+    out = []
+    for i in range(steps + 1):
+        out.append(
+            {
+                "t": 0.5 * i,
+                "tiles": [{"participant": t, "track": t, "paused": t in paused} for t in fps],
+                "video": {t: {"frames": int(frames[t]), "w": 640, "h": 360} for t in fps},
+                "concealed": 10 * i,
+                "total": 1000 * i,
+            }
+        )
+        if i < steps:
+            for t in fps:
+                frames[t] += fps[t][i] * 0.5
+    return out
+
+
+def test_figures_leave_out_the_burst_and_find_the_recovery() -> None:
+    from .bench_link import remote_figures
+
+    # 20 s: 30 fps, then during the burst (8–11 s) 0 fps, back at 30 from 12 s.
+    steady = [30.0] * 40
+    hit = [30.0 if not 16 <= i < 24 else 0.0 for i in range(40)]
+    samples = _samples({"stage": steady, "other": hit})
+    figures = remote_figures(samples, (0.0, 20.0), (8.0, 11.0), "stage")
+    assert figures["stage_fps"] == 30.0
+    assert figures["min_visible_fps"] == 30.0  # the burst and 2 s after it left out
+    assert figures["frozen_unpaused"] == 0
+    assert figures["recovery_s"] == 1.5  # the interval 12.0–12.5 s is the first at ≥ 15 fps
+    assert figures["concealed_audio_pct"] == 1.0
+    assert figures["stage_size"] == "640x360"
+
+
+def test_a_frozen_tile_counts_unless_the_page_marks_it_paused() -> None:
+    from .bench_link import remote_figures
+
+    samples = _samples({"stage": [30.0] * 20, "still": [30.0] * 4 + [0.0] * 16})
+    figures = remote_figures(samples, (0.0, 10.0), None, "stage")
+    assert figures["frozen_unpaused"] == 1
+    assert figures["min_visible_fps"] == 6.0  # 60 frames in 10 s
+    assert figures["recovery_s"] is None
+    paused = _samples({"stage": [30.0] * 20, "still": [0.0] * 20}, frozenset({"still"}))
+    figures = remote_figures(paused, (0.0, 10.0), None, "stage")
+    assert figures["frozen_unpaused"] == 0
+    assert figures["visible_tiles"] == 1
+    assert figures["min_visible_fps"] == 30.0
+
+
+def test_no_recovery_when_a_tile_never_comes_back() -> None:
+    from .bench_link import remote_figures
+
+    samples = _samples({"stage": [30.0] * 16 + [0.0] * 24})
+    assert remote_figures(samples, (0.0, 20.0), (8.0, 11.0), "stage")["recovery_s"] is None
