@@ -635,6 +635,7 @@ async def run_cell(
     )
     started = time.monotonic()
     remote.set(on)
+    counters = remote.command({"cmd": "stats"})["stats"]
     generator: Generator | None = None
     context = None
     try:
@@ -727,7 +728,7 @@ async def run_cell(
                 "machine_busy_pct": round(
                     100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 1
                 ),
-                "link_counters": remote.command({"cmd": "stats"})["stats"],
+                "link_counters": _delta(remote.command({"cmd": "stats"})["stats"], counters),
             }
         )
     except Exception as exc:  # a failed cell is reported, the run goes on
@@ -742,6 +743,14 @@ async def run_cell(
         await target.stop()
     print(f" {time.monotonic() - started:.0f} s", file=options.progress)
     return cell
+
+
+def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The link's counters for this cell (the relay runs for the whole run)."""
+    return {
+        k: _delta(v, before.get(k, {})) if isinstance(v, dict) else v - before.get(k, 0)
+        for k, v in after.items()
+    }
 
 
 def _round(value: Any) -> float | None:
