@@ -80,6 +80,21 @@ bench-sfu: venv
 		$(BENCH_PACKAGES); }
 	$(SUDO) $(PY) -m tests.bench.bench_sfu $(BENCH_ARGS)
 
+# The link benchmark (tests/bench/README.md, "Link benchmark"): one remote participant, real
+# headless Chromium, across an emulated trans-Pacific link (125 ms one way, 1 % loss, 2 Mbit/s
+# each way, a 3 s 30 % loss burst mid-run; a user-space TUN relay, this kernel has no netem)
+# from the SFU and N-1 aiortc locals: eBoard (its room page, demo data) and Janus's VideoRoom,
+# link on and off side by side; the demo CT fetched over the link meanwhile. Prints a table
+# and writes tests/bench/results/link.json. Runs as root in private network namespaces.
+# `make bench-link BENCH_ARGS=--quick` for a smoke run (N = 4, small CT).
+BENCH_LINK_PACKAGES := janus iproute2 util-linux chromium
+.PHONY: bench-link
+bench-link: venv client
+	@dpkg -s $(BENCH_LINK_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+		$(BENCH_LINK_PACKAGES); }
+	$(SUDO) $(PY) -m tests.bench.bench_link $(BENCH_ARGS)
+
 # The imaging benchmark: series delivery of the demo CT (120 × 512², native and JPEG-LS),
 # metadata + every frame with 6 requests in flight, from our /dicom-web/ (`python -m server
 # serve`) and from Orthanc with its DICOMweb plugin, side by side; prints a table and writes
