@@ -151,4 +151,4 @@ fuzz: venv
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 
 # Every benchmark, one after the other (BENCH_ARGS goes to each; --quick is understood by all).
-bench: bench-sfu bench-imaging bench-sync bench-notes bench-export bench-upload
+bench: bench-sfu bench-imaging bench-sync bench-notes bench-export bench-upload bench-link

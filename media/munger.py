@@ -85,9 +85,9 @@ class Munger:
         self._run: _Run | None = None
         self._next_down_ext = random.randrange(1 << 15) if initial_seq is None else initial_seq
         self._initial_ts = random.randrange(1 << 32) if initial_ts is None else initial_ts
-        self._initial_pid = (
-            random.randrange(PICTURE_ID_MOD) if initial_picture_id is None else initial_picture_id
-        )
+        # None: the first run keeps the publisher's own picture ids (as LiveKit does); only
+        # later runs are offset to follow on.
+        self._initial_pid = initial_picture_id
         self._last_ts: int | None = None  # down timestamp of the newest packet sent
         self._last_sent_at = 0.0
         self._last_pid: int | None = None
@@ -214,7 +214,10 @@ class Munger:
         if d.picture_id is None:
             return None
         if run.pid_ext is None:  # the run's first picture follows the last one sent
-            following = self._initial_pid if self._last_pid is None else self._last_pid + 1
+            if self._last_pid is not None:
+                following = self._last_pid + 1
+            else:
+                following = d.picture_id if self._initial_pid is None else self._initial_pid
             run.pid_ext = d.picture_id
             run.pid_offset = following - d.picture_id
             return following % PICTURE_ID_MOD

@@ -56,7 +56,11 @@ REMOTE_USER = "external"
 LOCAL_USERS = ("chair", "radiologist", "pathologist", "surgeon", "oncologist", "coordinator")
 EXTRA_USER = "link-member-{}"
 # What Cornerstone3D's WADO-RS loader asks for (the viewer's own Accept).
-FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+# What the viewer asks for (client/src/viewer/setup.js): JPEG-LS lossless, else as stored.
+FRAME_ACCEPT = (
+    'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80, '
+    'multipart/related; type="application/octet-stream"; transfer-syntax=*; q=0.5'
+)
 VISIBLE_FPS = 15.0  # a tile is back after the burst at this frame rate
 FROZEN_S = 1.0  # a tile frozen longer than this counts
 RECOVERY_MARGIN_S = 2.0  # after the burst, excluded from the steady-state figures
@@ -764,7 +768,8 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
     background = await background_load()
     print(f"encoding the clip once (logs in {logs}) …", file=progress)
     clip_path = logs / "clip.pickle"
-    encode_clip().save(clip_path)
+    # The locals publish their camera as a browser does: three simulcast layers (q/h/f).
+    encode_clip(simulcast=not args.one_layer).save(clip_path)
     remote = Remote(logs)
     options = Options(
         args.window, args.warmup, args.images, args.images_timeout, clip_path, logs, progress
@@ -885,6 +890,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per cell")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--no-images", dest="images", action="store_false")
+    parser.add_argument(
+        "--one-layer", action="store_true", help="locals publish one layer, not simulcast"
+    )
     parser.add_argument("--images-timeout", type=float, default=120.0)
     parser.add_argument("--ct", default="120x512", help="the demo CT, SLICESxPIXELS")
     parser.add_argument("--janus-event-loops", type=int, default=2)

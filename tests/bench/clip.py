@@ -53,12 +53,14 @@ class VideoFrameData:
 @dataclass(frozen=True)
 class Clip:
     """Pre-encoded media: ``video[0]`` is a keyframe, the rest follow it; ``audio`` is 20 ms
-    Opus packets."""
+    Opus packets. ``lower``: for a simulcast publisher, the same pictures encoded smaller (low
+    to high, as a browser's ``q`` and ``h`` layers), each as long as ``video``."""
 
     width: int
     height: int
     video: tuple[VideoFrameData, ...]
     audio: tuple[bytes, ...]
+    lower: tuple[Clip, ...] = ()
 
     @property
     def video_kbps(self) -> float:
@@ -139,10 +141,24 @@ def _audio_packets(count: int) -> list[bytes]:
     return packets[:count]
 
 
-def encode_clip(seconds: float = 10.0, width: int = 640, height: int = 360) -> Clip:
-    """Encode ``seconds`` of synthetic video (with aiortc's own VP8 encoder, 500 kbit/s CBR)
-    and one second of an Opus tone."""
+# Simulcast layers below the full one, as the room's client publishes them: 1/4 and 1/2 of the
+# full size, at about these bitrates.
+LOWER_LAYERS = ((4, 100_000), (2, 250_000))
+
+
+def encode_clip(
+    seconds: float = 10.0,
+    width: int = 640,
+    height: int = 360,
+    *,
+    bitrate: int = 500_000,
+    simulcast: bool = False,
+) -> Clip:
+    """Encode ``seconds`` of synthetic video (with aiortc's own VP8 encoder, ``bitrate`` CBR)
+    and one second of an Opus tone; with ``simulcast``, the ``LOWER_LAYERS`` too."""
     encoder = Vp8Encoder()
+    # aiortc clamps its setter at 250 kbit/s; a 160×90 layer wants less.
+    encoder._Vp8Encoder__target_bitrate = bitrate  # type: ignore[attr-defined]
     video: list[VideoFrameData] = []
     for n, frame in enumerate(_video_frames(width, height, int(seconds * FPS))):
         payloads, _ = encoder.encode(frame, force_keyframe=n == 0)
@@ -151,14 +167,21 @@ def encode_clip(seconds: float = 10.0, width: int = 640, height: int = 360) -> C
         chunks = tuple(p[4:] for p in payloads)
         video.append(VideoFrameData(chunks, keyframe=not chunks[0][0] & 0x01))
     assert video[0].keyframe
-    return Clip(width, height, tuple(video), tuple(_audio_packets(AUDIO_PACKETS_PER_SECOND)))
+    lower = tuple(
+        encode_clip(seconds, width // scale, height // scale, bitrate=rate)
+        for scale, rate in (LOWER_LAYERS if simulcast else ())
+    )
+    audio = tuple(_audio_packets(AUDIO_PACKETS_PER_SECOND))
+    return Clip(width, height, tuple(video), audio, lower)
 
 
 if __name__ == "__main__":
     import time
 
     started = time.perf_counter()
-    clip = encode_clip()
+    clip = encode_clip(simulcast=True)
+    for layer in clip.lower:
+        print(f"layer {layer.width}x{layer.height}: {layer.video_kbps:.0f} kbit/s")
     print(
         f"{len(clip.video)} frames, keyframe {clip.video[0].size} B, "
         f"{clip.video_kbps:.0f} kbit/s, {clip.video_packets_per_second:.1f} packets/s, "

@@ -11,6 +11,7 @@ publisher and frame, and its send time is noted for the subscribers' latency fig
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -39,6 +40,21 @@ _HEADER = struct.Struct("!BBHLLHH")  # RTP fixed header + one-byte header-extens
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RIDS = ("q", "h", "f")
+
+
+def with_simulcast_offer(offer_sdp: str, rids: tuple[str, ...], ext_id: int) -> str:
+    """Offer the video section as simulcast, as a browser does (RFC 8853): the RID extension,
+    an ``a=rid`` per layer and ``a=simulcast:send``."""
+    lines = offer_sdp.split("\r\n")
+    video = next(i for i, line in enumerate(lines) if line.startswith("m=video"))
+    end = next((i for i in range(video + 1, len(lines)) if lines[i].startswith("m=")), None)
+    end = end if end is not None else len(lines) - 1  # before the closing empty line
+    added = [f"a=extmap:{ext_id} {_RID_URI}"]
+    added += [f"a=rid:{rid} send" for rid in rids]
+    added.append(f"a=simulcast:send {';'.join(rids)}")
+    return "\r\n".join(lines[:end] + added + lines[end:])
 
 
 class IdleTrack(MediaStreamTrack):
@@ -72,6 +88,10 @@ class RtpOut:
         self.mid_ext = b""
         self.abs_ext_header = b""
         self.level_ext_header = b""
+        # Simulcast: one SSRC and sequence per layer, low to high (the top one is the
+        # sender's own SSRC, the one the offer names).
+        self.layer_ssrcs: list[int] = []
+        self.layer_seqs: list[int] = []
         hooked: Any = sender  # per instance, as media/forwarder.py does for its senders
         self._original_send = hooked.send
         self._original_rtcp = hooked._handle_rtcp_packet
@@ -96,6 +116,10 @@ class RtpOut:
         self._addr = pair.remote_addr
         self._ssrc = self._sender._ssrc
         self.seq = self._sender._ssrc & 0x7FFF
+        if self.layer_ssrcs:
+            self.layer_ssrcs[-1] = self._ssrc
+            for ssrc in self.layer_ssrcs:  # so the SFU's PLI for any layer reaches us
+                dtls._rtp_router.register_sender(self._sender, ssrc)
         self.bound = True
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
@@ -106,13 +130,30 @@ class RtpOut:
             self.nacked += len(packet.lost)  # not repaired: loopback loses only under overload
         await self._original_rtcp(packet)
 
+    def add_layers(self, count: int) -> None:
+        """Send ``count`` simulcast layers (``send_layer``) instead of one stream."""
+        self.layer_ssrcs = [random.getrandbits(32) for _ in range(count)]
+        self.layer_seqs = [random.getrandbits(15) for _ in range(count)]
+
+    def send_layer(
+        self, layer: int, marker: int, timestamp: int, ext: bytes, payload: bytes
+    ) -> None:
+        seq = self.layer_seqs[layer]
+        self.layer_seqs[layer] = (seq + 1) & 0xFFFF
+        self._write(self.layer_ssrcs[layer], seq, marker, timestamp, ext, payload)
+
     def send(self, marker: int, timestamp: int, ext: bytes, payload: bytes) -> None:
         """``ext``: the one-byte header extensions, already padded to 4 bytes."""
         seq = self.seq
         self.seq = (seq + 1) & 0xFFFF
+        self._write(self._ssrc, seq, marker, timestamp, ext, payload)
+
+    def _write(
+        self, ssrc: int, seq: int, marker: int, timestamp: int, ext: bytes, payload: bytes
+    ) -> None:
         data = (
             _HEADER.pack(
-                0x90, (marker << 7) | self._pt, seq, timestamp, self._ssrc, 0xBEDE, len(ext) >> 2
+                0x90, (marker << 7) | self._pt, seq, timestamp, ssrc, 0xBEDE, len(ext) >> 2
             )
             + ext
             + payload
@@ -130,6 +171,7 @@ class Publisher:
     """A participant's camera and microphone: the clip, sent as RTP on an up connection."""
 
     def __init__(self, index: int, clip: Clip, sent_at: dict[int, float]) -> None:
+        """With a clip that has ``lower`` layers, the camera is published as simulcast."""
         self.index = index
         self.name = f"p{index:02d}"
         self.pc = RTCPeerConnection(CONFIGURATION)
@@ -146,13 +188,22 @@ class Publisher:
         audio = self.pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
         self.video = RtpOut(video.sender, self._keyframe_request)
         self.audio = RtpOut(audio.sender, lambda: None)
+        self._layers = (*clip.lower, clip)
+        self._rid_ext = b""
+        if clip.lower:
+            self.video.add_layers(len(self._layers))
 
     def _keyframe_request(self) -> None:
         self._keyframe_wanted = True
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        if len(self._layers) > 1:
+            ext_id = 10
+            self._rid_ext = bytes([ext_id << 4])  # + the rid's length - 1, then the rid
+            sdp = with_simulcast_offer(sdp, RIDS[-len(self._layers) :], ext_id)
+        return sdp
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
@@ -166,8 +217,9 @@ class Publisher:
             # Restart the clip at its keyframe: what follows decodes from it.
             self._keyframe_wanted = False
             self._position = 0
-        frame = clip[self._position]
-        self._position = self._position + 1 if self._position + 1 < len(clip) else 1
+        position = self._position
+        frame = clip[position]
+        self._position = position + 1 if position + 1 < len(clip) else 1
         pid = picture_id(self.index, self.frames_sent)
         self.frames_sent += 1
         ts = self._video_ts
@@ -176,15 +228,30 @@ class Publisher:
         if out.abs_ext_header:
             ntp = int((time.time() + 2208988800) * 4294967296.0)
             ext += out.abs_ext_header + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
-        ext = _pad(ext)
         descriptor = bytes([0x80, 0x80, 0x80 | (pid >> 8), pid & 0xFF])
-        chunks = frame.chunks
+        if len(self._layers) == 1:
+            self._send_chunks(None, ts, _pad(ext), descriptor, frame.chunks)
+        else:
+            rids = RIDS[-len(self._layers) :]
+            for layer, clip in enumerate(self._layers):
+                rid = rids[layer].encode()
+                rid_ext = bytes([self._rid_ext[0] | (len(rid) - 1)]) + rid
+                chunks = clip.video[position].chunks
+                self._send_chunks(layer, ts, _pad(ext + rid_ext), descriptor, chunks)
+        self._sent_at[pid] = time.monotonic()
+
+    def _send_chunks(
+        self, layer: int | None, ts: int, ext: bytes, descriptor: bytes, chunks: tuple[bytes, ...]
+    ) -> None:
+        out = self.video
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
             # X=1, S=1 on the first packet of the frame; I=1; M=1 (15-bit PictureID).
             head = b"\x90" + descriptor[1:] if i == 0 else descriptor
-            out.send(int(i == last), ts, ext, head + chunk)
-        self._sent_at[pid] = time.monotonic()
+            if layer is None:
+                out.send(int(i == last), ts, ext, head + chunk)
+            else:
+                out.send_layer(layer, int(i == last), ts, ext, head + chunk)
 
     def send_audio(self) -> None:
         out = self.audio

@@ -341,3 +341,14 @@ def test_switch_to_refuses_what_is_not_a_layer(layer: object) -> None:
     with pytest.raises(ValueError, match="simulcast layer must be a non-negative integer"):
         munger.switch_to(layer)  # type: ignore[arg-type]
     assert munger.target is None
+
+
+def test_the_first_run_keeps_the_publishers_picture_ids_and_later_runs_follow_on() -> None:
+    munger, publisher, out = Munger(), Publisher(), []
+    munger.switch_to(2)
+    play(munger, publisher, 5, out)
+    first = [parse_descriptor(o.payload).picture_id for o in out if o.packet.layer == 2]
+    assert first[0] == parse_descriptor(out[0].packet.payload).picture_id  # unchanged
+    munger.switch_to(0)
+    play(munger, publisher, 5, out)
+    assert_continuous(out)  # after the switch, the ids go on from the last one sent
