@@ -5,8 +5,9 @@ viewer's burst of frame requests is answered from memory after the first (``Fram
 ``Grants``): a change to access made through this server applies to the next request, one
 made by another process within ``GRANT_SECONDS``. JSON is ``application/dicom+json`` exactly
 (no charset); frames are ``multipart/related`` parts whose Content-Type names their
-``transfer-syntax``; compressed frames go out as stored when the client accepts
-``transfer-syntax=*`` (or that syntax), decoded to native otherwise.
+``transfer-syntax``, in what the Accept header prefers (``negotiate``): as stored
+(``transfer-syntax=*`` or that syntax), JPEG-LS lossless (transcoded once and kept,
+``imaging.transcode``), or decoded to native. JSON replies are gzipped by a middleware.
 
 Bounds: a frame list names each frame once, at most ``MAX_FRAMES`` of them; frame replies
 larger than ``INLINE_BYTES``, and every instance or series retrieval, are streamed part by

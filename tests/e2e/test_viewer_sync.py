@@ -139,6 +139,12 @@ def room(server: Server, browser: Browser) -> Iterator[dict[str, Any]]:
     members = {"chair": chair, "radiologist": presenter, "external": external}
     for member in members.values():
         expect(member.page.get_by_test_id("room-participant")).to_have_count(3, timeout=20_000)
+    # Each has prefetched the agenda's images (paced at its default share), as a board that
+    # joins before the case comes up has: the latencies below are those of following.
+    for member in members.values():
+        member.page.wait_for_function(
+            "() => window.__eboard.room.prefetch?.progress.done", polling=100, timeout=60_000
+        )
     # The chair opens the case and makes the radiologist the presenter.
     chair.page.evaluate(f"window.__eboard.live.moveAgenda({int(item['id'])})")
     chair.page.evaluate("window.__eboard.live.present('u4')")

@@ -12,6 +12,7 @@
  */
 
 import { cache, imageLoader, Enums as csEnums } from '@cornerstonejs/core';
+import { Pacer } from './pacer.js';
 import { frameTransfers, startCornerstone } from './setup.js';
 
 /** Bits per second prefetch takes when nobody says otherwise. */
@@ -19,11 +20,8 @@ export const DEFAULT_RATE = 600_000;
 /** Where a browser may set another default, in kbit/s (support, tests, benchmarks). */
 export const RATE_SETTING = 'eboard.prefetch.kbps';
 const IN_FLIGHT = 2;
-// A burst is at most this much of the rate (seconds): one request, not a flood, goes out at once.
-const BURST_SECONDS = 0.5;
 // A new image's size before any is known: a 512² CT slice as JPEG-LS lossless.
 const FIRST_GUESS = 200_000;
-const PAUSED_RETRY_MS = 500;
 
 /**
  * One series to fetch, as the plan lists it.
@@ -87,26 +85,25 @@ export class Prefetch {
   /** @param {PrefetchOptions} options */
   constructor(options) {
     this._plan = options.plan;
-    this._rate = options.rate ?? defaultRate;
-    this._inFlight = options.inFlight ?? IN_FLIGHT;
+    this._pacer = new Pacer({
+      rate: options.rate ?? defaultRate,
+      inFlight: options.inFlight ?? IN_FLIGHT,
+      guess: FIRST_GUESS,
+      now: options.now ?? (() => performance.now()),
+      wait: options.wait ?? delay,
+    });
     this._load = options.load ?? cornerstoneLoad;
     // Cornerstone first: starting it clears the image metadata a plan's series register.
     this._ready = options.load ? Promise.resolve() : startCornerstone();
     this._cached = options.cached ?? ((imageId) => Boolean(cache.getImageLoadObject(imageId)));
-    this._now = options.now ?? (() => performance.now());
-    this._wait = options.wait ?? delay;
     this._life = new AbortController();
+    /** @type {Set<Promise<void>>} requests on their way, with their progress counted */
+    this._tasks = new Set();
     /** @type {{alias: string, index: number} | null} */
     this._focus = null;
     this._dirty = true;
     /** @type {(() => void) | null} wakes the loop when it waits for a change */
     this._wake = null;
-    /** Byte allowance: refilled at the rate, spent by each request (its guess, then its size). */
-    this._tokens = 0;
-    this._refilled = this._now();
-    this._guess = FIRST_GUESS;
-    /** @type {Set<Promise<void>>} */
-    this._running = new Set();
     /** @type {PrefetchProgress} */
     this.progress = { planned: 0, fetched: 0, skipped: 0, failed: 0, bytes: 0, inFlight: 0, done: false, order: [] };
     this.finished = this._loop().catch((error) => console.warn('Prefetch stopped: %s', error));
@@ -152,7 +149,7 @@ export class Prefetch {
       const complete = await this._fetchAll(planned, signal);
       if (signal.aborted) break;
       if (complete && !this._dirty) {
-        await Promise.all(this._running);
+        await Promise.all(this._tasks);
         this.progress.done = !this._dirty && this.progress.inFlight === 0;
         // Idle until something changes (a new case, a new focus).
         if (!this._dirty) await new Promise((resolve) => { this._wake = () => resolve(undefined); });
@@ -200,62 +197,27 @@ export class Prefetch {
           this.progress.skipped += 1;
           continue;
         }
-        await this._slot(signal);
-        if (signal.aborted || this._dirty) return false;
+        if (!(await this._pacer.ready(() => signal.aborted || this._dirty, signal))) return false;
         this._start(imageId);
       }
     }
     return true;
   }
 
-  /**
-   * Wait for a free request slot and a non-negative allowance.
-   * @param {AbortSignal} signal
-   */
-  async _slot(signal) {
-    while (!signal.aborted && !this._dirty) {
-      if (this._running.size >= this._inFlight) {
-        await Promise.race(this._running);
-        continue;
-      }
-      const rate = Math.max(0, this._rate()) / 8; // bytes per second
-      const now = this._now();
-      this._tokens = Math.min(rate * BURST_SECONDS, this._tokens + (rate * (now - this._refilled)) / 1000);
-      this._refilled = now;
-      if (this._tokens >= 0 && rate > 0) return;
-      const ms = rate > 0 ? Math.ceil((-this._tokens / rate) * 1000) : PAUSED_RETRY_MS;
-      // A request that ends meanwhile corrects its guess: look again then.
-      const timer = new AbortController();
-      const stopTimer = () => timer.abort();
-      signal.addEventListener('abort', stopTimer, { once: true });
-      try {
-        await Promise.race([this._wait(Math.max(1, ms), timer.signal), ...this._running]);
-      } finally {
-        timer.abort();
-        signal.removeEventListener('abort', stopTimer);
-      }
-    }
-  }
-
   /** @param {string} imageId */
   _start(imageId) {
-    const guess = this._guess;
-    this._tokens -= guess;
     this.progress.inFlight += 1;
-    const run = this._load(imageId).then((bytes) => {
-      this._tokens += guess - bytes;
-      if (bytes > 0) this._guess = bytes;
+    const task = this._pacer.start(() => this._load(imageId)).then((bytes) => {
       this.progress.fetched += 1;
       this.progress.bytes += bytes;
     }, (error) => {
-      this._tokens += guess;
       this.progress.failed += 1;
       console.warn('Prefetch: image %s not fetched: %s', imageId, error);
     }).finally(() => {
       this.progress.inFlight -= 1;
-      this._running.delete(run);
+      this._tasks.delete(task);
     });
-    this._running.add(run);
+    this._tasks.add(task);
   }
 }
 
