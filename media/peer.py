@@ -233,8 +233,10 @@ class DownPeer(Peer):
         return down
 
     def _padding(self) -> bytes | None:
+        # Any video track that has sent will do, paused or not: when every video is paused for
+        # bandwidth, probing is the only way to find the room to resume one.
         for down in self.tracks.values():
-            if down.kind == "video" and not down.paused:
+            if down.kind == "video":
                 packet = down.padding()
                 if packet is not None:
                     return packet

@@ -11,6 +11,8 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,18 +54,22 @@ class LiveServer:
         signalling.on_media_event = sink
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, LiveServer]]:
-    assert (ROOT / "client" / "dist" / "index.html").exists(), "build the client: make client"
-    data_dir = tmp_path_factory.mktemp("e2e-quality")
+@contextmanager
+def serve_in_thread(data_dir: Path, *options: str) -> Iterator[tuple[Server, LiveServer]]:
+    """The demo server (small CT, ``options`` added to its command line) on its own event loop
+    in a thread of this process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     args = parser().parse_args(
-        ["demo", "--data-dir", str(data_dir), "--port", str(port), "--demo-ct", "4x64"]
+        ["demo", "--data-dir", str(data_dir), "--port", str(port), "--demo-ct", "4x64", *options]
     )
     settings = settings_from(args)
-    asyncio.run(_demo_seed(settings, args.demo_password, _ct_size(args.demo_ct)))
+    # In a thread of its own: Playwright's sync API may be running a loop in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            asyncio.run, _demo_seed(settings, args.demo_password, _ct_size(args.demo_ct))
+        ).result()
     loop = asyncio.new_event_loop()
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=3.0)
@@ -96,6 +102,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, LiveServer]]:
+    assert (ROOT / "client" / "dist" / "index.html").exists(), "build the client: make client"
+    with serve_in_thread(tmp_path_factory.mktemp("e2e-quality")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
