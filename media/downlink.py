@@ -66,6 +66,8 @@ class Downlink:
         self.padder: Callable[[], bytes | None] | None = None
         self._probe_until: float | None = None
         self._probe_bps = 0
+        self._probe_start = 0.0
+        self._probe_sent_before = 0
         self._last_tick = -float("inf")
         self.probes = 0
 
@@ -230,23 +232,29 @@ class Downlink:
             return
         self.probes += 1
         self._probe_until = now + estimator.probe_duration
+        self._probe_start = now
+        self._probe_sent_before = pacer.bytes_sent
         self._probe_bps = target
         pacer.set_rate(target)
 
     def _probe(self, now: float) -> None:
+        """Fill the probe up to its rate, no more: a probe sent faster than asked fills the
+        link's queue by itself, and the delay it causes would refute it."""
         pacer = self.pacer
         assert pacer is not None and self._probe_until is not None
         if now >= self._probe_until:
             self._probe_until = None
             return
-        wanted = self._probe_bps * _TICK / 8  # bytes this tick should carry
+        due = self._probe_bps * (now - self._probe_start + _TICK) / 8
+        missing = due - (pacer.bytes_sent - self._probe_sent_before) - pacer.queued_bytes
         for _ in range(_MAX_PADDING_PER_TICK):
-            if pacer.queued_bytes >= wanted or self.padder is None:
+            if missing <= 0 or self.padder is None:
                 break
             packet = self.padder()
             if packet is None:
                 break
             pacer.enqueue(packet, "padding", now)
+            missing -= len(packet)
 
     def close(self) -> None:
         self._closed = True

@@ -160,3 +160,31 @@ async def test_rtcp_that_does_not_split_goes_to_aiortc_untouched(data: bytes) ->
     link.bind(dtls)
     await dtls._handle_rtcp_data(data)
     assert dtls.seen == [data]
+
+
+async def test_a_probe_pads_up_to_its_rate_and_no_faster() -> None:
+    clock = Clock()
+    link, wire = await paced_link(clock)
+    link.padder = lambda: rtp(0, size=250)
+    recorder = TwccRecorder()
+    link.send(rtp(1), "video", clock.now)
+    link.step(clock.now)
+    for data in wire.packets:
+        recorder.record(seq_of(data), clock.now + 0.02)
+    wire.packets.clear()
+    link._feedback(recorder.feedback(1, 2))  # feedback flows: the first probe is due
+    probe_bytes, target = 0, 0
+    for _ in range(100):
+        clock.now += 0.005
+        probing = link._probe_until is not None
+        link.step(clock.now)
+        if probing or link._probe_until is not None:
+            target = link._probe_bps
+            probe_bytes += sum(len(p) for p in wire.packets)
+        wire.packets.clear()
+        if target and link._probe_until is None:
+            break
+    assert link.probes == 1 and target > 0
+    assert link.estimator is not None
+    wanted = target * link.estimator.probe_duration / 8
+    assert 0.6 * wanted <= probe_bytes <= 1.25 * wanted + 300, (probe_bytes, wanted)

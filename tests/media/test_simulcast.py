@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aiortc.sdp import SessionDescription
 
+from media.local import LocalSfu
 from media.peer import UpPeer
 from media.sfu import MediaError
 from media.simulcast import (
@@ -248,3 +249,22 @@ def test_answer_refuses_what_the_offer_cannot_back(
 ) -> None:
     with pytest.raises(MediaError, match=problem):
         with_simulcast_answer(CHROME_OFFER, rids_by_mid, offer_sdp=CHROME_OFFER)
+
+
+@pytest.mark.parametrize(
+    "simulcast, rids, problem",
+    [
+        ("send q;h;x", ["q send", "h send", "x send"], "'x'"),
+        ("send q;h;h", ["q send", "h send"], "'h'"),
+    ],
+)
+async def test_a_bad_simulcast_offer_is_refused_by_the_sfu_and_changes_nothing(
+    sfu: LocalSfu, simulcast: str, rids: list[str], problem: str
+) -> None:
+    with pytest.raises(MediaError, match=problem):
+        await sfu.publish("board", "mallory", offer_with(simulcast, rids))
+    stats = await sfu.stats("board")
+    assert stats.participants == 0  # nothing half-made
+    # The same participant's good simulcast offer is still answered, with simulcast.
+    answer = await sfu.publish("board", "mallory", CHROME_OFFER)
+    assert "a=simulcast:recv q;h;f" in answer
