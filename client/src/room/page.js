@@ -23,6 +23,10 @@ import { RoomNote } from './note.js';
 import { ParticipantList } from './participants.js';
 import { ScreenStage } from './stage.js';
 import { ViewerPanel } from './viewer.js';
+import { defaultRate } from '../viewer/prefetch.js';
+
+const PREFETCH_SHARE = 0.3; // of the link estimate, for images fetched ahead
+const PREFETCH_FLOOR = 100_000; // bit/s
 
 /** @typedef {import('../app.js').App} App */
 /** @typedef {import('../types.js').Session} Session */
@@ -80,6 +84,12 @@ function startRoom(app, sessionId, simulcast) {
   const live = new LiveClient(sessionId, { simulcast });
   const life = new AbortController();
   const viewer = new ViewerPanel(live, app.api, life.signal);
+  // Prefetch yields to the call: once the server estimates this participant's link, images
+  // are paced at a share of it (the media has the rest), at least PREFETCH_FLOOR.
+  viewer.rate = () => {
+    const kbps = live.quality?.estimate_kbps;
+    return kbps ? Math.max(PREFETCH_FLOOR, kbps * 1000 * PREFETCH_SHARE) : defaultRate();
+  };
   const note = new RoomNote(live, app, life.signal);
   void openMedia().then((stream) => {
     if (live.phase === 'left') {
