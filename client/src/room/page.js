@@ -23,7 +23,7 @@ import { RoomNote } from './note.js';
 import { ParticipantList } from './participants.js';
 import { ScreenStage } from './stage.js';
 import { ViewerPanel } from './viewer.js';
-import { defaultRate } from '../viewer/prefetch.js';
+import { configuredRate, defaultRate } from '../viewer/prefetch.js';
 
 const PREFETCH_SHARE = 0.3; // of the link estimate, for images fetched ahead
 const PREFETCH_FLOOR = 100_000; // bit/s
@@ -85,10 +85,12 @@ function startRoom(app, sessionId, simulcast) {
   const life = new AbortController();
   const viewer = new ViewerPanel(live, app.api, life.signal);
   // Prefetch yields to the call: once the server estimates this participant's link, images
-  // are paced at a share of it (the media has the rest), at least PREFETCH_FLOOR.
+  // are paced at a share of it (the media has the rest), at least PREFETCH_FLOOR; a rate set
+  // in this browser wins.
   viewer.rate = () => {
     const kbps = live.quality?.estimate_kbps;
-    return kbps ? Math.max(PREFETCH_FLOOR, kbps * 1000 * PREFETCH_SHARE) : defaultRate();
+    const shared = kbps ? Math.max(PREFETCH_FLOOR, kbps * 1000 * PREFETCH_SHARE) : null;
+    return configuredRate() ?? shared ?? defaultRate();
   };
   const note = new RoomNote(live, app, life.signal);
   void openMedia().then((stream) => {

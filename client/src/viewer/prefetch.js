@@ -223,11 +223,19 @@ export class Prefetch {
 
 /** The rate a browser was told to use (`localStorage[RATE_SETTING]`, kbit/s), else the default. */
 export function defaultRate() {
+  return configuredRate() ?? DEFAULT_RATE;
+}
+
+/**
+ * The rate set in this browser (`localStorage[RATE_SETTING]`, kbit/s), or null when none is.
+ * @returns {number | null}
+ */
+export function configuredRate() {
   try {
     const kbps = Number(window.localStorage.getItem(RATE_SETTING));
-    return kbps > 0 ? kbps * 1000 : DEFAULT_RATE;
+    return kbps > 0 ? kbps * 1000 : null;
   } catch {
-    return DEFAULT_RATE;
+    return null;
   }
 }
 
