@@ -69,6 +69,8 @@ class Downlink:
         self._probe_start = 0.0
         self._probe_sent_before = 0
         self._last_tick = -float("inf")
+        self._last_log = -float("inf")
+        self._first_sent: float | None = None
         self.probes = 0
 
     @property
@@ -153,7 +155,10 @@ class Downlink:
             seq = self._twcc_seq
             self._twcc_seq = (seq + 1) & 0xFFFF
             data = data[:TWCC_OFFSET] + seq.to_bytes(2, "big") + data[TWCC_OFFSET + 2 :]
-            self.history.on_sent(seq, len(data), self._clock(), self._probe_until is not None)
+            now = self._clock()
+            self.history.on_sent(seq, len(data), now, self._probe_until is not None)
+            if self._first_sent is None:
+                self._first_sent = now
         self._write(data)
 
     def _write(self, data: bytes) -> None:
@@ -212,7 +217,24 @@ class Downlink:
             return
         if now - self._last_tick >= 0.05:
             self._last_tick = now
-            estimator.tick(now)
+            # Feedback is missed only from the first packet on (ICE and DTLS take a while).
+            estimator.tick(now, sending=self._first_sent is not None)
+            if now - self._last_log >= 1.0:
+                self._last_log = now
+                logger.debug(
+                    "Downlink estimate %d bit/s (%s, loss %.3f, rtt %.3f s; decreases: delay %d,"
+                    " loss %d; probes %d; pacer queue %d ms, dropped video %d, rtx %d)",
+                    estimator.estimate,
+                    estimator.delay_state,
+                    estimator.loss_fraction,
+                    estimator.rtt,
+                    estimator.delay_decreases,
+                    estimator.loss_decreases,
+                    self.probes,
+                    pacer.queue_ms,
+                    pacer.dropped_video,
+                    pacer.dropped_rtx,
+                )
             if self._probe_until is None:
                 pacer.set_rate(estimator.estimate)
                 self._start_probe(now)

@@ -42,6 +42,7 @@ _BURST = 0.005  # packets sent within 5 ms of each other form one group
 _TRENDLINE_WINDOW = 20
 _SMOOTHING = 0.9
 _THRESHOLD_GAIN = 4.0
+_MAX_STEP_DOWN = 0.7
 _BETA = 0.85
 
 
@@ -234,6 +235,8 @@ class BandwidthEstimator:
             raise ValueError(f"probe_duration {probe_duration} is not in (0, 1] seconds")
         self.min_bps, self.max_bps, self.fallback_bps = min_bps, max_bps, fallback_bps
         self.probe_duration = probe_duration
+        self.delay_decreases = 0  # counters, for logs and benchmarks
+        self.loss_decreases = 0
         self._clock = clock
         self._detector = _DelayDetector()
         self._acked = _AckedRate()
@@ -393,13 +396,17 @@ class BandwidthEstimator:
         if now - self._last_decrease < interval and (acked is None or self._delay_bps < 2 * acked):
             return
         self._last_decrease = now
+        self.delay_decreases += 1
         if acked is None:
             new = _BETA * self._delay_bps
         else:
             if acked / 1000 < self._capacity.lower():
                 self._capacity.reset()  # congested far below the last point: the link changed
             self._capacity.on_overuse(acked / 1000)
-            new = _BETA * acked
+            # Down to what got through, but at most _MAX_STEP_DOWN of the estimate at a time:
+            # an SFU's subscriber is often sent far less than its estimate (paused tracks),
+            # and one overuse must not take the estimate down to that.
+            new = max(_BETA * acked, _MAX_STEP_DOWN * self._delay_bps)
         self._delay_bps = max(min(new, self._delay_bps), float(self.min_bps))
 
     def _update_loss_based(self, now: float) -> None:
@@ -415,6 +422,7 @@ class BandwidthEstimator:
         if loss > 0.10:
             if now - self._last_loss_decrease >= self.rtt + 0.3:
                 self._last_loss_decrease = now
+                self.loss_decreases += 1
                 self._loss_bps = min(self._loss_bps, self.estimate) * (1 - 0.5 * loss)
                 self._loss_bps = max(self._loss_bps, float(self.min_bps))
         elif loss < 0.02 and last is not None:

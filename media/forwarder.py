@@ -548,7 +548,9 @@ class DownTrack:
         """Send audio as RFC 2198 RED with payload type ``pt`` (None: plain Opus)."""
         if self.kind == "audio":
             self.red_pt = pt
-            self._red = RedEncoder() if pt is not None else None
+            # One earlier packet in each (as Chromium sends its own RED): a lost packet is
+            # repaired by the next; two would triple the audio of a board that talks a lot.
+            self._red = RedEncoder(distance=1) if pt is not None else None
 
     async def _send(self, parameters: RTCRtpSendParameters) -> None:
         await self._original_send(parameters)

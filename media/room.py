@@ -263,9 +263,9 @@ class Room:
                     continue
                 bitrates = track.layer_bitrates(now)
                 if forwarder.kind == "audio":
-                    # RED repeats each packet's payload in the next two: about 2.5 times the
-                    # bytes on the wire (the headers go once).
-                    audio = max(bitrates[0], 1) * (5 if down.red_pt is not None else 2) // 2
+                    # RED repeats each packet's payload in the next: about 1.7 times the bytes
+                    # on the wire (the headers go once).
+                    audio = max(bitrates[0], 1) * (17 if down.red_pt is not None else 10) // 10
                     wants.append(Want(down, "audio", 0, (audio,)))
                     continue
                 if name == SCREEN and not presenting:  # a screen is shown by its presenter

@@ -401,7 +401,8 @@ SAMPLER = """
         }
       });
     }
-    window.__linkSamples.push({ t, tiles, video, concealed, total });
+    const estimate = window.__eboard?.live?.quality?.estimate_kbps ?? null;
+    window.__linkSamples.push({ t, tiles, video, concealed, total, estimate });
     if (window.__linkSamples.length < 4000) setTimeout(tick, 500);
   };
   tick();
@@ -713,6 +714,10 @@ async def run_cell(
                 "error": loaded["error"],
             }
         samples = await page.evaluate("window.__linkSamples")
+        # Every sample of the remote's page, for a look behind the figures.
+        (options.logs / f"{target.name}-{size}-{'on' if on else 'off'}-samples.json").write_text(
+            json.dumps(samples)
+        )
         figures = remote_figures(samples, (t0, t1), burst, presenter)
         figures["first_frame_s"] = first_frame
         see = window["locals_see_remote_fps"]
