@@ -300,41 +300,34 @@ class UpTrack:
             task.cancel()
 
     def _media_layer(self, packet: RtpPacket) -> Layer | None:
-        layer = self._by_ssrc.get(packet.ssrc)
+        return self._layer_of(packet, packet.extensions.rtp_stream_id, self._by_ssrc, "ssrc")
+
+    def _rtx_layer(self, packet: RtpPacket) -> Layer | None:
+        rid = packet.extensions.repaired_rtp_stream_id
+        return self._layer_of(packet, rid, self._by_rtx_ssrc, "rtx_ssrc")
+
+    def _layer_of(
+        self, packet: RtpPacket, rid: str | None, table: dict[int, Layer], attribute: str
+    ) -> Layer | None:
+        """The layer ``packet`` belongs to, by its SSRC (``table``) or else its ``rid``; a new
+        SSRC is remembered in ``table`` and as the layer's ``attribute`` (bounded)."""
+        layer = table.get(packet.ssrc)
         if layer is not None:
             return layer
         if not self.rids:
             layer = self.layers[0]  # one encoding: a new SSRC is the publisher restarting it
         else:
-            found = self._by_rid.get(packet.extensions.rtp_stream_id)
+            found = self._by_rid.get(rid)
             if found is None:
                 return None  # an unannounced rid, or no rid yet on an unknown SSRC
             layer = found
-        if len(self._by_ssrc) >= _MAX_SSRCS:
-            self._by_ssrc.clear()
-        if layer.ssrc is not None:
-            self._by_ssrc.pop(layer.ssrc, None)
-        layer.ssrc = packet.ssrc
-        self._by_ssrc[packet.ssrc] = layer
-        return layer
-
-    def _rtx_layer(self, packet: RtpPacket) -> Layer | None:
-        layer = self._by_rtx_ssrc.get(packet.ssrc)
-        if layer is not None:
-            return layer
-        if not self.rids:
-            layer = self.layers[0]
-        else:
-            found = self._by_rid.get(packet.extensions.repaired_rtp_stream_id)
-            if found is None:
-                return None
-            layer = found
-        if len(self._by_rtx_ssrc) >= _MAX_SSRCS:
-            self._by_rtx_ssrc.clear()
-        if layer.rtx_ssrc is not None:
-            self._by_rtx_ssrc.pop(layer.rtx_ssrc, None)
-        layer.rtx_ssrc = packet.ssrc
-        self._by_rtx_ssrc[packet.ssrc] = layer
+        if len(table) >= _MAX_SSRCS:
+            table.clear()
+        old = getattr(layer, attribute)
+        if old is not None:
+            table.pop(old, None)
+        setattr(layer, attribute, packet.ssrc)
+        table[packet.ssrc] = layer
         return layer
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:

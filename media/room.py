@@ -250,7 +250,7 @@ class Room:
             1 for p in self._participants.values() if p is not subscriber and CAMERA in p.forwarders
         )
         wants: list[Want] = []
-        hidden = []
+        hidden: set[DownTrack] = set()
         for publisher in self._participants.values():
             if publisher is subscriber:
                 continue
@@ -269,7 +269,7 @@ class Room:
                     wants.append(Want(down, "audio", 0, (audio,)))
                     continue
                 if name == SCREEN and not presenting:  # a screen is shown by its presenter
-                    hidden.append((forwarder, down))
+                    hidden.add(down)
                     continue
                 if not any(bitrates):  # nothing arrives yet: keep its place at layer 0
                     bitrates = (1,) + (0,) * (len(bitrates) - 1)
@@ -287,7 +287,7 @@ class Room:
         self,
         subscriber: Participant,
         plan: Plan,
-        hidden: list[tuple[Forwarder, DownTrack]],
+        hidden: set[DownTrack],
         estimate: int | None,
     ) -> None:
         down_peer = subscriber.down
@@ -298,7 +298,7 @@ class Room:
                 continue
             allocation = plan.tracks.get(down)
             if allocation is None:
-                if any(d is down for _, d in hidden):
+                if down in hidden:
                     forwarder.pause(down)
                 continue
             if allocation.layer is None:
