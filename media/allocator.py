@@ -15,11 +15,16 @@ The rules, in the order they spend the budget:
    it is the last video to go. (Dropping a screen's frame rate is the publisher's job: its
    encoder is told ``maintain-resolution``; the SFU cannot thin a VP8 stream without temporal
    layers.)
-3. Every camera's lowest arriving layer, in rank order, until the budget is gone. A camera that
-   does not fit is paused and the next, maybe cheaper, one is tried. The Last-N ``cap`` counts
-   the cameras given a layer: past it the rest are paused by the cap, not by bandwidth. Screens
-   do not count against the cap.
-4. Upgrades in rank order, each camera raised as far as it wants before the next gets more than
+3. The stage cameras (``stage=True``: the presenter, or the active speaker when nobody
+   presents) at a readable layer: the highest wanted one up to ``stage_layer`` (320×180 of
+   the usual three) that fits, else a lower one. The stage is what the board looks at; a
+   thumbnail is only there to say who is present, so it waits (Jitsi serves its on-stage
+   endpoint first in the same way).
+4. Every other camera's lowest arriving layer, in rank order, until the budget is gone. A
+   camera that does not fit is paused and the next, maybe cheaper, one is tried. The Last-N
+   ``cap`` counts the cameras given a layer, the stage's included: past it the rest are paused
+   by the cap, not by bandwidth. Screens do not count against the cap.
+5. Upgrades in rank order, each camera raised as far as it wants before the next gets more than
    its lowest layer: the stage (rank 0) is sharp before the thumbnails improve, as Jitsi's
    stage view does.
 
@@ -73,6 +78,7 @@ class Track:
     layers: tuple[int, ...] = ()
     max_layer: int = MAX_LAYERS - 1
     screen: bool = False
+    stage: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -94,6 +100,8 @@ class Track:
         _check_int(f"track {self.key!r}: max_layer", self.max_layer, 0, MAX_LAYERS - 1)
         if not isinstance(self.screen, bool) or (self.screen and self.kind != "video"):
             raise MediaError(f"track {self.key!r}: screen must be a bool, and only for video")
+        if not isinstance(self.stage, bool) or (self.stage and self.kind != "video"):
+            raise MediaError(f"track {self.key!r}: stage must be a bool, and only for video")
 
     @cached_property
     def wanted(self) -> tuple[int, ...]:
@@ -147,6 +155,7 @@ class _Round:
 class Allocator:
     """Per subscriber: turns a budget and ranked tracks into a :class:`Plan`, with hysteresis.
 
+    ``stage_layer`` is the layer a stage camera gets before any thumbnail gets its lowest;
     ``margin`` (a fraction) is the headroom a raise needs; ``upgrade_delay`` (seconds) the wait
     after a track's bandwidth downgrade before it may rise again; at most ``max_tracks`` tracks
     per round and remembered between rounds (the least recently seen are forgotten first)."""
@@ -155,6 +164,7 @@ class Allocator:
         self,
         *,
         audio_reserve_bps: int = 40_000,
+        stage_layer: int = 1,
         margin: float = 0.15,
         upgrade_delay: float = 2.0,
         max_tracks: int = 256,
@@ -162,11 +172,13 @@ class Allocator:
     ) -> None:
         _check_int("audio_reserve_bps", audio_reserve_bps, 0, MAX_BPS)
         _check_int("max_tracks", max_tracks, 1, 100_000)
+        _check_int("stage_layer", stage_layer, 0, MAX_LAYERS - 1)
         if not 0.0 <= margin < 1.0:
             raise MediaError(f"margin must be in [0, 1), not {margin!r}")
         if not 0.0 <= upgrade_delay <= 3600.0:
             raise MediaError(f"upgrade_delay must be in [0, 3600] s, not {upgrade_delay!r}")
         self._audio_reserve = audio_reserve_bps
+        self._stage_layer = stage_layer
         self._margin = margin
         self._upgrade_delay = upgrade_delay
         self._max_tracks = max_tracks
@@ -199,11 +211,15 @@ class Allocator:
         for track in screens:
             self._place(round_, track, track.wanted[-1:])
         shown = 0
-        for track in cameras:
+        for track in sorted(cameras, key=lambda t: not t.stage):  # stable: rank order kept
             if cap is not None and shown >= cap and track.wanted:
                 round_.reasons[track.key] = "cap"
                 continue
-            self._place(round_, track, track.wanted[:1])
+            if track.stage:
+                readable = [layer for layer in track.wanted if layer <= self._stage_layer]
+                self._place(round_, track, tuple(reversed(readable or track.wanted[:1])))
+            else:
+                self._place(round_, track, track.wanted[:1])
             shown += track.key in round_.chosen
         for track in cameras:
             if track.key in round_.chosen:
@@ -241,17 +257,17 @@ class Allocator:
         return round_.used + extra <= round_.raise_budget
 
     def _place(self, round_: _Round, track: Track, choices: tuple[int, ...]) -> None:
-        """Give ``track`` its first layer from ``choices`` if it fits, else pause it."""
+        """Give ``track`` the first layer of ``choices`` the rules allow, else pause it."""
         if not choices:
             round_.reasons[track.key] = "unavailable"
             return
-        layer = choices[0]
-        cost = track.layers[layer]
-        if self._may_raise(round_, track.key, layer, cost):
-            round_.chosen[track.key] = layer
-            round_.used += cost
-        else:
-            round_.reasons[track.key] = "bandwidth"
+        for layer in choices:
+            cost = track.layers[layer]
+            if self._may_raise(round_, track.key, layer, cost):
+                round_.chosen[track.key] = layer
+                round_.used += cost
+                return
+        round_.reasons[track.key] = "bandwidth"
 
     def _raise(self, round_: _Round, track: Track) -> None:
         """Raise a placed camera to the highest wanted layer the rules allow."""

@@ -276,7 +276,10 @@ class Room:
                 top = len(bitrates) - 1
                 rank = 2 * ranks[publisher.id] + (0 if name == SCREEN else 1)
                 max_layer = top if stage or cameras <= SMALL_TILES else min(top, 1)
-                wants.append(Want(down, "video", rank, bitrates, max_layer, name == SCREEN))
+                screen = name == SCREEN
+                wants.append(
+                    Want(down, "video", rank, bitrates, max_layer, screen, stage and not screen)
+                )
         cap = self._last_n + (1 if self._presenter not in (None, subscriber.id) else 0)
         plan = subscriber.allocator.allocate(
             UNLIMITED_BPS if estimate is None else estimate, wants, cap=cap

@@ -104,6 +104,38 @@ def test_the_stage_reaches_its_wanted_layer_before_others_improve(plain: Allocat
     assert layers_of(plain.allocate(1300 * K, tracks)) == {"v0": 2, "v1": 1, "v2": 0}
 
 
+def stage(key: str, rank: int = 0, layers: tuple[int, ...] = SIMULCAST) -> Track:
+    return Track(key, "video", rank, layers, 2, stage=True)
+
+
+def test_the_stage_is_readable_before_any_thumbnail(plain: Allocator) -> None:
+    tracks = [stage("stage"), camera("v1", 1), camera("v2", 2)]
+    # 300k + 100k: the stage at 320x180 first, then one thumbnail at its lowest.
+    assert layers_of(plain.allocate(450 * K, tracks)) == {"stage": 1, "v1": 0, "v2": None}
+    # Not even its 320x180: the stage takes its lowest layer, still before the thumbnails.
+    assert layers_of(plain.allocate(250 * K, tracks)) == {"stage": 0, "v1": 0, "v2": None}
+    # Its full layer only comes with the upgrades, after every thumbnail has its lowest.
+    assert layers_of(plain.allocate(1100 * K, tracks)) == {"stage": 2, "v1": 0, "v2": 0}
+
+
+def test_the_stage_counts_against_the_cap(plain: Allocator) -> None:
+    tracks = [camera("v1", 1), stage("stage", 2), camera("v3", 3)]
+    plan = plain.allocate(5000 * K, tracks, cap=2)
+    assert layers_of(plan) == {"stage": 2, "v1": 2, "v3": None}
+    assert plan.tracks["v3"].reason == "cap"
+
+
+def test_the_stage_waits_its_delay_like_any_camera(allocator: Allocator, clock: Clock) -> None:
+    tracks = [stage("stage"), camera("v1", 1)]
+    assert allocator.allocate(2000 * K, tracks).tracks["stage"].layer == 2
+    clock.now += 0.5
+    assert allocator.allocate(450 * K, tracks).tracks["stage"].layer == 1
+    clock.now += 0.5  # within the delay after its downgrade: no higher than it was cut to
+    assert allocator.allocate(2000 * K, tracks).tracks["stage"].layer == 1
+    clock.now += 2.0
+    assert allocator.allocate(2000 * K, tracks).tracks["stage"].layer == 2
+
+
 def test_small_tiles_want_small_layers(plain: Allocator) -> None:
     tracks = [camera("stage", 0), camera("thumb", 1, max_layer=0)]
     plan = plain.allocate(5000 * K, tracks)
@@ -373,6 +405,8 @@ def test_state_is_bounded(clock: Clock) -> None:
         (lambda: Track("v", "video", 0, (1,) * 9), "layers"),
         (lambda: Track("v", "video", 0, (1,), max_layer=-1), "max_layer"),
         (lambda: Track("a", "audio", 0, (1,), screen=True), "screen"),
+        (lambda: Track("a", "audio", 0, (1,), stage=True), "stage"),
+        (lambda: Track("v", "video", 0, (1,), stage=1), "stage"),  # type: ignore[arg-type]
         (lambda: Track(["v"], "video", 0), "hashable"),
     ],
 )
