@@ -574,6 +574,7 @@ class Options:
     clip: Path
     logs: Path
     progress: TextIO
+    talk: str
 
 
 class Generator:
@@ -651,6 +652,7 @@ async def run_cell(
             else options.logs / "roster.json"
         )
         args = ["--participants", str(size - 1), "--clip", str(options.clip)]
+        args += ["--talk", options.talk]
         args += ["--address", LOAD_ADDRESS, *target.generator_args(roster)]
         log = options.logs / f"{target.name}-{size}-{'on' if on else 'off'}.log"
         generator = await Generator.start(args, log)
@@ -777,7 +779,14 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
     encode_clip(simulcast=not args.one_layer).save(clip_path)
     remote = Remote(logs)
     options = Options(
-        args.window, args.warmup, args.images, args.images_timeout, clip_path, logs, progress
+        args.window,
+        args.warmup,
+        args.images,
+        args.images_timeout,
+        clip_path,
+        logs,
+        progress,
+        args.talk,
     )
     cells: list[dict[str, Any]] = []
     data_dir = logs / "eboard-data"
@@ -843,6 +852,7 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
             "ct": args.ct,
             "frame_accept": FRAME_ACCEPT,
             "janus_event_loops": args.janus_event_loops,
+            "talk": args.talk,
         },
         "cells": cells,
     }
@@ -901,6 +911,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--images-timeout", type=float, default=120.0)
     parser.add_argument("--ct", default="120x512", help="the demo CT, SLICESxPIXELS")
     parser.add_argument("--janus-event-loops", type=int, default=2)
+    parser.add_argument(
+        "--talk",
+        choices=("turns", "all"),
+        default="turns",
+        help="the locals' audio: one talks at a time, the rest silent with Opus DTX (turns), "
+        "or all talk at once (all)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "link.json")
     parser.add_argument("--in-namespace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

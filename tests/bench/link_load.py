@@ -27,6 +27,7 @@ import socketio
 
 from .clip import Clip
 from .janus import JanusError, JanusHandle
+from .publisher import Publisher
 from .sfu_load import JanusSignalling, Load, Wire
 from .subscriber import Subscriber
 
@@ -246,6 +247,18 @@ class JanusLinkSignalling(JanusSignalling):
         return None
 
 
+TURN_S = 4.0
+
+
+async def take_turns(publishers: list[Publisher]) -> None:
+    """One local talks at a time, each for ``TURN_S`` seconds in turn; the others are silent
+    (Opus DTX), as in a board where one person speaks while the rest listen."""
+    for turn in itertools.count():
+        for i, publisher in enumerate(publishers):
+            publisher.talking = i == turn % len(publishers)
+        await asyncio.sleep(TURN_S)
+
+
 async def main(args: argparse.Namespace) -> None:
     address = args.address
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [address]
@@ -305,6 +318,7 @@ async def main(args: argparse.Namespace) -> None:
     reader = asyncio.ensure_future(wire.run())
     started = time.monotonic()
     load.pacer.start()
+    turns = asyncio.ensure_future(take_turns(load.publishers)) if args.talk == "turns" else None
     try:
         await signalling.join()
         await load.wait_flowing(args.flowing_timeout)
@@ -326,6 +340,8 @@ async def main(args: argparse.Namespace) -> None:
             }
         )
         await stopped.wait()
+    if turns is not None:
+        turns.cancel()
     await signalling.close()
     await load.close()
     wire.send({"stopped": True})
@@ -341,6 +357,12 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="the eBoard server's URL")
     parser.add_argument("--roster", help="eBoard: JSON file with session_id and tokens")
     parser.add_argument("--flowing-timeout", type=float, default=40.0)
+    parser.add_argument(
+        "--talk",
+        choices=("turns", "all"),
+        default="turns",
+        help="turns: one local talks at a time, the rest silent with DTX; all: everyone talks",
+    )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     arguments = parser.parse_args()
     arguments.roster_data = (

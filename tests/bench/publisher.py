@@ -40,6 +40,7 @@ _HEADER = struct.Struct("!BBHLLHH")  # RTP fixed header + one-byte header-extens
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+DTX_EVERY = 20  # a silent Opus sender's one packet per 20 (400 ms), as libwebrtc's DTX
 _RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 RIDS = ("q", "h", "f")
 
@@ -184,6 +185,10 @@ class Publisher:
         self._video_ts = index * 0x01000000
         self._audio_ts = index * 0x01000000
         self._audio_position = 0
+        # False: silent, sending as a browser with Opus DTX does (``usedtx=1``, which the SFU
+        # asks for): one comfort-noise packet every 400 ms instead of one every 20 ms.
+        self.talking = True
+        self._silent_packets = 0
         video = self.pc.addTransceiver(IdleTrack("video"), direction="sendonly")
         audio = self.pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
         self.video = RtpOut(video.sender, self._keyframe_request)
@@ -258,13 +263,22 @@ class Publisher:
         if not out.bound:
             return
         packets = self._clip.audio
-        payload = packets[self._audio_position]
-        self._audio_position = (self._audio_position + 1) % len(packets)
         ts = self._audio_ts
         self._audio_ts = (ts + 48000 // AUDIO_PACKETS_PER_SECOND) & 0xFFFFFFFF
+        if self.talking:
+            self._silent_packets = 0
+            payload = packets[self._audio_position]
+            self._audio_position = (self._audio_position + 1) % len(packets)
+            level = b"\x28"  # voice at -40 dBov
+        else:
+            self._silent_packets += 1
+            if self._silent_packets % DTX_EVERY != 1:
+                return
+            payload = packets[0][:1]  # the TOC byte alone: a frame with no data, DTX
+            level = b"\x7f"  # silence, -127 dBov, no voice activity
         ext = out.mid_ext
         if out.level_ext_header:
-            ext += out.level_ext_header + b"\x28"  # voice at -40 dBov
+            ext += out.level_ext_header + level
         out.send(0, ts, _pad(ext), payload)
 
     async def close(self) -> None:
