@@ -44,6 +44,7 @@ _SMOOTHING = 0.9
 _THRESHOLD_GAIN = 4.0
 _MAX_STEP_DOWN = 0.7
 _BETA = 0.85
+_MAX_PROBE_INTERVAL = 5.0
 
 
 class _DelayDetector:
@@ -441,7 +442,10 @@ class BandwidthEstimator:
         if len(received) >= self.PROBE_MIN_PACKETS and len(received) >= 0.9 * len(packets):
             rate = _probe_rate(received)
         if rate is None or self._last_decrease >= started or rate <= self.estimate * 1.05:
-            self._probe_interval = min(self._probe_interval * 2, 30.0)
+            # Backing off, but not for long: an SFU's subscriber is app-limited most of the
+            # time (it is sent what the estimate allows, no more), and only a probe lifts an
+            # estimate that a false overuse left low; libwebrtc probes in that state every 5 s.
+            self._probe_interval = min(self._probe_interval * 2, _MAX_PROBE_INTERVAL)
             return
         self._probe_interval = 3.0
         if rate / 1000 > self._capacity.upper():

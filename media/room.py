@@ -51,7 +51,10 @@ _MSID_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,48}")
 ALLOCATE_INTERVAL = 0.5  # seconds between allocation rounds (and on every change in the room)
 UNLIMITED_BPS = 10_000_000_000  # a subscriber without transport-cc: no estimate, no limit
 SMALL_TILES = 4  # with more cameras than this, a grid tile gets at most the middle layer
-AUDIO_BPS = 40_000
+# What a silent microphone is reserved at least (Opus DTX sends ~1 kbit/s; a voice that starts
+# is measured within the second, and the pacer sends audio first meanwhile). A 40 kbit/s
+# reserve for every microphone left no video for a remote expert at N = 12 on 2 Mbit/s.
+AUDIO_FLOOR_BPS = 10_000
 
 
 @dataclass(eq=False)
@@ -64,7 +67,7 @@ class Participant:
     forwarders: dict[str, Forwarder] = field(default_factory=dict)  # by up-track name
     down: DownPeer | None = None
     joined: int = 0  # the room's join counter when they (re)published
-    allocator: Allocator = field(default_factory=Allocator)
+    allocator: Allocator = field(default_factory=lambda: Allocator(audio_reserve_bps=AUDIO_FLOOR_BPS))
     quality: tuple[int, tuple[tuple[str, str], ...]] | None = None  # as last told
 
     @property
