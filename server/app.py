@@ -43,6 +43,7 @@ from .middlewares import (
     error_middleware,
     headers_middleware,
     observe_middleware,
+    pacing_middleware,
 )
 from .models import Institution
 from .packet import MAX_FRAME_BYTES, BoundedPacket
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, sfu_factory: SfuFactory | None = None) -> 
             headers_middleware(settings),
             compression_middleware,
             error_middleware,
+            pacing_middleware,
         ],
         client_max_size=settings.max_upload_bytes + 64 * 1024,
     )

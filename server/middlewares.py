@@ -1,10 +1,13 @@
-"""Middlewares: problem+json errors, structured request logs, metrics, security headers, and
-gzip for JSON replies."""
+"""Middlewares: problem+json errors, structured request logs, metrics, security headers, gzip
+for JSON replies, and paced image replies."""
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 
@@ -25,6 +28,8 @@ __all__ = [
     "KNOWN_METHODS",
     "content_security_policy",
     "compression_middleware",
+    "pacing_middleware",
+    "PACE_HEADER",
     "COMPRESS_BYTES",
 ]
 
@@ -240,3 +245,50 @@ def _accepts_gzip(header: str) -> bool:
             except ValueError:
                 return False
     return False
+
+
+# A viewer prefetching images over a thin link names the rate it wants them at (bit/s): the
+# kernel then paces the reply's TCP segments at that rate (Linux's SO_MAX_PACING_RATE, which
+# also turns on TCP's own pacing) instead of sending each window in a burst. A burst of a
+# 200 KB frame fills a thin link's queue and drops the board's video and audio with it; the
+# browser's own request pacing only evens out the average. The connection closes after a paced
+# reply: TCP keeps pacing a connection slowly for a while after the cap is lifted (seen on
+# Linux 6.18: the next reply on it took as long), and no other request may inherit that.
+PACE_HEADER = "X-Eboard-Pace"
+PACE_MIN_BPS = 64_000
+PACE_MAX_BPS = 10_000_000_000
+_SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE", 47)  # Linux's number
+
+
+@web.middleware
+async def pacing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Pace a ``/dicom-web/`` reply at the ``X-Eboard-Pace`` rate; a value that is not a
+    whole number of bit/s in range is refused (400, naming the header)."""
+    text = request.headers.get(PACE_HEADER)
+    if text is None or not request.path.startswith("/dicom-web/"):
+        return await handler(request)
+    bps = int(text) if len(text) <= 12 and text.isascii() and text.isdigit() else -1
+    if not PACE_MIN_BPS <= bps <= PACE_MAX_BPS:
+        return problem_response(
+            400,
+            "Bad pace",
+            f"{PACE_HEADER} must be a whole number of bit/s from {PACE_MIN_BPS} to "
+            f"{PACE_MAX_BPS}, not {text[:40]!r}",
+            [{"field": PACE_HEADER, "message": "not a rate in range"}],
+        )
+    _pace(request, min(bps // 8, 0xFFFFFFFE))
+    response = await handler(request)
+    response.force_close()
+    return response
+
+
+def _pace(request: web.Request, bytes_per_second: int) -> None:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or not sys.platform.startswith("linux") or sock.family == socket.AF_UNIX:
+        return
+    try:
+        # The kernel's u32 (a 64-bit value is taken too, but not by every kernel).
+        sock.setsockopt(socket.SOL_SOCKET, _SO_MAX_PACING_RATE, struct.pack("=I", bytes_per_second))
+    except OSError as exc:  # not a TCP socket, or a kernel without pacing: send unpaced
+        errlog.debug("Pacing not set: %s", exc)

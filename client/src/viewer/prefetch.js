@@ -13,7 +13,7 @@
 
 import { cache, imageLoader, Enums as csEnums } from '@cornerstonejs/core';
 import { Pacer } from './pacer.js';
-import { frameTransfers, startCornerstone } from './setup.js';
+import { frameTransfers, pacedRequests, startCornerstone } from './setup.js';
 
 /** Bits per second prefetch takes when nobody says otherwise. */
 export const DEFAULT_RATE = 600_000;
@@ -37,8 +37,9 @@ const FIRST_GUESS = 200_000;
  *   asked again after `replan()`
  * @property {() => number} [rate] bits per second prefetch may use now
  * @property {number} [inFlight] requests at once
- * @property {(imageId: string) => Promise<number>} [load] fetch one image into the cache;
- *   resolves with the bytes it took (default: Cornerstone's loader, at prefetch priority)
+ * @property {(imageId: string, pace: number) => Promise<number>} [load] fetch one image into
+ *   the cache, its reply paced at `pace` bit/s; resolves with the bytes it took (default:
+ *   Cornerstone's loader, at prefetch priority)
  * @property {(imageId: string) => boolean} [cached] whether an image is cached or on its way
  * @property {() => number} [now] a clock in ms (tests)
  * @property {(ms: number, signal: AbortSignal) => Promise<void>} [wait] (tests)
@@ -85,8 +86,9 @@ export class Prefetch {
   /** @param {PrefetchOptions} options */
   constructor(options) {
     this._plan = options.plan;
+    this._rate = options.rate ?? defaultRate;
     this._pacer = new Pacer({
-      rate: options.rate ?? defaultRate,
+      rate: this._rate,
       inFlight: options.inFlight ?? IN_FLIGHT,
       guess: FIRST_GUESS,
       now: options.now ?? (() => performance.now()),
@@ -207,7 +209,11 @@ export class Prefetch {
   /** @param {string} imageId */
   _start(imageId) {
     this.progress.inFlight += 1;
-    const task = this._pacer.start(() => this._load(imageId)).then((bytes) => {
+    // Each reply paced at the whole rate: never a burst, and an image the presenter opens
+    // while it is on its way (Cornerstone shares the request) is not slowed far. The requests'
+    // own pacing keeps the average at the rate.
+    const pace = Math.max(0, this._rate());
+    const task = this._pacer.start(() => this._load(imageId, pace)).then((bytes) => {
       this.progress.fetched += 1;
       this.progress.bytes += bytes;
     }, (error) => {
@@ -253,21 +259,24 @@ function delay(ms, signal) {
 
 /**
  * Fetch one image through Cornerstone's loader into its cache, at prefetch priority; the bytes
- * its request received.
+ * its request received. The server paces the reply at `pace` bit/s (none when 0).
  * @param {string} imageId
+ * @param {number} pace
  * @returns {Promise<number>}
  */
-async function cornerstoneLoad(imageId) {
+async function cornerstoneLoad(imageId, pace) {
   let bytes = 0;
   const heard = (/** @type {Event} */ event) => {
     const detail = /** @type {CustomEvent<{imageId: string, bytes: number}>} */ (event).detail;
     if (detail.imageId === imageId) bytes = detail.bytes;
   };
   frameTransfers.addEventListener('frame', heard);
+  if (pace > 0) pacedRequests.set(imageId, pace);
   try {
     await imageLoader.loadAndCacheImage(imageId, { priority: 5, requestType: csEnums.RequestType.Prefetch });
   } finally {
     frameTransfers.removeEventListener('frame', heard);
+    pacedRequests.delete(imageId);
   }
   return bytes;
 }

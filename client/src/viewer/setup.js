@@ -21,6 +21,16 @@ export const FRAME_ACCEPT = 'multipart/related; type="image/jls"; transfer-synta
  * image loader completes (prefetch paces itself by them).
  */
 export const frameTransfers = new EventTarget();
+/**
+ * Image ids being prefetched, with the rate (bit/s) the server should pace each reply at: sent
+ * as `X-Eboard-Pace`, so a frame reaches a thin link as an even flow, not a burst that fills
+ * its queue and drops the board's audio and video with it.
+ * @type {Map<string, number>}
+ */
+export const pacedRequests = new Map();
+/** The header that names a reply's pace; the server refuses rates below 64 kbit/s. */
+export const PACE_HEADER = 'X-Eboard-Pace';
+const MIN_PACE = 64_000;
 
 /** The annotation tools the view state can carry (schemas/view-state.json), by their cs3d names. */
 export const ANNOTATION_TOOLS = /** @type {const} */ (['Length', 'Angle', 'EllipticalROI', 'ArrowAnnotate']);
@@ -57,7 +67,13 @@ async function start() {
   if (softwareWebGl()) core.setUseCPURendering(true);
   dicomImageLoader.init({
     maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
-    beforeSend: () => ({ Accept: FRAME_ACCEPT }),
+    beforeSend: (/** @type {unknown} */ _xhr, /** @type {string} */ imageId) => {
+      /** @type {Record<string, string>} */
+      const headers = { Accept: FRAME_ACCEPT };
+      const pace = pacedRequests.get(imageId);
+      if (pace) headers[PACE_HEADER] = String(Math.max(MIN_PACE, Math.round(pace)));
+      return headers;
+    },
     onloadend: (/** @type {ProgressEvent} */ event, /** @type {unknown} */ params) => {
       const detail = { imageId: String(/** @type {{imageId?: string}} */ (params)?.imageId ?? ''), bytes: event.loaded };
       frameTransfers.dispatchEvent(new CustomEvent('frame', { detail }));
