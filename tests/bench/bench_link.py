@@ -253,7 +253,7 @@ class EboardTarget:
     def generator_args(self, roster: Path) -> list[str]:
         return ["--url", self.url, "--roster", str(roster)]
 
-    async def open_remote(self, page: Page) -> str:
+    async def open_remote(self, page: Page, presenter: str | None) -> str:
         """Log in on the login page, open the session, click Join; the remote's participant id."""
         await page.goto(self.url + "/")
         await page.get_by_test_id("login-username").fill(REMOTE_USER)
@@ -285,7 +285,8 @@ class JanusLinkTarget:
     name = "janus"
     series = None
 
-    def __init__(self, event_loops: int) -> None:
+    def __init__(self, event_loops: int, stage_substream: int) -> None:
+        self._stage_substream = stage_substream
         # Gathering on the TUN device too: on the veth end alone, Chromium's checks across the
         # link never completed.
         self._server = JanusServer(f"{VETH[0]},{TUN[0]}", event_loops=event_loops)
@@ -326,11 +327,12 @@ class JanusLinkTarget:
     def generator_args(self, roster: Path) -> list[str]:
         return ["--janus", self._server.url]
 
-    async def open_remote(self, page: Page) -> str:
+    async def open_remote(self, page: Page, presenter: str | None) -> str:
         await page.goto(self.url + "/")
         await page.evaluate(FIRST_FRAME)
         await page.evaluate(SAMPLER, "janus")
-        return str(await page.evaluate("window.linkJoin()"))
+        join = "([presenter, stage]) => window.linkJoin(presenter, stage)"
+        return str(await page.evaluate(join, [presenter, self._stage_substream]))
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -661,7 +663,7 @@ async def run_cell(
         context = await browser.new_context(locale="en-US", timezone_id="America/New_York")
         await context.add_init_script("localStorage.setItem('eboard.debug', '1')")
         page = await context.new_page()
-        you = await target.open_remote(page)
+        you = await target.open_remote(page, presenter)
         generator.send({"cmd": "remote", "id": you})
         added = await generator.expect("remote_added", 60)
         try:
@@ -820,7 +822,9 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
                                         }
                                     )
                                     continue
-                                target = JanusLinkTarget(args.janus_event_loops)
+                                target = JanusLinkTarget(
+                                    args.janus_event_loops, args.janus_stage_substream
+                                )
                             else:
                                 target = EboardTarget(data_dir, logs, args.ct, max(args.sizes) - 1)
                             cells.append(await run_cell(target, size, on, remote, browser, options))
@@ -852,6 +856,7 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
             "ct": args.ct,
             "frame_accept": FRAME_ACCEPT,
             "janus_event_loops": args.janus_event_loops,
+            "janus_stage_substream": args.janus_stage_substream,
             "talk": args.talk,
         },
         "cells": cells,
@@ -911,6 +916,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--images-timeout", type=float, default=120.0)
     parser.add_argument("--ct", default="120x512", help="the demo CT, SLICESxPIXELS")
     parser.add_argument("--janus-event-loops", type=int, default=2)
+    parser.add_argument(
+        "--janus-stage-substream",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="the simulcast substream Janus's remote receives the presenter at (others: 0)",
+    )
     parser.add_argument(
         "--talk",
         choices=("turns", "all"),
