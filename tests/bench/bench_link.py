@@ -921,7 +921,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         type=int,
         choices=(0, 1, 2),
         default=1,
-        help="the simulcast substream Janus's remote receives the presenter at (others: 0)",
+        help="the layer Janus's remote receives the presenter at, 0 = 160x90 to 2 = 640x360 "
+        "(the others: 0)",
     )
     parser.add_argument(
         "--talk",
