@@ -253,7 +253,7 @@ class Downlink:
         if target is None:
             return
         self.probes += 1
-        self._probe_until = now + estimator.probe_duration
+        self._probe_until = now + estimator.probe_seconds
         self._probe_start = now
         self._probe_sent_before = pacer.bytes_sent
         self._probe_bps = target

@@ -8,18 +8,22 @@ In the spirit of Google Congestion Control (draft-ietf-rmcat-gcc-02), simplified
   detector compares the slope against an adaptive threshold; an AIMD controller then increases
   (8 %/s far from the last congestion point, about one packet per response time near it),
   holds, or decreases to 0.85 × the acknowledged throughput;
-- loss-based: over windows of a few dozen packets, loss above 10 % cuts by (1 − 0.5·loss),
-  below 2 % lets the rate grow again; the estimate is the smaller of the two;
+- loss-based: over windows of a few dozen packets, loss above 10 % cuts by (1 − 0.5·loss)
+  when it is congestion (an overuse in the 2 s before, or heavy loss lasting 4 s: a shallow
+  queue overflows before its delay shows), not when the delay stays flat through a few
+  seconds of loss (a lossy path's own: sending less would not lower it); below 2 % lets the
+  rate grow again; the estimate is the smaller of the two;
 - no feedback: ``tick`` halves the estimate each second without feedback while sending, down to
   a safe floor (``fallback_bps``); a subscriber that never sends feedback stays there;
 - probing: additive increase and the cap at 1.5 × the acknowledged rate keep an estimate that
   is below what the allocator wants from finding room quickly (it is app-limited: the allocator
   never sends more than the estimate). ``probe_target`` asks the pacer to send, for
-  ``probe_duration`` seconds, at twice the estimate, flagging those packets ``probe``; if they
+  ``probe_duration`` seconds (longer at a low rate: a dozen packets at least), at twice the
+  estimate, flagging those packets ``probe``; if they
   are received without a delay-based decrease, the estimate jumps to the rate they got through
   at. A probe is asked for once feedback flows, then whenever the allocator wants more than the
   estimate and delay and loss are normal: a second after a drop, otherwise every few seconds,
-  backing off after probes that found nothing.
+  backing off to every 5 s after probes that found nothing.
 
 Times given to ``on_results`` are the sender's clock for send times (the clock this estimator
 is given, which must be the one ``SendHistory.on_sent`` was fed from) and the receiver's for
@@ -45,6 +49,9 @@ _THRESHOLD_GAIN = 4.0
 _MAX_STEP_DOWN = 0.7
 _BETA = 0.85
 _MAX_PROBE_INTERVAL = 5.0
+_CONGESTION_MEMORY = 2.0  # seconds an overuse makes the loss that follows count as congestion
+_RANDOM_LOSS_GRACE = 4.0  # seconds of heavy loss, the delay flat, before it counts all the same
+_PROBE_MIN_BYTES = 12 * 1200  # a probe spans at least this many bytes, however low its rate
 
 
 class _DelayDetector:
@@ -236,6 +243,7 @@ class BandwidthEstimator:
             raise ValueError(f"probe_duration {probe_duration} is not in (0, 1] seconds")
         self.min_bps, self.max_bps, self.fallback_bps = min_bps, max_bps, fallback_bps
         self.probe_duration = probe_duration
+        self.probe_seconds = probe_duration  # how long the probe last asked for lasts
         self.delay_decreases = 0  # counters, for logs and benchmarks
         self.loss_decreases = 0
         self._clock = clock
@@ -252,6 +260,8 @@ class BandwidthEstimator:
         self._loss_window_start: float | None = None
         self._last_loss_update: float | None = None
         self._last_loss_decrease = -math.inf
+        self._last_overuse = -math.inf
+        self._high_loss_since: float | None = None
         self.loss_fraction = 0.0
         self._demand: float | None = None
         self._started = clock()
@@ -333,8 +343,8 @@ class BandwidthEstimator:
         return self._detector.state
 
     def probe_target(self, now: float) -> int | None:
-        """A rate (bit/s) to send at for ``probe_duration`` seconds from now, flagging the
-        packets ``probe``; None when no probe is wanted."""
+        """A rate (bit/s) to send at for ``probe_seconds`` seconds from now (at least
+        ``probe_duration``), flagging the packets ``probe``; None when no probe is wanted."""
         if self._last_feedback is None or self._probe_started is not None:
             return None
         estimate = self.estimate
@@ -352,13 +362,18 @@ class BandwidthEstimator:
         self._last_probe = now
         self._probe_started = now
         self._probe_packets = []
-        return int(min(2 * estimate, self.max_bps))
+        rate = int(min(2 * estimate, self.max_bps))
+        # Long enough to carry a dozen packets: at the floor's 100 kbit/s, 0.1 s would be two,
+        # too few to judge, and an estimate at the floor would never leave it.
+        self.probe_seconds = max(self.probe_duration, _PROBE_MIN_BYTES * 8 / rate)
+        return rate
 
     # The parts.
 
     def _update_delay_based(self, now: float) -> None:
         state = self._detector.state
         if state == _OVERUSE:
+            self._last_overuse = now
             self._aimd_state = "decrease"
         elif state == _UNDERUSE:
             self._aimd_state = "hold"
@@ -421,12 +436,24 @@ class BandwidthEstimator:
         self._loss_window_start = now
         last, self._last_loss_update = self._last_loss_update, now
         if loss > 0.10:
-            if now - self._last_loss_decrease >= self.rtt + 0.3:
+            if self._high_loss_since is None:
+                self._high_loss_since = now
+            # Loss is congestion when the queue grew before it (an overuse lately) or when it
+            # lasts (a shallow queue that overflows before its delay shows). Loss alone for a
+            # few seconds, the delay flat, is the link's own (radio, a long lossy path): sending
+            # less would not lower it, and the tiles paused for it would come back seconds late.
+            congested = (
+                now - self._last_overuse <= _CONGESTION_MEMORY
+                or now - self._high_loss_since >= _RANDOM_LOSS_GRACE
+            )
+            if congested and now - self._last_loss_decrease >= self.rtt + 0.3:
                 self._last_loss_decrease = now
                 self.loss_decreases += 1
                 self._loss_bps = min(self._loss_bps, self.estimate) * (1 - 0.5 * loss)
                 self._loss_bps = max(self._loss_bps, float(self.min_bps))
-        elif loss < 0.02 and last is not None:
+            return
+        self._high_loss_since = None
+        if loss < 0.02 and last is not None:
             dt = min(max(now - last, 0.0), 1.0)
             self._loss_bps = min(self._loss_bps * 1.08**dt + 1000 * dt, float(self.max_bps))
             # Loss alone never holds the estimate far above what the delay side allows.
@@ -434,7 +461,7 @@ class BandwidthEstimator:
 
     def _evaluate_probe(self, now: float) -> None:
         started = self._probe_started
-        if started is None or now < started + self.probe_duration + self.rtt + 0.1:
+        if started is None or now < started + self.probe_seconds + self.rtt + 0.1:
             return
         packets, self._probe_packets, self._probe_started = self._probe_packets, [], None
         received = [r for r in packets if r.arrival_time is not None]

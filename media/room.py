@@ -67,7 +67,9 @@ class Participant:
     forwarders: dict[str, Forwarder] = field(default_factory=dict)  # by up-track name
     down: DownPeer | None = None
     joined: int = 0  # the room's join counter when they (re)published
-    allocator: Allocator = field(default_factory=lambda: Allocator(audio_reserve_bps=AUDIO_FLOOR_BPS))
+    allocator: Allocator = field(
+        default_factory=lambda: Allocator(audio_reserve_bps=AUDIO_FLOOR_BPS)
+    )
     quality: tuple[int, tuple[tuple[str, str], ...]] | None = None  # as last told
 
     @property

@@ -186,5 +186,5 @@ async def test_a_probe_pads_up_to_its_rate_and_no_faster() -> None:
             break
     assert link.probes == 1 and target > 0
     assert link.estimator is not None
-    wanted = target * link.estimator.probe_duration / 8
+    wanted = target * link.estimator.probe_seconds / 8
     assert 0.6 * wanted <= probe_bytes <= 1.25 * wanted + 300, (probe_bytes, wanted)

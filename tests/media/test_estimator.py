@@ -108,7 +108,7 @@ class Run:
         target = est.probe_target(now)
         if target is not None:
             self.probes.append((now - self.start, target))
-            self._probe_until = now + est.probe_duration
+            self._probe_until = now + est.probe_seconds
             self._probe_bps = target
         probing = now < self._probe_until
         rate = self._probe_bps if probing else min(est.estimate, self.demand)
@@ -186,6 +186,48 @@ def test_a_thirty_percent_loss_burst_reduces_then_recovers() -> None:
     after = run.between(24.0, 30.0)
     assert min(after) >= 0.6 * CAPACITY, min(after)
     assert max(after) <= 1.1 * CAPACITY, max(after)
+
+
+def test_random_loss_on_an_uncongested_link_is_not_cut_for() -> None:
+    """An SFU's subscriber sent 800 kbit/s over 2 Mbit/s: no queue, so a 3 s burst of 30 %
+    random loss is the path's own; cutting would only pause tiles that then come back late."""
+    run = Run(demand=800_000)
+
+    def burst(t: float) -> None:
+        run.link.loss = 0.3 if 15.0 <= t < 18.0 else 0.0
+
+    run.run_until(25.0, burst)
+    before = min(run.between(12.0, 15.0))
+    assert before >= 800_000
+    assert run.estimator.loss_decreases == 0
+    assert min(run.between(15.0, 25.0)) >= 0.9 * before, (min(run.between(15.0, 25.0)), before)
+
+
+def test_lasting_loss_through_a_shallow_queue_is_cut_for() -> None:
+    """A queue of 5 ms overflows before any delay shows: the loss alone, lasting, says so."""
+    run = Run(link=Link(queue_s=0.005))
+
+    def narrow(t: float) -> None:
+        if t >= 15.0:
+            run.link.capacity_bps = 500_000
+
+    run.run_until(35.0, narrow)
+    assert run.estimator.loss_decreases >= 1
+    assert max(run.between(27.0, 35.0)) <= 1.2 * 500_000, max(run.between(27.0, 35.0))
+
+
+def test_an_estimate_at_its_floor_is_probed_up_again() -> None:
+    """Squeezed to the floor (100 kbit/s), an estimate finds a widened link again: its probes
+    carry a dozen packets however low the rate (at 0.1 s they were two, never judged)."""
+    run = Run(link=Link(capacity_bps=60_000))
+    run.estimator.min_bps = 100_000
+
+    def widen(t: float) -> None:
+        run.link.capacity_bps = 60_000 if t < 15.0 else CAPACITY
+
+    run.run_until(35.0, widen)
+    assert min(run.between(10.0, 15.0)) == 100_000
+    assert min(run.between(28.0, 35.0)) >= 0.6 * CAPACITY, min(run.between(28.0, 35.0))
 
 
 def test_a_capacity_drop_is_followed_within_seconds() -> None:
