@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -411,16 +414,28 @@ SAMPLER = """
 }
 """
 
-# The series as the viewer fetches it: metadata, then every frame with 6 requests in flight
-# (a browser's connections per host), the presented (middle) image first.
+# The series as the room's viewer fetches it over a thin link: metadata, then the presented
+# (middle) image alone, as the viewer loads the image it shows (unpaced), then the others as
+# the room's prefetch does (client/src/viewer/prefetch.js): two requests in flight, their
+# average held to ``rate`` bit/s, each reply paced at ``rate`` by the server (X-Eboard-Pace).
 IMAGES = """
-async ({ base, accept, parallel, timeout }) => {
+async ({ base, accept, parallel, rate, timeout }) => {
   const control = new AbortController();
   const timer = setTimeout(() => control.abort(), timeout * 1000);
   const start = performance.now();
   const since = () => (performance.now() - start) / 1000;
   const out = { start: start / 1000, metadata_s: null, presented_s: null, series_s: null,
-                frames: 0, images: 0, bytes: 0, error: null };
+                frames: 0, images: 0, bytes: 0, error: null, rate };
+  const frame = async (sop, headers) => {
+    const response = await fetch(`${base}/instances/${sop}/frames/1`, {
+      headers: { Accept: accept, ...headers }, credentials: 'same-origin', signal: control.signal,
+    });
+    if (!response.ok) throw new Error(`frame: HTTP ${response.status}`);
+    const size = (await response.arrayBuffer()).byteLength;
+    out.bytes += size;
+    out.frames += 1;
+    return size;
+  };
   try {
     const meta = await fetch(`${base}/metadata`, {
       headers: { Accept: 'application/dicom+json' }, credentials: 'same-origin',
@@ -435,17 +450,18 @@ async ({ base, accept, parallel, timeout }) => {
     const sops = instances.sort((a, b) => number(a) - number(b)).map((i) => i['00080018'].Value[0]);
     out.images = sops.length;
     const presented = sops[Math.floor(sops.length / 2)];
-    const queue = [presented, ...sops.filter((s) => s !== presented)];
+    await frame(presented, {});
+    out.presented_s = since();
+    const queue = sops.filter((s) => s !== presented);
+    const began = performance.now();
+    let sent = 0;
     const worker = async () => {
       while (queue.length) {
+        const wait = began + (sent * 8 / rate) * 1000 - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         const sop = queue.shift();
-        const response = await fetch(`${base}/instances/${sop}/frames/1`, {
-          headers: { Accept: accept }, credentials: 'same-origin', signal: control.signal,
-        });
-        if (!response.ok) throw new Error(`frame: HTTP ${response.status}`);
-        out.bytes += (await response.arrayBuffer()).byteLength;
-        out.frames += 1;
-        if (sop === presented) out.presented_s = since();
+        if (!sop) break;
+        sent += await frame(sop, { 'X-Eboard-Pace': String(Math.round(rate)) });
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));
@@ -464,10 +480,51 @@ async ({ base, accept, parallel, timeout }) => {
 # Figures from the samples.
 
 
+REMOTE_TALK_S, REMOTE_CYCLE_S = 4.0, 32.0
+
+
+def write_remote_voice(path: Path) -> Path:
+    """The remote's microphone for Chromium (``--use-file-for-fake-audio-capture``, looped): a
+    voice-like tone for ``REMOTE_TALK_S`` seconds in every ``REMOTE_CYCLE_S``, silence between,
+    so the remote takes its turn to talk like the locals (Chromium's own fake microphone beeps
+    too briefly to count as speech: the remote was never a recent speaker)."""
+    rate = 48_000
+    frames = bytearray()
+    for n in range(int(REMOTE_CYCLE_S * rate)):
+        t = n / rate
+        if t < REMOTE_TALK_S:
+            # 220 Hz, its loudness swaying at 4 Hz as syllables do, around -20 dBFS.
+            level = 3000 * (0.6 + 0.4 * math.sin(2 * math.pi * 4 * t))
+            sample = int(level * math.sin(2 * math.pi * 220 * t))
+        else:
+            sample = 0
+        frames += struct.pack("<h", sample)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    return path
+
+
+def prefetch_rate(samples: list[dict[str, Any]]) -> int:
+    """The rate the room's prefetch takes (client/src/room/page.js): 30 % of the link's
+    estimate (kbit/s, from the remote's last sample), at least 100 kbit/s; 600 kbit/s when there
+    is no estimate."""
+    estimates = [s["estimate"] for s in samples if s.get("estimate")]
+    if not estimates:
+        return 600_000
+    return max(100_000, int(estimates[-1] * 1000 * 0.3))
+
+
 def _visible(samples: list[dict[str, Any]]) -> dict[str, str | None]:
-    """Track → participant of the tiles shown unpaused in the last sample."""
-    last = samples[-1]["tiles"] if samples else []
-    return {t["track"]: t["participant"] for t in last if t["track"] and not t["paused"]}
+    """Track → participant of the tiles shown unpaused in any of ``samples``."""
+    return {
+        t["track"]: t["participant"]
+        for sample in samples
+        for t in sample["tiles"]
+        if t["track"] and not t["paused"]
+    }
 
 
 def _pairs(
@@ -485,19 +542,30 @@ def _frames(sample: dict[str, Any], track: str) -> int:
     return int(sample["video"].get(track, {}).get("frames", 0))
 
 
+def _shown(sample: dict[str, Any], track: str) -> bool:
+    """Whether the page shows ``track``'s tile unpaused in ``sample``."""
+    return any(t["track"] == track and not t["paused"] for t in sample["tiles"])
+
+
 def track_fps(
     pairs: list[tuple[dict[str, Any], dict[str, Any]]], track: str
-) -> tuple[float, float]:
-    """(mean fps over the pairs, the longest run without a new frame in seconds)."""
+) -> tuple[float | None, float]:
+    """(mean fps over the pairs in which the tile was shown unpaused, None if it never was;
+    the longest run without a new frame while shown unpaused, in seconds). A tile the page
+    marks paused is not frozen: the issue's goal leaves out what the allocator paused and
+    shows as paused."""
     frames = seconds = 0.0
     still = longest = 0.0
     for a, b in pairs:
+        if not (_shown(a, track) and _shown(b, track)):
+            still = 0.0
+            continue
         new = _frames(b, track) - _frames(a, track)
         frames += max(0, new)
         seconds += b["t"] - a["t"]
         still = still + (b["t"] - a["t"]) if new <= 0 else 0.0
         longest = max(longest, still)
-    return (frames / seconds if seconds else 0.0), longest
+    return (frames / seconds if seconds else None), longest
 
 
 def remote_figures(
@@ -511,11 +579,13 @@ def remote_figures(
     start, end = window
     skip = (burst[0], burst[1] + RECOVERY_MARGIN_S) if burst else None
     pairs = _pairs(samples, start, end, skip)
-    visible = _visible([s for s in samples if s["t"] <= end])
+    visible = _visible([s for s in samples if start <= s["t"] <= end])
     fps: dict[str, float] = {}
     frozen = 0
     for track in visible:
-        fps[track], still = track_fps(pairs, track)
+        rate, still = track_fps(pairs, track)
+        if rate is not None:
+            fps[track] = rate
         frozen += still > FROZEN_S
     stage = next((t for t, p in visible.items() if presenter and p == presenter), None)
     inside = [s for s in samples if start <= s["t"] <= end]
@@ -529,11 +599,16 @@ def remote_figures(
         after = [s for s in samples if s["t"] >= burst[1]]
         for a, b in zip(after, after[1:], strict=False):
             dt = b["t"] - a["t"]
-            if dt > 0 and all((_frames(b, t) - _frames(a, t)) / dt >= VISIBLE_FPS for t in visible):
+            shown = [t for t in visible if _shown(a, t) and _shown(b, t)]
+            if (
+                dt > 0
+                and shown
+                and all((_frames(b, t) - _frames(a, t)) / dt >= VISIBLE_FPS for t in shown)
+            ):
                 recovery = round(b["t"] - burst[1], 2)
                 break
     return {
-        "stage_fps": round(fps[stage], 1) if stage else None,
+        "stage_fps": round(fps[stage], 1) if stage in fps else None,
         "stage_size": f"{last[stage]['w']}x{last[stage]['h']}" if stage in last else None,
         "min_visible_fps": round(min(fps.values()), 1) if fps else None,
         "mean_visible_fps": round(sum(fps.values()) / len(fps), 1) if fps else None,
@@ -558,10 +633,9 @@ def _jitter_buffer_ms(video: dict[str, Any]) -> float | None:
 def loading_fps(samples: list[dict[str, Any]], span: tuple[float, float]) -> float | None:
     """The lowest visible tile's fps while the series loaded."""
     pairs = _pairs(samples, span[0], span[1], None)
-    visible = _visible([s for s in samples if s["t"] <= span[1]])
-    if not pairs or not visible:
-        return None
-    return round(min(track_fps(pairs, t)[0] for t in visible), 1)
+    visible = _visible([s for s in samples if span[0] <= s["t"] <= span[1]])
+    rates = [rate for t in visible if (rate := track_fps(pairs, t)[0]) is not None]
+    return round(min(rates), 1) if pairs and rates else None
 
 
 # One cell.
@@ -697,12 +771,14 @@ async def run_cell(
                 f"/dicom-web/studies/{series['study_instance_uid']}"
                 f"/series/{series['series_instance_uid']}"
             )
+            samples_now = await page.evaluate("window.__linkSamples")
             loaded = await page.evaluate(
                 IMAGES,
                 {
                     "base": base,
                     "accept": FRAME_ACCEPT,
-                    "parallel": 6,
+                    "parallel": 2,
+                    "rate": prefetch_rate(samples_now),
                     "timeout": options.images_timeout,
                 },
             )
@@ -713,6 +789,7 @@ async def run_cell(
                 "video_fps_while_loading": loading_fps(samples, (loaded["start"], loaded["end"])),
                 "metadata_s": _round(loaded["metadata_s"]),
                 "images": loaded["images"],
+                "rate": loaded["rate"],
                 "images_loaded": loaded["frames"],
                 "megabytes": round(loaded["bytes"] / 1e6, 1),
                 "error": loaded["error"],
@@ -779,6 +856,7 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
     clip_path = logs / "clip.pickle"
     # The locals publish their camera as a browser does: three simulcast layers (q/h/f).
     encode_clip(simulcast=not args.one_layer).save(clip_path)
+    voice = write_remote_voice(logs / "remote-voice.wav")
     remote = Remote(logs)
     options = Options(
         args.window,
@@ -799,6 +877,7 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
                 args=[
                     *CHROMIUM_FLAGS,
                     "--autoplay-policy=no-user-gesture-required",
+                    f"--use-file-for-fake-audio-capture={voice}",
                     "--unsafely-treat-insecure-origin-as-secure="
                     f"http://{SERVER_ADDRESS}:{EBOARD_PORT},"
                     f"http://{SERVER_ADDRESS}:{JANUS_PAGE_PORT}",

@@ -180,6 +180,34 @@ def test_a_frozen_tile_counts_unless_the_page_marks_it_paused() -> None:
     assert figures["min_visible_fps"] == 30.0
 
 
+def test_only_the_time_a_tile_is_shown_unpaused_counts() -> None:
+    from .bench_link import remote_figures
+
+    # "thumb" is paused (and marked so) for the first 6 s, then runs at 20 fps; "late" is
+    # marked full again at 6 s but its pictures only come back at 8 s: 2 s frozen, unpaused.
+    samples = _samples({"stage": [30.0] * 20, "thumb": [0.0] * 12 + [20.0] * 8})
+    for i, sample in enumerate(samples):
+        for tile in sample["tiles"]:
+            tile["paused"] = tile["track"] == "thumb" and i <= 12
+    figures = remote_figures(samples, (0.0, 10.0), None, "stage")
+    assert figures["min_visible_fps"] == 20.0
+    assert figures["frozen_unpaused"] == 0
+    late = _samples({"stage": [30.0] * 20, "late": [0.0] * 16 + [20.0] * 4})
+    for i, sample in enumerate(late):
+        for tile in sample["tiles"]:
+            tile["paused"] = tile["track"] == "late" and i <= 12
+    figures = remote_figures(late, (0.0, 10.0), None, "stage")
+    assert figures["frozen_unpaused"] == 1
+    assert figures["min_visible_fps"] == 11.4  # 40 frames in the 3.5 s it was shown (6.5-10 s)
+
+
+def test_no_recovery_while_every_tile_is_paused() -> None:
+    from .bench_link import remote_figures
+
+    samples = _samples({"stage": [0.0] * 40}, frozenset({"stage"}))
+    assert remote_figures(samples, (0.0, 20.0), (8.0, 11.0), "stage")["recovery_s"] is None
+
+
 def test_no_recovery_when_a_tile_never_comes_back() -> None:
     from .bench_link import remote_figures
 
