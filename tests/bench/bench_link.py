@@ -354,13 +354,29 @@ def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 # In the remote's page.
 
-# Started just before joining: seconds from then until a remote video has presented a frame.
+# Started just before joining: seconds from then until a remote video has presented a frame,
+# and when each step on the way first happened (`__joinTimeline`: admitted, each connection
+# offered and connected, a remote video shown), to tell where the time goes.
 FIRST_FRAME = """
 () => {
   const start = performance.now();
   window.__linkJoinedAt = start / 1000;
+  const timeline = {};
+  window.__joinTimeline = timeline;
+  const mark = (name, reached) => {
+    if (reached && !(name in timeline)) timeline[name] = (performance.now() - start) / 1000;
+  };
   const poll = () => {
+    const live = window.__eboard?.live;
+    const up = live?.up ?? window.__link?.up;
+    const down = live?.down ?? window.__link?.down;
+    mark('admitted', live?.phase === 'live' || Boolean(window.__link));
+    mark('up_created', Boolean(up));
+    mark('down_created', Boolean(down));
+    mark('up_connected', up?.connectionState === 'connected');
+    mark('down_connected', down?.connectionState === 'connected');
     const videos = [...document.querySelectorAll('[data-testid="room-video-remote"]')];
+    mark('video_shown', videos.length > 0);
     if (videos.some((v) => v.getVideoPlaybackQuality().totalVideoFrames > 0)) {
       window.__firstFrame = (performance.now() - start) / 1000;
     } else {
@@ -406,8 +422,10 @@ SAMPLER = """
         }
       });
     }
-    const estimate = window.__eboard?.live?.quality?.estimate_kbps ?? null;
-    window.__linkSamples.push({ t, tiles, video, concealed, total, estimate });
+    const live = window.__eboard?.live;
+    const estimate = live?.quality?.estimate_kbps ?? null;
+    const speaking = live ? live.snapshot?.speaker === live.you : null; // the remote talks now
+    window.__linkSamples.push({ t, tiles, video, concealed, total, estimate, speaking });
     if (window.__linkSamples.length < 4000) setTimeout(tick, 500);
   };
   tick();
@@ -484,20 +502,24 @@ REMOTE_TALK_S, REMOTE_CYCLE_S = 4.0, 32.0
 
 
 def write_remote_voice(path: Path) -> Path:
-    """The remote's microphone for Chromium (``--use-file-for-fake-audio-capture``, looped): a
-    voice-like tone for ``REMOTE_TALK_S`` seconds in every ``REMOTE_CYCLE_S``, silence between,
-    so the remote takes its turn to talk like the locals (Chromium's own fake microphone beeps
-    too briefly to count as speech: the remote was never a recent speaker)."""
+    """The remote's microphone for Chromium (``--use-file-for-fake-audio-capture``, looped):
+    speech-like sound for ``REMOTE_TALK_S`` seconds in every ``REMOTE_CYCLE_S``, silence
+    between, so the remote takes its turn to talk like the locals (Chromium's own fake
+    microphone beeps too briefly to count as speech). Syllables of 200 ms with 40 ms gaps, each
+    at its own pitch with two harmonics: a steady tone would be taken away by the browser's
+    noise suppression as noise."""
     rate = 48_000
     frames = bytearray()
+    pitches = (140.0, 190.0, 165.0, 230.0, 175.0, 150.0, 210.0)
     for n in range(int(REMOTE_CYCLE_S * rate)):
         t = n / rate
-        if t < REMOTE_TALK_S:
-            # 220 Hz, its loudness swaying at 4 Hz as syllables do, around -20 dBFS.
-            level = 3000 * (0.6 + 0.4 * math.sin(2 * math.pi * 4 * t))
-            sample = int(level * math.sin(2 * math.pi * 220 * t))
-        else:
-            sample = 0
+        sample = 0
+        syllable, within = divmod(t, 0.24)
+        if t < REMOTE_TALK_S and within < 0.2:
+            f0 = pitches[int(syllable) % len(pitches)] * (1 + 0.15 * within)  # a rising pitch
+            envelope = math.sin(math.pi * within / 0.2) ** 0.3
+            wave_ = sum(math.sin(2 * math.pi * f0 * k * t) / k for k in (1, 2, 3))
+            sample = int(6000 * envelope * wave_)
         frames += struct.pack("<h", sample)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
@@ -745,6 +767,7 @@ async def run_cell(
             first_frame: float | None = round(float(await handle.json_value()), 2)
         except Exception:
             first_frame = None
+        timeline = await page.evaluate("window.__joinTimeline ?? {}")
         await asyncio.sleep(options.warmup)
         now = "() => performance.now() / 1000"
         generator.send({"cmd": "window_start"})
@@ -801,6 +824,7 @@ async def run_cell(
         )
         figures = remote_figures(samples, (t0, t1), burst, presenter)
         figures["first_frame_s"] = first_frame
+        figures["join_timeline_s"] = {k: round(v, 2) for k, v in timeline.items()}
         see = window["locals_see_remote_fps"]
         cell.update(
             {

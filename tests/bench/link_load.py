@@ -247,16 +247,20 @@ class JanusLinkSignalling(JanusSignalling):
         return None
 
 
-TURN_S = 4.0
+TURN_S, PAUSE_S = 4.0, 2.0
 
 
 async def take_turns(publishers: list[Publisher]) -> None:
-    """One local talks at a time, each for ``TURN_S`` seconds in turn; the others are silent
-    (Opus DTX), as in a board where one person speaks while the rest listen."""
+    """One local talks at a time, each for ``TURN_S`` seconds in turn with a ``PAUSE_S`` pause
+    before the next; the others are silent (Opus DTX), as in a board where one person speaks
+    while the rest listen (and the remote may speak into a pause)."""
     for turn in itertools.count():
         for i, publisher in enumerate(publishers):
             publisher.talking = i == turn % len(publishers)
         await asyncio.sleep(TURN_S)
+        for publisher in publishers:
+            publisher.talking = False
+        await asyncio.sleep(PAUSE_S)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -32,11 +32,13 @@ class Frames:
 
     requests: list[tuple[float, str, str]] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)
+    paces: list[str | None] = field(default_factory=list)  # X-Eboard-Pace of each request
 
     def request(self, request: Request) -> None:
         if "/frames/" in request.url:
             accept = request.header_value("accept") or ""
             self.requests.append((time.monotonic(), request.url, accept))
+            self.paces.append(request.header_value("x-eboard-pace"))
 
     def response(self, response: Response) -> None:
         if "/frames/" in response.url:
@@ -132,6 +134,8 @@ def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cac
         assert len(urls) == len(set(urls)) == progress["fetched"] == expected
         # Asked for as JPEG-LS lossless, and sent so (the native series transcoded).
         assert all(JLS in accept for _, _, accept in frames.requests)
+        # Each reply paced by the server at the prefetch rate: no burst into a thin link.
+        assert frames.paces == [str(RATE)] * len(urls), frames.paces
         assert all(
             'type="image/jls"' in frames.answers[url] or "type=image/jls" in frames.answers[url]
             for url in urls
