@@ -435,7 +435,8 @@ SAMPLER = """
 # The series as the room's viewer fetches it over a thin link: metadata, then the presented
 # (middle) image alone, as the viewer loads the image it shows (unpaced), then the others as
 # the room's prefetch does (client/src/viewer/prefetch.js): two requests in flight, their
-# average held to ``rate`` bit/s, each reply paced at ``rate`` by the server (X-Eboard-Pace).
+# average held to ``rate`` bit/s, each reply paced at its share of it by the server
+# (X-Eboard-Pace).
 IMAGES = """
 async ({ base, accept, parallel, rate, timeout }) => {
   const control = new AbortController();
@@ -479,7 +480,7 @@ async ({ base, accept, parallel, rate, timeout }) => {
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         const sop = queue.shift();
         if (!sop) break;
-        sent += await frame(sop, { 'X-Eboard-Pace': String(Math.round(rate)) });
+        sent += await frame(sop, { 'X-Eboard-Pace': String(Math.round(rate / parallel)) });
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));

@@ -134,8 +134,9 @@ def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cac
         assert len(urls) == len(set(urls)) == progress["fetched"] == expected
         # Asked for as JPEG-LS lossless, and sent so (the native series transcoded).
         assert all(JLS in accept for _, _, accept in frames.requests)
-        # Each reply paced by the server at the prefetch rate: no burst into a thin link.
-        assert frames.paces == [str(RATE)] * len(urls), frames.paces
+        # Each reply paced by the server at its share of the prefetch rate (two in flight):
+        # a steady flow into a thin link, no bursts.
+        assert frames.paces == [str(RATE // 2)] * len(urls), frames.paces
         assert all(
             'type="image/jls"' in frames.answers[url] or "type=image/jls" in frames.answers[url]
             for url in urls
