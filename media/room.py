@@ -41,7 +41,7 @@ from .peer import DownPeer, UpPeer
 from .sfu import MediaError, RoomStats
 from .speaker import SpeakerDetector
 
-__all__ = ["Room", "Participant"]
+__all__ = ["Room", "Participant", "rank"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ CAMERA, SCREEN = "video", "screen"  # up-track names (peer.UP_TRACKS)
 _MSID_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]{1,48}")
 ALLOCATE_INTERVAL = 0.5  # seconds between allocation rounds (and on every change in the room)
 UNLIMITED_BPS = 10_000_000_000  # a subscriber without transport-cc: no estimate, no limit
+RECENT_SPEAKER_S = 30.0  # a speaker ranks by when they spoke this long; then by arrival
 SMALL_TILES = 4  # with more cameras than this, a grid tile gets at most the middle layer
 # What a silent microphone is reserved at least (Opus DTX sends ~1 kbit/s; a voice that starts
 # is measured within the second, and the pacer sends audio first meanwhile). A 40 kbit/s
@@ -86,6 +87,35 @@ class Participant:
         return camera is not None and camera.packets_received > 0
 
 
+def rank(
+    participants: list[tuple[str, int, bool]],
+    presenter: str | None,
+    speaking: str | None,
+    spoke: dict[str, float],
+    now: float,
+) -> dict[str, int]:
+    """Rank everyone (lower is more important) from (id, join counter, whether their camera
+    has sent): the presenter; the one speaking; those who spoke in the last
+    ``RECENT_SPEAKER_S`` seconds, most recent first; then everyone else, newest arrival first
+    (someone who just joined is seen, and someone who spoke long ago does not hold a place
+    over them for ever); cameras that never sent last (someone who only watches takes
+    nobody's place)."""
+
+    def key(entry: tuple[str, int, bool]) -> tuple[bool, bool, int, float, int]:
+        participant, joined, camera_sends = entry
+        when = now if participant == speaking else spoke.get(participant)
+        recent = when is not None and now - when <= RECENT_SPEAKER_S
+        return (
+            participant != presenter,
+            not camera_sends,
+            0 if participant == speaking else 1 if recent else 2,
+            -(when or 0.0) if recent else 0.0,
+            -joined,
+        )
+
+    return {entry[0]: i for i, entry in enumerate(sorted(participants, key=key))}
+
+
 class Room:
     """The participants of one room; every change leaves each down connection offering exactly
     the other participants' up-tracks."""
@@ -116,7 +146,8 @@ class Room:
         # Each subscriber's allocator shares its estimated bandwidth out (audio first, then the
         # presenter's screen and camera, the recent speakers, the rest), at most Last-N cameras.
         self._last_n = last_n
-        self._recent: list[str] = []
+        self._spoke: dict[str, float] = {}  # when each last spoke (monotonic)
+        self._speaking: str | None = None
         self._presenter: str | None = None
         self._joins = 0
         self._ticker: asyncio.Task[None] | None = None
@@ -200,7 +231,11 @@ class Room:
         self._apply_last_n()
 
     def _speaker_changed(self, participant: str) -> None:
-        self._recent = [participant, *(p for p in self._recent if p != participant)]
+        now = time.monotonic()
+        if self._speaking is not None:  # spoke until now
+            self._spoke[self._speaking] = now
+        self._speaking = participant
+        self._spoke[participant] = now
         self._apply_last_n()
         self._emit_safely(ActiveSpeaker(self.name, participant))
 
@@ -226,18 +261,13 @@ class Room:
                 logger.exception("Room(%s) allocation failed", self.name)
 
     def _ranks(self) -> dict[str, int]:
-        """Rank everyone (lower is more important): the presenter, then the recent speakers
-        (most recent first), then those who have not spoken, newest arrival first (someone who
-        just joined is seen; nobody waits at the end of a queue forever), then cameras that
-        never sent (someone who only watches takes nobody's place)."""
-        order = [p for p in self._recent if p in self._participants]
-        silent = sorted(
-            (p for p in self._participants.values() if p.id not in order),
-            key=lambda p: -p.joined,
+        return rank(
+            [(p.id, p.joined, p.camera_sends) for p in self._participants.values()],
+            self._presenter,
+            self._speaking,
+            self._spoke,
+            time.monotonic(),
         )
-        order += [p.id for p in silent]
-        order.sort(key=lambda p: (p != self._presenter, not self._participants[p].camera_sends))
-        return {p: i for i, p in enumerate(order)}
 
     def _apply_last_n(self) -> None:
         """One allocation round for every subscriber."""
@@ -393,7 +423,9 @@ class Room:
         changed = await self._retire(gone)
         # Gone, not replaced by a newer publish: forget what the room knew of them.
         self._speakers.remove(gone.id)
-        self._recent = [p for p in self._recent if p != gone.id]
+        self._spoke.pop(gone.id, None)
+        if self._speaking == gone.id:
+            self._speaking = None
         if self._presenter == gone.id:
             self._presenter = None
         self._apply_last_n()

@@ -118,3 +118,33 @@ async def test_camera_that_never_sends_takes_no_last_n_place(
     finally:
         for browser in (watcher, a, b):
             await browser.close()
+
+
+# The ranking alone (media.room.rank): who Last-N and the allocator serve first.
+
+
+def test_rank_orders_presenter_speaker_recent_speakers_then_newest_arrivals() -> None:
+    from media.room import rank
+
+    people = [("a", 1, True), ("b", 2, True), ("c", 3, True), ("d", 4, True), ("w", 5, False)]
+    ranks = rank(people, "a", "b", {"b": 99.0, "c": 95.0, "d": 90.0}, 100.0)
+    assert sorted(ranks, key=ranks.__getitem__) == ["a", "b", "c", "d", "w"]
+    # Nobody has spoken: the newest arrival first; a camera that never sent last.
+    ranks = rank(people, None, None, {}, 100.0)
+    assert sorted(ranks, key=ranks.__getitem__) == ["d", "c", "b", "a", "w"]
+
+
+def test_someone_who_spoke_long_ago_does_not_outrank_a_newcomer_for_ever() -> None:
+    from media.room import RECENT_SPEAKER_S, rank
+
+    people = [("old", 1, True), ("talker", 2, True), ("expert", 3, True)]
+    spoke = {"old": 0.0, "talker": 10.0}
+    # Within the window both speakers rank above the silent expert who joined last ...
+    ranks = rank(people, None, None, spoke, 10.0 + RECENT_SPEAKER_S / 2)
+    assert sorted(ranks, key=ranks.__getitem__) == ["talker", "old", "expert"]
+    # ... past it, who spoke long ago falls back to their place by arrival.
+    ranks = rank(people, None, None, spoke, RECENT_SPEAKER_S + 5.0)
+    assert sorted(ranks, key=ranks.__getitem__) == ["talker", "expert", "old"]
+    # The one speaking now ranks right after the presenter, however long they speak.
+    ranks = rank(people, "expert", "old", spoke, 1000.0)
+    assert sorted(ranks, key=ranks.__getitem__) == ["expert", "old", "talker"]
