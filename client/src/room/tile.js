@@ -3,7 +3,8 @@
  * their name, institution and specialty, and what they are doing (speaking, presenting, muted,
  * hand raised), and, for someone else's tile, how the server forwards their video: in full,
  * reduced (a smaller simulcast layer: a small badge) or paused to save bandwidth (the tile dimmed
- * and saying so; their sound goes on). The state is in `data-quality` and always said in text.
+ * and saying so; their sound goes on; a resumed video says so until its next picture shows).
+ * The state is in `data-quality` and always said in text.
  */
 
 import { label, t } from '../i18n/index.js';
@@ -21,6 +22,9 @@ import { icon } from './icons.js';
  * @property {boolean} presenting
  * @property {TrackQuality} [quality] how the server forwards this (remote) video; full if unsaid
  */
+
+/** How long a resumed video may take to show a picture before its tile says it is live. */
+const RESUME_WAIT_MS = 5000;
 
 export class VideoTile {
   /**
@@ -44,10 +48,18 @@ export class VideoTile {
     this._paused = h('p', { class: 'tile-paused', 'data-testid': 'room-tile-paused', hidden: true });
     this.el = h('figure', { class: `tile${local ? ' local' : ''}`, 'data-testid': 'room-tile', 'data-participant': key },
       this._placeholder, this._paused, this._label);
+    /** @type {TileState | null} the latest state given */
+    this._state = null;
+    this._wasPaused = false; // the server paused this video, and no picture has come since
+    this._resuming = 0; // which wait for that picture is current
+    /** @type {ReturnType<typeof setTimeout> | undefined} set while waiting for it */
+    this._resumeTimer = undefined;
   }
 
   /** @param {TileState} state */
-  update({ person, stream, speaking, presenting, quality = 'full' }) {
+  update(state) {
+    const { person, stream, speaking, presenting } = state;
+    const quality = this._shownQuality(state);
     this.el.classList.toggle('speaking', speaking);
     this.el.classList.toggle('presenting', presenting);
     if (!this._local) this.el.dataset.quality = quality;
@@ -69,6 +81,44 @@ export class VideoTile {
         presenting && h('span', { class: 'badge presenter' }, t('room.presenter')),
         person?.hand && h('span', { class: 'flag hand' }, icon('hand', t('room.hand_raised'))),
         person?.muted && h('span', { class: 'flag' }, icon('mic-off', t('room.muted')))));
+  }
+
+  /**
+   * The state the tile says: a video the server resumes stays "paused" until its next picture
+   * is on screen (the first comes with a keyframe, a moment later), so a tile never claims to
+   * be live while it still shows the frozen picture from before. After 5 s it says what the
+   * server says, picture or not.
+   * @param {TileState} state
+   * @returns {TrackQuality}
+   */
+  _shownQuality(state) {
+    const quality = state.quality ?? 'full';
+    if (this._local) return quality;
+    this._state = state;
+    if (quality === 'paused') {
+      this._resuming += 1; // forgets a wait for a picture begun before
+      this._wasPaused = true;
+      clearTimeout(this._resumeTimer);
+      this._resumeTimer = undefined;
+      return quality;
+    }
+    if (!this._wasPaused) return quality;
+    if (this._resumeTimer === undefined) {
+      const wait = ++this._resuming;
+      const resumed = () => {
+        if (wait !== this._resuming) return;
+        this._wasPaused = false;
+        clearTimeout(this._resumeTimer);
+        this._resumeTimer = undefined;
+        if (this._state) this.update(this._state);
+      };
+      this._resumeTimer = setTimeout(resumed, RESUME_WAIT_MS);
+      /** @type {HTMLVideoElement} */
+      const video = this.video;
+      if (typeof video.requestVideoFrameCallback === 'function') video.requestVideoFrameCallback(resumed);
+      else video.addEventListener('timeupdate', resumed, { once: true });
+    }
+    return 'paused';
   }
 
   /** @param {MediaStream | null} stream */
@@ -98,6 +148,8 @@ export class VideoTile {
   }
 
   dispose() {
+    clearTimeout(this._resumeTimer);
+    this._resuming += 1;
     this.video.srcObject = null;
     this.el.remove();
   }
