@@ -55,6 +55,7 @@ from av.frame import Frame
 from .munger import Munger
 from .red import RedEncoder
 from .sdp import codec_preferences
+from .vp8 import Vp8Descriptor, parse_descriptor
 
 __all__ = [
     "Forwarder",
@@ -585,10 +586,17 @@ class DownTrack:
         self.waiting = False
 
     def forward(
-        self, packet: RtpPacket, layer: int, keyframe: bool, now: float, ntp: int, ast: bytes
+        self,
+        packet: RtpPacket,
+        layer: int,
+        keyframe: bool,
+        now: float,
+        ntp: int,
+        ast: bytes,
+        descriptor: Vp8Descriptor | None = None,
     ) -> bool:
-        """Rewrite ``packet`` (of up layer ``layer``) for this down-track and send it; return
-        whether it was sent."""
+        """Rewrite ``packet`` (of up layer ``layer``; ``descriptor`` its VP8 descriptor when
+        parsed already) for this down-track and send it; return whether it was sent."""
         munger = self.munger
         if munger is None:
             if self.waiting:
@@ -615,6 +623,7 @@ class DownTrack:
                 keyframe,
                 bool(packet.marker),
                 now,
+                descriptor,
             )
             if out is None:
                 return False
@@ -868,8 +877,14 @@ class Forwarder:
         now = self._clock()
         ntp = _ntp_now()
         abs_send_time = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        descriptor = None
+        if self._video:
+            try:  # once here, not once per down-track
+                descriptor = parse_descriptor(packet.payload)
+            except ValueError:
+                pass  # each down-track's munger refuses it
         for down in downs:
-            if down.forward(packet, layer, keyframe, now, ntp, abs_send_time):
+            if down.forward(packet, layer, keyframe, now, ntp, abs_send_time, descriptor):
                 self.packets_forwarded += 1
 
     def retransmit(self, down: DownTrack, lost: list[int]) -> None:

@@ -123,20 +123,22 @@ class Munger:
         keyframe: bool,
         marker: bool,
         now: float,
+        descriptor: Vp8Descriptor | None = None,
     ) -> tuple[int, int, bytes] | None:
         """Map one up packet of ``layer`` onto the down-track: ``(down seq, down timestamp,
         payload)``, or ``None`` when it must not be sent (another layer, before the switch
         keyframe, from before the switch, out of the window, a payload that does not parse).
         ``keyframe`` is the packet's keyframe start (``Vp8Descriptor.keyframe``); ``marker``
-        its RTP marker (counts frames); ``now`` the wall clock in seconds."""
-        descriptor: Vp8Descriptor | None = None
+        its RTP marker (counts frames); ``now`` the wall clock in seconds; ``descriptor``
+        the payload's, when the caller parsed it already (once for every down-track)."""
         if layer != self.current:
             if layer != self.target or not keyframe:
                 return None
-            try:
-                descriptor = parse_descriptor(payload)
-            except ValueError:
-                return None
+            if descriptor is None:
+                try:
+                    descriptor = parse_descriptor(payload)
+                except ValueError:
+                    return None
             self._start(layer, seq, ts, now)
         run = self._run
         assert run is not None
@@ -145,7 +147,7 @@ class Munger:
             return None  # from before this run, or too old to place
         if up_ext - run.up_highest_ext > RESYNC_GAP:
             self.current, self._run = None, None
-            return self.rewrite(layer, seq, ts, payload, keyframe, marker, now)
+            return self.rewrite(layer, seq, ts, payload, keyframe, marker, now, descriptor)
         if descriptor is None:
             try:
                 descriptor = parse_descriptor(payload)

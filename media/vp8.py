@@ -138,8 +138,10 @@ def rewrite(
             raise ValueError("VP8 packet has no TL0PICIDX to replace")
         if not 0 <= tl0picidx < TL0PICIDX_MOD:
             raise ValueError(f"VP8 TL0PICIDX {tl0picidx} out of range 0…255")
-    if picture_id is None and tl0picidx is None:
-        return payload
+    if (picture_id is None or (picture_id == d.picture_id and d.picture_id_bits == 15)) and (
+        tl0picidx is None or tl0picidx == d.tl0picidx
+    ):
+        return payload  # nothing changes (a down-track that never switched: the usual case)
     head = bytearray(payload[:2])  # first byte and extension byte: unchanged
     i = 2
     if d.picture_id is not None:

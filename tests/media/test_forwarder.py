@@ -11,6 +11,7 @@ from aiortc.rtp import RtpPacket
 
 from media.forwarder import HISTORY, DownTrack, Forwarder, vp8_keyframe_start
 from media.munger import Munger
+from media.vp8 import Vp8Descriptor
 
 
 @dataclass
@@ -51,7 +52,14 @@ class FakeDown:
         forwarder.activate(self)  # type: ignore[arg-type]
 
     def forward(
-        self, packet: RtpPacket, layer: int, keyframe: bool, now: float, ntp: int, ast: bytes
+        self,
+        packet: RtpPacket,
+        layer: int,
+        keyframe: bool,
+        now: float,
+        ntp: int,
+        ast: bytes,
+        descriptor: Vp8Descriptor | None = None,
     ) -> bool:
         assert self.munger is not None
         out = self.munger.rewrite(
@@ -62,6 +70,7 @@ class FakeDown:
             keyframe,
             packet.marker,
             now,
+            descriptor,
         )
         if out is None:
             return False

@@ -211,6 +211,15 @@ def test_rewrite_keeps_what_it_is_not_asked_to_change() -> None:
     assert out[d.header_length :] == body
 
 
+def test_rewrite_to_the_same_values_returns_the_payload_itself() -> None:
+    payload = descriptor(picture_id=0x1234, bits=15, tl0picidx=7) + b"\x01interframe"
+    assert rewrite(payload, 0x1234, 7) is payload  # nothing built: the usual case
+    assert rewrite(payload, 0x1234, 8) != payload
+    short = descriptor(picture_id=33, bits=7, tl0picidx=7) + b"\x01interframe"
+    widened = rewrite(short, 33, 7)  # the same id, but a 7-bit one is still widened
+    assert len(widened) == len(short) + 1 and parse_descriptor(widened).picture_id == 33
+
+
 def test_rewritten_real_frames_still_decode() -> None:
     from aiortc.codecs.vpx import Vp8Decoder, vp8_depayload
     from aiortc.jitterbuffer import JitterFrame
