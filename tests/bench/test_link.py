@@ -185,18 +185,18 @@ def test_only_the_time_a_tile_is_shown_unpaused_counts() -> None:
 
     # "thumb" is paused (and marked so) for the first 6 s, then runs at 20 fps; "late" is
     # marked full again at 6 s but its pictures only come back at 8 s: 2 s frozen, unpaused.
-    samples = _samples({"stage": [30.0] * 20, "thumb": [0.0] * 12 + [20.0] * 8})
-    for i, sample in enumerate(samples):
-        for tile in sample["tiles"]:
-            tile["paused"] = tile["track"] == "thumb" and i <= 12
-    figures = remote_figures(samples, (0.0, 10.0), None, "stage")
+    def paused_until(samples: list[dict], track: str, last: int) -> list[dict]:  # type: ignore[type-arg]
+        for i, sample in enumerate(samples):
+            for tile in sample["tiles"]:
+                tile["paused"] = tile["track"] == track and i <= last
+        return samples
+
+    thumb = _samples({"stage": [30.0] * 20, "thumb": [0.0] * 12 + [20.0] * 8})
+    figures = remote_figures(paused_until(thumb, "thumb", 12), (0.0, 10.0), None, "stage")
     assert figures["min_visible_fps"] == 20.0
     assert figures["frozen_unpaused"] == 0
     late = _samples({"stage": [30.0] * 20, "late": [0.0] * 16 + [20.0] * 4})
-    for i, sample in enumerate(late):
-        for tile in sample["tiles"]:
-            tile["paused"] = tile["track"] == "late" and i <= 12
-    figures = remote_figures(late, (0.0, 10.0), None, "stage")
+    figures = remote_figures(paused_until(late, "late", 12), (0.0, 10.0), None, "stage")
     assert figures["frozen_unpaused"] == 1
     assert figures["min_visible_fps"] == 11.4  # 40 frames in the 3.5 s it was shown (6.5-10 s)
 
