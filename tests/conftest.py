@@ -132,6 +132,9 @@ async def connect(
             namespaces=["/board"],
             auth={"token": token},
             transports=["websocket"],
+            # python-socketio waits 1 s for the namespace by default; a loaded 2-core machine
+            # took longer once ("Unexpected connection error" in a full-suite run).
+            wait_timeout=10,
         )
         peers.append(peer)
         return peer
