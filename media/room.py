@@ -208,7 +208,7 @@ class Room:
             self._apply_last_n()
             if self._ticker is None:
                 self._ticker = asyncio.ensure_future(self._tick())
-            await self._renegotiate(changed)
+            await self._renegotiate(changed, first=new)
             logger.info(
                 "Room(%s) %s published %d tracks", self.name, participant, len(new.forwarders)
             )
@@ -433,8 +433,13 @@ class Room:
         logger.info("Room(%s) %s left (%s)", self.name, gone.id, reason)
         self._emit_safely(MediaLeft(self.name, gone.id, reason))
 
-    async def _renegotiate(self, changed: set[Participant]) -> None:
-        for found in changed:
+    async def _renegotiate(
+        self, changed: set[Participant], first: Participant | None = None
+    ) -> None:
+        """Offer each changed down connection afresh: ``first`` (who just published, and waits
+        for its first picture) before the others, then in order of arrival. At N = 12 an offer
+        takes 20–30 ms to build, and in set order the newcomer's came ninth."""
+        for found in sorted(changed, key=lambda p: (p is not first, p.joined)):
             if found.down is not None and self._participants.get(found.id) is found:
                 await found.down.negotiate()
 

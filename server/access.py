@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlmodel import select
 
 from .db import AsyncSession
-from .errors import Forbidden, NotFound
-from .models import Board, BoardMember, Case, User
+from .errors import Conflict, Forbidden, NotFound
+from .models import Board, BoardMember, BoardSession, Case, User, utcnow
 from .security import Role
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "member_board_ids",
     "board_has_external_members",
     "membership",
+    "may_join",
 ]
 
 MANAGERS = frozenset({Role.ADMIN, Role.COORDINATOR})
@@ -107,3 +108,25 @@ async def board_has_external_members(session: AsyncSession, board: Board) -> boo
         )
     )
     return any(inst != board.home_institution_id for inst in rows)
+
+
+async def may_join(
+    session: AsyncSession, user: User, session_id: int
+) -> tuple[BoardSession, BoardMember]:
+    """The session and the user's membership of its board, if the user may join its live
+    room now: a board member (records staff never), the session neither cancelled nor over.
+    Otherwise the refusal, naming ``session_id`` where it is about the session."""
+    assert user.id is not None
+    if user.role == Role.RECORDS:
+        raise Forbidden("records staff find and export agreed plans; they do not join sessions")
+    meeting = await session.get(BoardSession, session_id)
+    if meeting is None:
+        raise NotFound.on("session_id", f"no session {session_id}")
+    if meeting.status == "cancelled":
+        raise Conflict.on("session_id", f"session {session_id} was cancelled")
+    if meeting.end_at <= utcnow():
+        raise Conflict.on("session_id", f"session {session_id} is over")
+    member = await membership(session, meeting.board_id, user.id)
+    if member is None:
+        raise Forbidden(f"you are not invited to session {session_id}")
+    return meeting, member

@@ -37,6 +37,7 @@ from .imaging import dicomweb
 from .imaging.dicomweb import FRAMES, METADATA, TRANSCODER, MetadataCache
 from .imaging.frames import FrameIndex
 from .imaging.transcode import Transcoder
+from .live import ICE
 from .metrics import METRICS, Metrics
 from .middlewares import (
     compression_middleware,
@@ -119,6 +120,7 @@ def _wire_signalling(app: web.Application, services: Services, sfu_factory: SfuF
     sfu = sfu_factory(lambda event: relay[0].on_media_event(event), ice.servers_for("sfu"))
     signalling = Signalling(services, sfu, EventContract(), ice)
     relay.append(signalling)
+    app[ICE] = ice
     # Websocket only: no long-polling, so no sticky sessions are needed behind a balancer.
     # A browser's connection from a page of another site carries the cookie too: only eBoard's
     # own origin is let in, before the namespace's connect runs (no Origin: not a browser).

@@ -7,14 +7,34 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
+from media import IceConfig
+
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .viewer import SharedView
 
-__all__ = ["Participant", "AgendaEntry", "LiveSession", "CHAIR_ROLES", "media_caps"]
+__all__ = [
+    "Participant",
+    "AgendaEntry",
+    "LiveSession",
+    "CHAIR_ROLES",
+    "ICE",
+    "media_caps",
+    "participant_id",
+]
+
+# The STUN and TURN servers participants are given (with their own TURN credentials).
+ICE = web.AppKey("ice", IceConfig)
 
 # Board roles that may run the session: move the agenda, hand over presenting, admit.
 CHAIR_ROLES = frozenset({"chair", "coordinator"})
 CHAT_HISTORY = 100
+
+
+def participant_id(user_id: int) -> str:
+    """A user's id in live sessions (the SFU's and the wire's name for them)."""
+    return f"u{user_id}"
 
 
 def media_caps(role: str) -> dict[str, dict[str, int]]:

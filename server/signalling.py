@@ -27,17 +27,16 @@ from media import (
 )
 from media.events import LinkQuality
 
-from .access import membership
+from .access import may_join
 from .accounts import token_user
 from .agenda import items_of
 from .api.routing import TOKEN_COOKIE
 from .attendance import close_spans, open_span, switch_item
 from .contract import EventContract
-from .errors import Conflict, EboardError, Forbidden, Invalid, NotFound, Unauthenticated
-from .live import AgendaEntry, LiveSession, Participant, media_caps
+from .errors import Conflict, EboardError, Forbidden, Invalid, Unauthenticated
+from .live import AgendaEntry, LiveSession, Participant, media_caps, participant_id
 from .models import (
     Board,
-    BoardSession,
     Case,
     DicomInstance,
     DicomSeries,
@@ -49,7 +48,6 @@ from .models import (
 from .notes.channel import NoteChannel
 from .packet import Unreadable
 from .ratelimit import TokenBucket
-from .security import Role
 from .services import Services
 
 __all__ = ["Signalling", "NAMESPACE"]
@@ -86,6 +84,9 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         self._live: dict[int, LiveSession] = {}
         self._sids: dict[tuple[int, str], str] = {}
         self._grace: dict[tuple[int, str], asyncio.Task[None]] = {}
+        # The up offer a join brought while its participant waits in the lobby (one each, at
+        # most the contract's 100 KB): published when the chair admits them.
+        self._lobby_offers: dict[tuple[int, str], str] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -213,20 +214,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         async with self._services.db.write() as db:
             user = await db.get(User, int(where["user_id"]))
             assert user is not None and user.id is not None
-            if user.role == Role.RECORDS:
-                raise Forbidden(
-                    "records staff find and export agreed plans; they do not join sessions"
-                )
-            meeting = await db.get(BoardSession, session_id)
-            if meeting is None:
-                raise NotFound.on("session_id", f"no session {session_id}")
-            if meeting.status == "cancelled":
-                raise Conflict.on("session_id", f"session {session_id} was cancelled")
-            if meeting.end_at <= utcnow():
-                raise Conflict.on("session_id", f"session {session_id} is over")
-            member = await membership(db, meeting.board_id, user.id)
-            if member is None:
-                raise Forbidden(f"you are not invited to session {session_id}")
+            meeting, member = await may_join(db, user, session_id)
             board = await db.get(Board, meeting.board_id)
             institution = await db.get(Institution, user.institution_id)
             assert board is not None and institution is not None
@@ -242,7 +230,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
                 target_id=session_id,
             )
         person = Participant(
-            id=f"u{user.id}",
+            id=participant_id(user.id),
             user_id=user.id,
             name=user.display_name,
             institution=institution.name,
@@ -256,22 +244,49 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         admitted = live.arrive(person)
         self._sids[key] = sid
         await self.save_session(sid, {**where, "session_id": session_id, "participant": person.id})
+        resumed = admitted and person.id in live.media_up
         if admitted:
             await self.enter_room(sid, _room(session_id))
             await self.emit("participant", person.as_json(), room=_room(session_id), skip_sid=sid)
         else:
             await self.enter_room(sid, _lobby(session_id))
             await self._tell_chairs(live)
-        return {
+        reply = {
             "ok": True,
             "you": person.id,
             "admitted": admitted,
             # True when this is a reconnect whose media never dropped: keep the peer connections.
-            "resumed": admitted and person.id in live.media_up,
+            "resumed": resumed,
             "snapshot": live.snapshot() if admitted else live.lobby_view(),
             "ice_servers": [asdict(s) for s in self._ice.servers_for(person.id)],
             "media_caps": media_caps(person.role),
         }
+        if "offer" in data and not admitted:
+            self._lobby_offers[key] = data["offer"]["sdp"]  # published on admission
+        elif "offer" in data and not resumed:
+            # Published with the join: a round trip less to the first picture. An offer the
+            # SFU refuses only goes unanswered: the client publishes it again with `publish`,
+            # whose refusal names what is wrong, and the join stands.
+            answer = await self._publish_offer(session_id, person.id, data["offer"]["sdp"])
+            if answer is not None:
+                reply["answer"] = answer
+        return reply
+
+    async def _publish_offer(self, session_id: int, participant: str, sdp: str) -> str | None:
+        """The SFU's answer to an offer that came with a join, or None if it refused it."""
+        try:
+            return await self._sfu.publish(str(session_id), participant, sdp)
+        except MediaError as exc:
+            log.info("Signalling(%s) the offer of a join was refused: %s", session_id, exc)
+            return None
+
+    async def _answer_admitted(self, session_id: int, participant: str, sdp: str) -> None:
+        """Publish the offer an admitted participant's join brought; `up-answer` tells them
+        the SFU's answer, or null: publish again (and learn why it was refused)."""
+        answer = await self._publish_offer(session_id, participant, sdp)
+        sid = self._sids.get((session_id, participant))
+        if sid is not None:
+            await self.emit("up-answer", {"sdp": answer}, to=sid)
 
     async def _replace_older(self, key: tuple[int, str]) -> None:
         grace = self._grace.pop(key, None)
@@ -330,6 +345,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         except MediaError as exc:
             # A media worker that died holds nothing to leave; the departure goes on.
             log.warning("Signalling(%s) media leave failed: %s", key[0], exc)
+        self._lobby_offers.pop(key, None)
         person = live.depart(key[1])
         if person is not None:
             async with self._services.db.write() as db:
@@ -409,10 +425,13 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         live, person = await self._joined(sid)
         admitted = live.admit(person, data["participant"])
         other = self._sids.get((live.session_id, admitted.id))
+        offer = self._lobby_offers.pop((live.session_id, admitted.id), None)
         if other is not None:
             await self.leave_room(other, _lobby(live.session_id))
             await self.enter_room(other, _room(live.session_id))
             await self.emit("state", live.snapshot(), to=other)
+            if offer is not None:
+                self._spawn(self._answer_admitted(live.session_id, admitted.id, offer))
         await self.emit("participant", admitted.as_json(), room=_room(live.session_id))
         await self._tell_chairs(live)
         return {"ok": True}

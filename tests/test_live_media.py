@@ -26,7 +26,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from sqlmodel import col, select
 
 from media.worker import WorkerSfu
-from server.app import create_app
+from server.app import SFU, create_app
 from server.config import Settings
 from server.models import Attendance
 from server.services import SERVICES
@@ -318,3 +318,95 @@ async def test_socket_reconnect_with_media_still_up_resumes_as_connected(
     finally:
         await chair.close()
         await surgeon.close()
+
+
+async def test_a_join_carries_the_offer_and_is_answered_at_once(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    """The room's first join carries its up connection's offer (one round trip less to the
+    first picture): the acknowledgement carries the SFU's answer and media flows from it. An
+    offer the contract refuses refuses the join, naming the field, and changes nothing; one the
+    SFU refuses goes unanswered, the join stands, and publishing it says why."""
+    url = str(server.make_url("/"))
+    sid = await next_session(server, auth, ids["board_id"])
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    try:
+        await chair.connect(url, auth["chair"]["Authorization"].split(" ", 1)[1])
+        chair.up.addTrack(SmallCamera())
+        chair.up.addTrack(AudioStreamTrack())
+        await chair.up.setLocalDescription(await chair.up.createOffer())
+        offer = {"sdp": chair.up.localDescription.sdp, "type": "offer"}
+        joined = await chair.call("join", {"session_id": sid, "offer": offer})
+        assert joined["ok"] and joined["admitted"], joined
+        await chair.up.setRemoteDescription(RTCSessionDescription(joined["answer"], "answer"))
+
+        await surgeon.connect(url, auth["surgeon"]["Authorization"].split(" ", 1)[1])
+        short = {"session_id": sid, "offer": {"sdp": "v=0", "type": "offer"}}
+        refused = await surgeon.call("join", short)
+        assert refused["ok"] is False and refused["error"]["field"] == "offer.sdp", refused
+        # Not joined by the refused join: the surgeon is nobody in the session yet.
+        assert (await surgeon.call("chat", {"text": "hello?"}))["ok"] is False
+        garbled = {"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"}
+        joined = await surgeon.call("join", {"session_id": sid, "offer": garbled})
+        assert joined["ok"] and joined["admitted"] and "answer" not in joined, joined
+        bad = await surgeon.call("publish", garbled)
+        assert bad["ok"] is False and bad["error"]["field"] == "sdp", bad
+        await surgeon.publish()
+        await _wait(
+            lambda: all(
+                p.frames["video"] >= 10 and p.frames["audio"] >= 10 for p in (chair, surgeon)
+            ),
+            30,
+            "media both ways, the chair's published with its join",
+        )
+    finally:
+        await chair.close()
+        await surgeon.close()
+
+
+async def test_an_offer_waits_in_the_lobby_with_its_owner(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    """An external expert's join waits in the lobby: the offer it carries is not published
+    (no answer, nothing in the SFU) until the chair admits them; then the server publishes it
+    and sends the answer (`up-answer`), and the expert's media flows without a `publish`. An
+    offer the SFU refuses gets a null answer (the client then publishes, and learns why)."""
+    url = str(server.make_url("/"))
+    sid = await next_session(server, auth, ids["board_id"])
+    chair, external = Participant("chair"), Participant("external")
+    answers: asyncio.Queue[str | None] = asyncio.Queue()
+    external.sio.on("up-answer", lambda data: answers.put_nowait(data["sdp"]), namespace="/board")
+    try:
+        await chair.connect(url, auth["chair"]["Authorization"].split(" ", 1)[1])
+        assert (await chair.call("join", {"session_id": sid}))["ok"]
+        await chair.publish()
+        await external.connect(url, auth["external"]["Authorization"].split(" ", 1)[1])
+        external.up.addTrack(SmallCamera())
+        external.up.addTrack(AudioStreamTrack())
+        await external.up.setLocalDescription(await external.up.createOffer())
+        offer = {"sdp": external.up.localDescription.sdp, "type": "offer"}
+        joined = await external.call("join", {"session_id": sid, "offer": offer})
+        assert joined["ok"] and joined["admitted"] is False and "answer" not in joined, joined
+        assert (await server.app[SFU].stats(str(sid))).participants == 1  # the chair alone
+        assert (await chair.call("admit", {"participant": joined["you"]}))["ok"]
+        async with asyncio.timeout(20):
+            answer = await answers.get()
+        assert answer is not None
+        await external.up.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await _wait(
+            lambda: chair.frames["video"] >= 10 and external.frames["video"] >= 10,
+            30,
+            "media both ways, the expert's published on admission",
+        )
+
+        # Again with an offer the SFU cannot read: admitted, told to publish it themselves.
+        assert (await external.call("leave", {}))["ok"]
+        garbled = {"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"}
+        joined = await external.call("join", {"session_id": sid, "offer": garbled})
+        assert joined["ok"] and joined["admitted"] is False, joined
+        assert (await chair.call("admit", {"participant": joined["you"]}))["ok"]
+        async with asyncio.timeout(20):
+            assert await answers.get() is None
+    finally:
+        await chair.close()
+        await external.close()

@@ -79,6 +79,8 @@ EXPECTED: dict[RouteKey, frozenset[str]] = {
     ("GET", "/api/sessions/{session_id}"): EVERYONE,
     ("POST", "/api/sessions/{session_id}/cancel"): MANAGERS,
     ("GET", "/api/sessions/{session_id}/calendar.ics"): EVERYONE,
+    # Those who may join a live room: records staff never (admins when board members).
+    ("GET", "/api/sessions/{session_id}/ice-servers"): EVERYONE - {"records"},
     ("GET", "/api/me/calendar.ics"): EVERYONE,
     ("GET", "/api/sessions/{session_id}/agenda"): EVERYONE,
     ("POST", "/api/sessions/{session_id}/agenda"): MANAGERS,
@@ -271,6 +273,9 @@ REQUESTS: dict[RouteKey, Callable[[Context], Request]] = {
     ("GET", "/api/sessions/{session_id}/calendar.ics"): lambda c: Request(
         f"/api/sessions/{c.session_id}/calendar.ics"
     ),
+    ("GET", "/api/sessions/{session_id}/ice-servers"): lambda c: Request(
+        f"/api/sessions/{c.session_id}/ice-servers"
+    ),
     ("GET", "/api/me/calendar.ics"): lambda c: Request("/api/me/calendar.ics"),
     ("GET", "/api/sessions/{session_id}/agenda"): lambda c: Request(
         f"/api/sessions/{c.session_id}/agenda"
@@ -423,6 +428,8 @@ NEEDS_AGENDA_ITEM = {
 NEEDS_INVITATION = {("GET", "/api/invitations/{token}"), ("POST", "/api/invitations/accept")}
 NEEDS_IMAGING = {route for route in EXPECTED if route[1].startswith("/dicom-web/")}
 NEEDS_BURNED_IN = {("POST", "/api/cases/{case_id}/imaging/{alias}/clearance")}
+# The ICE servers are only for board members: the admin is made one of the board.
+NEEDS_MEMBERSHIP = {("GET", "/api/sessions/{session_id}/ice-servers")}
 NEEDS_EXPORT_JOB = {("GET", "/api/exports/{job_id}"), ("GET", "/api/exports/{job_id}/file")}
 NEEDS_AMENDMENT = {("POST", "/api/cases/{case_id}/note/finalize")}
 STOW_BOUNDARY = "eboard-roles-boundary"
@@ -503,6 +510,11 @@ async def _arrange(
         plan_case_id=ids["plan_case"],
     )
     coord = auth["coordinator"]
+    if route in NEEDS_MEMBERSHIP and role == "admin":
+        async with client.app[SERVICES].db.read() as session:
+            admin = (await session.exec(select(User.id).where(User.username == "admin"))).one()
+        member = {"user_id": admin, "role": "specialist"}
+        await _ok(client, "POST", f"/api/boards/{board}/members", coord, member)
     if route in NEEDS_AMENDMENT:
         await _ok(
             client,

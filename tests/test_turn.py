@@ -10,15 +10,18 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import aioice.ice
 import pytest
 from aiohttp.test_utils import TestServer
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from server.app import create_app
 from server.config import Settings
+from tests.media.browser import SmallCamera
 from tests.test_live_media import Participant, next_session
 
 SECRET = "coturn-test-secret"
@@ -142,3 +145,56 @@ async def test_wrong_turn_secret_gets_no_relay_candidate(coturn: str) -> None:
     await pc.setLocalDescription(await pc.createOffer())
     assert "typ relay" not in pc.localDescription.sdp
     await pc.close()
+
+
+async def test_the_room_learns_its_ice_servers_before_joining_and_publishes_with_the_join(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    """`GET /api/sessions/{id}/ice-servers` gives a member what the join would (their own
+    TURN credentials), so the room offers its up connection with relay candidates while its
+    socket connects and publishes it with the join. Only to those who may join now."""
+    sid = await next_session(server, auth, ids["board_id"])
+    path = f"/api/sessions/{sid}/ice-servers"
+    async with aiohttp.ClientSession() as http:
+
+        async def get(who: str, where: str = path) -> tuple[int, dict[str, Any]]:
+            async with http.get(server.make_url(where), headers=auth[who]) as resp:
+                return resp.status, await resp.json()
+
+        status, body = await get("chair")
+        assert status == 200, body
+        turn = [s for s in body["ice_servers"] if any(u.startswith("turn:") for u in s["urls"])]
+        assert len(turn) == 1 and turn[0]["username"].endswith(":u3"), body
+        status, body = await get("records")
+        assert status == 403 and "records may not get the STUN" in body["detail"], body
+        status, body = await get("admin")  # no member of the board
+        assert status == 403 and "not invited" in body["detail"], body
+        status, body = await get("chair", "/api/sessions/999999/ice-servers")
+        assert status == 404 and body["errors"][0]["field"] == "session_id", body
+        status, body = await get("chair", "/api/sessions/abc/ice-servers")
+        assert status == 404, body
+
+    chair, surgeon = Participant("chair"), Participant("surgeon")
+    try:
+        chair.config = _relay_only(turn)
+        chair.up = RTCPeerConnection(chair.config)
+        chair.up.addTrack(SmallCamera())
+        await chair.up.setLocalDescription(await chair.up.createOffer())
+        assert "typ relay" in chair.up.localDescription.sdp
+        await chair.connect(str(server.make_url("/")), auth["chair"]["Authorization"].split()[1])
+        offer = {"sdp": chair.up.localDescription.sdp, "type": "offer"}
+        joined = await chair.call("join", {"session_id": sid, "offer": offer})
+        assert joined["ok"] and "answer" in joined, joined
+        await chair.up.setRemoteDescription(RTCSessionDescription(joined["answer"], "answer"))
+        await surgeon.connect(
+            str(server.make_url("/")), auth["surgeon"]["Authorization"].split()[1]
+        )
+        assert (await surgeon.call("join", {"session_id": sid}))["ok"]
+        await surgeon.publish()
+        deadline = asyncio.get_running_loop().time() + 30
+        while surgeon.frames["video"] < 10:
+            assert asyncio.get_running_loop().time() < deadline, "no video through TURN"
+            await asyncio.sleep(0.1)
+    finally:
+        await chair.close()
+        await surgeon.close()

@@ -20,10 +20,10 @@
  * participant what its own link affords and which of its down-tracks it forwards in full,
  * reduced or not at all (`media-quality`, kept in `quality`).
  *
- * Wire contract: schemas/events/*.json. ICE: each side's description is sent once gathering has
- * completed (host candidates take milliseconds; aiortc answers with all of its own), or after
- * GATHER_WAIT_MS with what is there so far, the rest trickled with `candidate`. aiortc has no ICE
- * restart, so a media connection that failed is replaced by a fresh one.
+ * Wire contract: schemas/events/*.json. ICE: each side's description is sent once the browser's
+ * candidates come to a pause (host candidates take milliseconds; aiortc answers with all of its
+ * own), or after GATHER_WAIT_MS with what is there so far, the rest trickled with `candidate`.
+ * aiortc has no ICE restart, so a media connection that failed is replaced by a fresh one.
  */
 
 import { io } from 'socket.io-client';
@@ -147,6 +147,11 @@ import { io } from 'socket.io-client';
  */
 
 const GATHER_WAIT_MS = 1500;
+const GATHER_SETTLE_MS = 40;
+// How long the first join waits for the up connection offered ahead of it (see `start`).
+const EARLY_WAIT_MS = 300;
+// How long an admitted participant waits for the server's answer to the offer its join brought.
+const UP_ANSWER_WAIT_MS = 10000;
 const CALL_TIMEOUT_MS = 10000;
 const MEASURE_EVERY_MS = 2000;
 // The websocket close code for a frame over the server's limit (RFC 6455 §7.4.1).
@@ -171,6 +176,18 @@ const CAMERA_LAYERS = [
   { rid: 'h', scale: 2, maxBitrate: 250_000 },
   { rid: 'f', scale: 1, maxBitrate: Infinity },
 ];
+
+/**
+ * An up connection offered, waiting for the server's answer.
+ * @typedef {object} UpOffer
+ * @property {RTCPeerConnection} pc
+ * @property {string} sdp the offer, with the candidates gathered so far
+ * @property {RTCIceCandidateInit[]} late candidates that missed it
+ * @property {MediaStreamTrack | null} camera
+ * @property {RTCRtpTransceiver} cameraSection
+ * @property {RTCRtpTransceiver | null} screenSection
+ * @property {boolean} layered whether the camera was offered in simulcast layers
+ */
 
 /** An event the server (or the connection) refused. */
 export class LiveError extends Error {
@@ -249,6 +266,12 @@ export class LiveClient extends EventTarget {
     this.caps = DEFAULT_CAPS;
     /** Down negotiations run one after another, in the order the offers came. */
     this._downChain = Promise.resolve();
+    /** Settles once `start`'s camera and microphone are known (`local`, null for none). */
+    this._localReady = Promise.resolve();
+    /** @type {Promise<UpOffer | null> | null} the up connection offered ahead of the first join */
+    this._early = null;
+    /** @type {UpOffer | null} that offer, while the server holds it for our admission */
+    this._lobbyOffer = null;
     /** @type {Promise<void> | null} a media restart under way */
     this._restarting = null;
     /** @type {{lost: number, total: number}} packet counters at the last measurement */
@@ -279,12 +302,32 @@ export class LiveClient extends EventTarget {
   }
 
   /**
-   * Connect and join; publish `stream` (camera and microphone) once admitted. Without a stream
-   * the participant only watches and listens (and still publishes, with no tracks).
-   * @param {MediaStream | null} stream
+   * Connect and join at once; publish the camera and microphone once admitted and `media` has
+   * them. `media` may be a promise, so that joining does not wait for the devices (over a
+   * trans-Pacific link the connection and the join take four round trips, a second). Without a
+   * stream the participant only watches and listens (and still publishes, with no tracks).
+   * `iceServers`, when given (the session's ICE servers, asked for over HTTP while the socket
+   * connects), lets the up connection be offered before the join and published with it: one
+   * round trip less to the first picture.
+   * @param {MediaStream | null | Promise<MediaStream | null>} media
+   * @param {Promise<IceServerInfo[] | null>} [iceServers]
    */
-  start(stream) {
-    this.local = stream;
+  start(media, iceServers) {
+    this._localReady = Promise.resolve(media).then((stream) => {
+      if (this._ended()) {
+        for (const track of stream?.getTracks() ?? []) track.stop();
+        return;
+      }
+      this.local = stream;
+      this._emit('local', stream);
+    });
+    if (iceServers) {
+      this._early = Promise.all([this._localReady, iceServers]).then(([, servers]) => {
+        if (!servers || this.joins > 0 || this._ended()) return null;
+        this._iceServers = servers;
+        return this._offerUpConnection(this._peer('up'));
+      }).catch(() => null);
+    }
     this.socket.connect();
   }
 
@@ -468,11 +511,18 @@ export class LiveClient extends EventTarget {
       const wasWaiting = this.phase === 'lobby';
       this._setSnapshot(snapshot);
       if (wasWaiting && this.me) {
-        // Admitted from the lobby: the server sends the state to the one it admitted.
+        // Admitted from the lobby: the server sends the state to the one it admitted, and
+        // publishes the offer our join brought (`up-answer` follows), if it did.
         this._setPhase('live');
-        void this._ensureMedia(false);
+        if (this._lobbyOffer) {
+          const offered = this._lobbyOffer;
+          setTimeout(() => { if (this._lobbyOffer === offered) this._adoptLobbyOffer(null); }, UP_ANSWER_WAIT_MS);
+        } else {
+          void this._ensureMedia(false);
+        }
       }
     });
+    socket.on('up-answer', (/** @type {{sdp: string | null}} */ { sdp }) => void this._adoptLobbyOffer(sdp));
     socket.on('participant', (/** @type {Participant} */ person) => {
       if (!this.snapshot) return;
       const others = this.snapshot.participants.filter((p) => p.id !== person.id);
@@ -531,11 +581,15 @@ export class LiveClient extends EventTarget {
 
   /** Join (or, after a reconnect, join again) and bring the media up. */
   async _join() {
-    /** @type {{you: string, admitted: boolean, resumed: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[], media_caps?: Partial<MediaCaps>}} */
+    // The first join carries the up connection's offer when it is ready (see `start`).
+    const offered = this.joins === 0 ? await this._takeEarly() : null;
+    /** @type {{you: string, admitted: boolean, resumed: boolean, snapshot: Snapshot, ice_servers: IceServerInfo[], media_caps?: Partial<MediaCaps>, answer?: string}} */
     let ack;
     try {
-      ack = await this._call('join', { session_id: this.sessionId });
+      const offer = offered ? { offer: { sdp: offered.sdp, type: 'offer' } } : {};
+      ack = await this._call('join', { session_id: this.sessionId, ...offer });
     } catch {
+      offered?.pc.close();
       // Refused (not invited, session over or cancelled): final. A socket lost meanwhile
       // connects again by itself and this runs once more.
       if (this.socket.connected) this.close('refused');
@@ -547,8 +601,69 @@ export class LiveClient extends EventTarget {
     this.caps = { ...DEFAULT_CAPS, ...ack.media_caps };
     this._setSnapshot(ack.snapshot);
     this._setPhase(ack.admitted ? 'live' : 'lobby');
+    if (offered && ack.admitted && !ack.resumed && ack.answer) {
+      // Published with the join.
+      this.up = offered.pc;
+      try {
+        await this._acceptUp(offered, ack.answer);
+      } catch (error) {
+        this._mediaFailed('publish', error);
+        return;
+      }
+      await this._ensureMedia(false);
+      return;
+    }
+    if (offered && !ack.admitted) {
+      // The server publishes it when the chair admits us (`up-answer`).
+      this._lobbyOffer = offered;
+      return;
+    }
+    // The offer went unanswered: published the usual way.
+    offered?.pc.close();
     // The server says whether our media outlived the reconnect; if not, start it afresh.
     if (ack.admitted) await this._ensureMedia(!ack.resumed);
+  }
+
+  /**
+   * The server's answer to the offer our join brought into the lobby (null: refused, or none
+   * came in time): adopt that up connection, or publish afresh the usual way.
+   * @param {string | null} answer
+   */
+  async _adoptLobbyOffer(answer) {
+    const offered = this._lobbyOffer;
+    this._lobbyOffer = null;
+    if (!offered || this._ended()) {
+      offered?.pc.close();
+      return;
+    }
+    if (answer && !this.up) {
+      this.up = offered.pc;
+      try {
+        await this._acceptUp(offered, answer);
+      } catch (error) {
+        this._mediaFailed('publish', error);
+        return;
+      }
+    } else {
+      offered.pc.close();
+    }
+    await this._ensureMedia(false);
+  }
+
+  /**
+   * The up connection offered ahead of the first join, if it is ready within EARLY_WAIT_MS
+   * (a camera still asking for permission does not hold the join); taken once.
+   * @returns {Promise<UpOffer | null>}
+   */
+  async _takeEarly() {
+    const early = this._early;
+    this._early = null;
+    if (!early) return null;
+    /** @type {Promise<null>} */
+    const late = new Promise((resolve) => { setTimeout(() => resolve(null), EARLY_WAIT_MS); });
+    const offered = await Promise.race([early, late]);
+    if (!offered) void early.then((made) => made?.pc.close()); // too late: joined without it
+    return offered;
   }
 
   /**
@@ -598,6 +713,8 @@ export class LiveClient extends EventTarget {
     const fresh = stale || !this.up || !healthy(this.up) || (this.down !== null && !healthy(this.down));
     try {
       if (fresh) {
+        await this._localReady;
+        if (this._ended()) return;
         // The server offers a new down connection when a participant publishes afresh.
         this._closeDown();
         await this._publish();
@@ -628,6 +745,27 @@ export class LiveClient extends EventTarget {
     const old = this.up;
     const pc = this._peer('up');
     this.up = pc;
+    /** @type {string} */
+    let answer;
+    /** @type {UpOffer} */
+    let offered;
+    try {
+      offered = await this._offerUpConnection(pc);
+      answer = (await this._call('publish', { sdp: offered.sdp, type: 'offer' })).sdp;
+    } finally {
+      old?.close();
+    }
+    if (pc !== this.up) return; // replaced meanwhile
+    await this._acceptUp(offered, answer);
+  }
+
+  /**
+   * Offer `pc` (a fresh up connection): microphone, camera (each with or without a track) and
+   * the screen we share, in that order; resolves once its candidates are in.
+   * @param {RTCPeerConnection} pc
+   * @returns {Promise<UpOffer>}
+   */
+  async _offerUpConnection(pc) {
     const streams = this.local ? [this.local] : [];
     const microphone = this.local?.getAudioTracks()[0] ?? null;
     const camera = this.local?.getVideoTracks()[0] ?? null;
@@ -646,28 +784,26 @@ export class LiveClient extends EventTarget {
       const { maxBitrate, maxFramerate } = this.caps.screen;
       screenSection = pc.addTransceiver(screen, { direction: 'sendonly', streams: [this.screen], sendEncodings: [{ maxBitrate, maxFramerate }] });
     }
-    const { answer, late } = await this._offerUp(pc).finally(() => old?.close());
-    if (pc !== this.up) return; // replaced meanwhile
+    await pc.setLocalDescription(await pc.createOffer());
+    const { sdp, late } = await this._described(pc);
+    return { pc, sdp, late, camera, cameraSection, screenSection, layered };
+  }
+
+  /**
+   * Apply the server's answer to an up connection we offered.
+   * @param {UpOffer} offered
+   * @param {string} answer
+   */
+  async _acceptUp(offered, answer) {
+    const { pc, late, camera, cameraSection, screenSection, layered } = offered;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     this._trickle(pc, 'up', late);
     if (layered) this.simulcastAnswered = /^a=simulcast:/m.test(answer);
     // An answer without simulcast leaves the first (smallest) layer alone: make it the full one.
+    // (This also brings each layer under the caps of the role the join reply named.)
     if (camera) await fitCamera(cameraSection.sender, this.caps.camera, camera);
     // Slides and scans stay sharp on a thin link: the encoder drops frames, not pixels.
     if (screenSection) await keepResolution(screenSection.sender);
-  }
-
-  /**
-   * Offer `pc` to the server as our up connection, once its candidates are in.
-   * @param {RTCPeerConnection} pc
-   * @returns {Promise<{answer: string, late: RTCIceCandidateInit[]}>} the server's answer, and
-   *   the candidates that missed the offer
-   */
-  async _offerUp(pc) {
-    await pc.setLocalDescription(await pc.createOffer());
-    const { sdp, late } = await this._described(pc);
-    const ack = await this._call('publish', { sdp, type: 'offer' });
-    return { answer: ack.sdp, late };
   }
 
   /**
@@ -740,8 +876,8 @@ export class LiveClient extends EventTarget {
   }
 
   /**
-   * The local description once ICE gathering completed, or after GATHER_WAIT_MS with the
-   * candidates so far; those gathered later are kept for `_trickle`.
+   * The local description once ICE gathering completed or paused (`gathered`), or after
+   * GATHER_WAIT_MS, with the candidates so far; those gathered later are kept for `_trickle`.
    * @param {RTCPeerConnection} pc
    * @returns {Promise<{sdp: string, late: RTCIceCandidateInit[]}>}
    */
@@ -809,6 +945,8 @@ export class LiveClient extends EventTarget {
   _stopMedia() {
     clearInterval(this._measuring);
     this._measuring = undefined;
+    this._lobbyOffer?.pc.close();
+    this._lobbyOffer = null;
     this.up?.close();
     this.up = null;
     this._closeDown();
@@ -904,7 +1042,12 @@ function healthy(pc) {
 }
 
 /**
- * Resolve when `pc` has gathered all its candidates, or after `ms`.
+ * Resolve when `pc` has gathered all its candidates, when its candidates have come to a pause
+ * (none for GATHER_SETTLE_MS after at least one), or after `ms`. Chromium finds its host
+ * candidates within milliseconds but says gathering is complete only ~130 ms later, and a
+ * server-reflexive or relay candidate takes a round trip to the STUN or TURN server: on a
+ * 250 ms link, waiting for all of them delays the first picture by a round trip or two. What
+ * comes after the pause is trickled (`_trickle`).
  * @param {RTCPeerConnection} pc
  * @param {number} ms
  * @returns {Promise<void>}
@@ -912,14 +1055,24 @@ function healthy(pc) {
 function gathered(pc, ms) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let settle;
     const done = () => {
       clearTimeout(timer);
+      clearTimeout(settle);
       pc.removeEventListener('icegatheringstatechange', check);
+      pc.removeEventListener('icecandidate', found);
       resolve();
     };
     const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const found = (/** @type {RTCPeerConnectionIceEvent} */ { candidate }) => {
+      if (!candidate?.candidate) return;
+      clearTimeout(settle);
+      settle = setTimeout(done, GATHER_SETTLE_MS);
+    };
     const timer = setTimeout(done, ms);
     pc.addEventListener('icegatheringstatechange', check);
+    pc.addEventListener('icecandidate', found);
   });
 }
 

@@ -149,6 +149,16 @@ class SessionOut(BaseModel):
     agenda_count: int
 
 
+class IceServerOut(BaseModel):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceServersOut(BaseModel):
+    ice_servers: list[IceServerOut]
+
+
 class SessionList(BaseModel):
     items: list[SessionOut]
 

@@ -13,6 +13,7 @@ __all__ = [
     "MOVERS",
     "CHAIRS",
     "RECORD_KEEPERS",
+    "JOINERS",
 ]
 
 EVERYONE = ALL_ROLES
@@ -25,3 +26,5 @@ OPINION_GIVERS = frozenset({Role.CHAIR, Role.SPECIALIST})
 CHAIRS = frozenset({Role.CHAIR})
 # Search, bulk-export and measure agreed plans (within their own institution).
 RECORD_KEEPERS = frozenset({Role.ADMIN, Role.COORDINATOR, Role.RECORDS})
+# Join live rooms (when members of the board): everyone but records staff.
+JOINERS = frozenset(ALL_ROLES - {Role.RECORDS})

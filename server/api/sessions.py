@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from sqlmodel import col, select
 
-from ..access import board_for, visible_board_ids
+from ..access import board_for, may_join, visible_board_ids
 from ..agenda import add_item, agenda_json, get_item, remove_item, reorder, update_item
 from ..boards import cancel_session, get_session, members_of, session_json
+from ..live import ICE, participant_id
 from ..models import AgendaItem, Board, BoardSession, utcnow
 from ..scheduling import CalendarEntry, calendar_ics
 from .queries import ViewerQuery
-from .responses import AgendaItemOut, AgendaOut, SessionOut
-from .roles import EVERYONE, MANAGERS
+from .responses import AgendaItemOut, AgendaOut, IceServersOut, SessionOut
+from .roles import EVERYONE, JOINERS, MANAGERS
 from .routing import Call, RouteTable
 
 routes = RouteTable()
@@ -59,6 +61,25 @@ async def _session_and_board(call: Call) -> tuple[BoardSession, Board]:
 async def get_one(call: Call) -> dict[str, object]:
     item, board = await _session_and_board(call)
     return await session_json(call.session, item, board, call.viewer_tz)
+
+
+@routes.add(
+    "GET",
+    "/api/sessions/{session_id}/ice-servers",
+    roles=JOINERS,
+    summary="Get the STUN and TURN servers to join a session's live room",
+    tag="sessions",
+    response=IceServersOut,
+)
+async def get_ice_servers(call: Call) -> dict[str, object]:
+    """What the join's acknowledgement carries, ahead of it: the room asks while its socket
+    connects, so its first offer is ready to go with the join. Only to those who may join now
+    (the join's own refusals); TURN credentials are the user's own."""
+    me = call.me
+    await may_join(call.session, me, call.int_param("session_id"))
+    assert me.id is not None
+    servers = call.request.app[ICE].servers_for(participant_id(me.id))
+    return {"ice_servers": [asdict(s) for s in servers]}
 
 
 @routes.add(

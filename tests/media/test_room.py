@@ -230,3 +230,22 @@ async def test_participant_who_only_watches_receives_the_others_video_and_audio(
     finally:
         for browser in (a, b, watcher):
             await browser.close()
+
+
+async def test_a_newcomer_is_offered_its_down_connection_before_the_others_renegotiate(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    """The one who just published waits for its first picture; the others already see the
+    board and only gain a tile. Building an offer takes tens of milliseconds at N = 12, so the
+    newcomer's comes first, then the others' in the order they arrived."""
+    peers = [BrowserPeer(events, "board", name) for name in ("a", "b", "c", "d")]
+    try:
+        for peer in peers[:3]:
+            await peer.publish()
+        before = len(events.events)
+        await peers[3].publish()
+        offered = [e.participant for e in events.events[before:] if isinstance(e, DownOffer)]
+        assert offered == ["d", "a", "b", "c"]
+    finally:
+        for peer in peers:
+            await peer.close()

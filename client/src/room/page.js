@@ -52,10 +52,12 @@ const PREFETCH_FLOOR = 100_000; // bit/s
  */
 export async function roomPage(app, { id, debug, simulcast }) {
   const path = app.router.path;
-  /** @type {Session} */
-  const session = await app.api.get(`/sessions/${id}`);
-  if (app.router.path !== path) return h('section'); // the user went elsewhere meanwhile
-  const room = app.router.hold(() => startRoom(app, session.id, simulcast !== 'off'), (held) => {
+  // A path that names no session gets the server's answer, as on any other page.
+  if (!/^\d+$/.test(id)) await app.api.get(`/sessions/${encodeURIComponent(id)}`);
+  // Connect and join while the session's details load and the camera opens: over a 250 ms
+  // link each round trip saved is a quarter of a second sooner in the room. A session the
+  // user may not join is refused by the server as it would be after the load.
+  const room = app.router.hold(() => startRoom(app, Number(id), simulcast !== 'off'), (held) => {
     held.views?.abort();
     held.life.abort();
     held.live.close('left');
@@ -67,6 +69,9 @@ export async function roomPage(app, { id, debug, simulcast }) {
   if (debug !== undefined || debugging()) {
     /** @type {any} */ (window).__eboard = { live: room.live, room: room.viewer, get note() { return room.note.sync; } };
   }
+  /** @type {Session} */
+  const session = await app.api.get(`/sessions/${id}`);
+  if (app.router.path !== path) return h('section'); // the user went elsewhere meanwhile
   room.views?.abort();
   const views = new AbortController();
   room.views = views;
@@ -93,13 +98,10 @@ function startRoom(app, sessionId, simulcast) {
     return configuredRate() ?? shared ?? defaultRate();
   };
   const note = new RoomNote(live, app, life.signal);
-  void openMedia().then((stream) => {
-    if (live.phase === 'left') {
-      for (const track of stream?.getTracks() ?? []) track.stop();
-      return;
-    }
-    live.start(stream);
-  });
+  /** @type {Promise<import('../protocol.js').IceServerInfo[] | null>} */
+  const iceServers = app.api.get(`/sessions/${sessionId}/ice-servers`)
+    .then((/** @type {{ice_servers: import('../protocol.js').IceServerInfo[]}} */ reply) => reply.ice_servers, () => null);
+  live.start(openMedia(), iceServers);
   return { live, viewer, note, life, views: null };
 }
 
