@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Request, Response, expect
+from playwright.sync_api import Browser, Request, Response, Route, expect
 
 from .conftest import Server, api_call, log_in, login_token
 
@@ -191,4 +191,106 @@ def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cac
         assert np.array_equal(np.array(shown["pixels"], dtype=np.int32), expected_pixels)
         assert not errors, errors
     finally:
+        context.close()
+
+
+def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
+    server: Server, browser: Browser, agenda: dict[str, Any]
+) -> None:
+    """The presenter turns to an image that prefetch is fetching at its pace: that paced
+    request is aborted and the viewer's own goes out without a pace, rather than the viewer
+    waiting for the slow reply (on a thin link: 9-24 s a slice). The paced replies are held
+    back here (routed, never answered) as a thin link would hold them: these small test frames
+    would otherwise arrive, even at 64 kbit/s, before the presenter turns to them."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.add_init_script("localStorage.setItem('eboard.debug', '1')")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    frames = Frames()
+    failed: list[str] = []
+    page.on("request", frames.request)
+    page.on("requestfailed", lambda r: failed.append(r.url) if "/frames/" in r.url else None)
+    held: list[Route] = []
+
+    def hold_paced(route: Route) -> None:
+        if route.request.header_value("x-eboard-pace"):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/frames/*", hold_paced)
+    try:
+        log_in(page, server, "chair")
+        expect(page.get_by_test_id("current-user")).to_be_visible()
+        page.goto(f"{server.url}/#/sessions/{agenda['session']}")
+        page.get_by_test_id("join-room").click()
+        page.wait_for_function("() => window.__eboard?.live?.phase === 'live'", timeout=20_000)
+        # (The case may still be current from the test before: the live session outlives it.)
+        page.evaluate(
+            "(id) => window.__eboard.live.snapshot.agenda.current === id"
+            " || window.__eboard.live.moveAgenda(id)",
+            int(agenda["item"]["id"]),
+        )
+        me = page.evaluate("window.__eboard.live.me.id")
+        page.evaluate(f"window.__eboard.live.present({me!r})")
+        expect(page.locator(".room-viewer-host")).to_have_attribute(
+            "data-ready", "1", timeout=30_000
+        )
+        # Prefetch goes on outward from the image shown; its requests are held on their way.
+        page.wait_for_function(
+            "() => (window.__eboard.room.prefetch?.progress.inFlight ?? 0) > 0",
+            polling=20,
+            timeout=20_000,
+        )
+        asked = [
+            (url, pace) for (_, url, _), pace in zip(frames.requests, frames.paces, strict=True)
+        ]
+        paced = [url for url, pace in asked if pace]
+        assert paced, frames.paces
+        target = paced[-1]
+        sop = target.split("/instances/")[1].split("/")[0]
+        # Its series (a thumbnail's image may be another series') and place in it.
+        for info in agenda["series"][agenda["item"]["case_id"]]:
+            order = [
+                m["00080018"]["Value"][0]
+                for m in sorted(
+                    _metadata(server, agenda["token"], info),
+                    key=lambda m: int(m["00200013"]["Value"][0]),
+                )
+            ]
+            if sop in order:
+                alias, index = info["alias"], order.index(sop)
+                break
+        else:
+            raise AssertionError(f"{sop} is in none of the case's series")
+        page.evaluate(
+            """([series, index]) => {
+              const viewer = window.__eboard.room.viewer;
+              const viewport = { ...viewer.state.viewports[0], series, index };
+              return viewer.apply({ viewports: { 0: viewport } });
+            }""",
+            [alias, index],
+        )
+        page.wait_for_function(
+            "(url) => window.__eboard.room.viewer.cells[0].viewport"
+            "?.getCurrentImageId() === `wadors:${url}`",
+            arg=target,
+            polling=50,
+            timeout=20_000,
+        )
+        asked = [
+            (url, pace) for (_, url, _), pace in zip(frames.requests, frames.paces, strict=True)
+        ]
+        again = [pace for url, pace in asked if url == target]
+        assert len(again) == 2 and again[0] and again[1] is None, asked  # paced, then not
+        assert target in failed  # the paced one was aborted
+        progress = page.evaluate(PROGRESS)
+        # (The image the presenter's viewer opened first may have been taken over so too.)
+        taken = {url for url, pace in asked if pace is None} & {url for url, pace in asked if pace}
+        assert target in taken and set(failed) == taken, (asked, failed)
+        assert progress["promoted"] == len(taken) and progress["failed"] == 0, progress
+        assert not errors, errors
+    finally:
+        page.unroute("**/frames/*")
         context.close()

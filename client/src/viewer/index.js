@@ -36,9 +36,10 @@ import './viewer.css';
  * @property {number} caseId
  * @property {SeriesInfo[]} series this user's copies of the case's series
  * @property {Mode} [mode]
- * @property {{focus: (alias: string, index: number) => void} | null} [prefetch] the room's paced
- *   prefetch (`prefetch.js`): told what is shown, it fetches from there; without it, every image
- *   of a series shown is fetched at once
+ * @property {{focus: (alias: string, index: number) => void, promote: (imageId: string) => Promise<void>, want: (imageId: string) => Promise<void>} | null} [prefetch]
+ *   the room's paced prefetch (`prefetch.js`): told what is shown, it fetches from there, gives
+ *   up its paced request for an image shown now, and fetches thumbnails first; without it,
+ *   every image of a series shown is fetched at once
  */
 
 const ANNOTATION_EVENTS = [
@@ -304,8 +305,13 @@ export class Viewer {
       }
       const { series, missing } = await this._seriesForCell(target.series);
       if (this._destroyed) return;
-      if (series && this._prefetch) this._prefetch.focus(series.alias, target.index);
-      else series?.prefetch();
+      if (series && this._prefetch) {
+        this._prefetch.focus(series.alias, target.index);
+        // Prefetch may be fetching this very image at its slow pace: the viewer's own request
+        // replaces it.
+        const imageId = series.imageIds[series.clampIndex(target.index)];
+        if (imageId) await this._prefetch.promote(imageId);
+      } else series?.prefetch();
       try {
         await cell.show(target, series, missing);
       } catch (error) {
@@ -343,10 +349,12 @@ export class Viewer {
   async _thumbnail(alias, canvas) {
     const series = await this.library.load(alias);
     if (!series || this._destroyed) return;
+    const imageId = series.imageIds[Math.floor(series.length / 2)];
+    // In the room, the thumbnail's image comes through prefetch, paced, first in its queue.
+    if (this._prefetch) await this._prefetch.want(imageId);
+    if (this._destroyed) return;
     try {
-      await csUtilities.loadImageToCanvas({
-        canvas, imageId: series.imageIds[Math.floor(series.length / 2)], useCPURendering: true,
-      });
+      await csUtilities.loadImageToCanvas({ canvas, imageId, useCPURendering: true });
     } catch (error) {
       console.warn('Viewer: no thumbnail for series %s: %s', alias, error);
     }

@@ -8,18 +8,23 @@
  * byte rate read from `rate()` before every request (bits per second; default 600 kbit/s, a
  * conservative share of a thin link). Whoever knows the link (a bandwidth estimate) passes its
  * own `rate`; 0 pauses. The image a viewer shows is never held back: Cornerstone loads it at
- * interaction priority, outside this pacing.
+ * interaction priority, outside this pacing; and an image the viewer needs while prefetch is
+ * fetching it at its pace is promoted (`promote`): that request is aborted and the viewer's own
+ * goes out unpaced. Otherwise the viewer would wait for the paced reply: at a thin link's
+ * prefetch share (~90 kbit/s a request), a 200 KB slice the presenter scrolls to took 9-24 s.
  */
 
 import { cache, imageLoader, Enums as csEnums } from '@cornerstonejs/core';
 import { Pacer } from './pacer.js';
-import { frameTransfers, pacedRequests, startCornerstone } from './setup.js';
+import { abortedTransfers, frameTransfers, pacedRequests, pacedTransfers, startCornerstone } from './setup.js';
 
 /** Bits per second prefetch takes when nobody says otherwise. */
 export const DEFAULT_RATE = 600_000;
 /** Where a browser may set another default, in kbit/s (support, tests, benchmarks). */
 export const RATE_SETTING = 'eboard.prefetch.kbps';
 const IN_FLIGHT = 2;
+// Images wanted before the plan (thumbnails) at most: more are fetched in their turn.
+const MAX_WANTED = 64;
 // A new image's size before any is known: a 512² CT slice as JPEG-LS lossless.
 const FIRST_GUESS = 200_000;
 
@@ -52,6 +57,7 @@ const FIRST_GUESS = 200_000;
  * @property {number} fetched images fetched by prefetch
  * @property {number} skipped images already cached or on their way when their turn came
  * @property {number} failed
+ * @property {number} promoted images a viewer needed while prefetch fetched them at its pace
  * @property {number} bytes received by prefetch
  * @property {number} inFlight
  * @property {boolean} done every planned image is cached
@@ -102,13 +108,19 @@ export class Prefetch {
     this._life = new AbortController();
     /** @type {Set<Promise<void>>} requests on their way, with their progress counted */
     this._tasks = new Set();
+    /** @type {Map<string, {settled: Promise<void>, promoted: boolean}>} those by image id */
+    this._loading = new Map();
+    /** @type {Set<string>} images a viewer took over (`promote`): its request fetches them */
+    this._promoted = new Set();
+    /** @type {Map<string, () => void>} images wanted before the plan (`want`), and who waits */
+    this._wanted = new Map();
     /** @type {{alias: string, index: number} | null} */
     this._focus = null;
     this._dirty = true;
     /** @type {(() => void) | null} wakes the loop when it waits for a change */
     this._wake = null;
     /** @type {PrefetchProgress} */
-    this.progress = { planned: 0, fetched: 0, skipped: 0, failed: 0, bytes: 0, inFlight: 0, done: false, order: [] };
+    this.progress = { planned: 0, fetched: 0, skipped: 0, failed: 0, promoted: 0, bytes: 0, inFlight: 0, done: false, order: [] };
     this.finished = this._loop().catch((error) => console.warn('Prefetch stopped: %s', error));
   }
 
@@ -116,6 +128,27 @@ export class Prefetch {
   stop() {
     this._life.abort();
     this._wake?.();
+    for (const done of this._wanted.values()) done();
+    this._wanted.clear();
+  }
+
+  /**
+   * Fetch `imageId` before the rest of the plan, at prefetch's pace: a series' thumbnail, which
+   * fetched on its own, unpaced, would take a thin link from the image being presented (two
+   * 200 KB thumbnails made the presented image wait 2-4 s over the emulated link). Resolves
+   * once it is loaded or failed, or prefetch stopped; the caller then reads it from the cache.
+   * @param {string} imageId
+   * @returns {Promise<void>}
+   */
+  want(imageId) {
+    const pending = cache.getImageLoadObject(imageId)?.promise;
+    if (pending) return pending.then(() => {}, () => {});
+    if (this._life.signal.aborted || this._wanted.size >= MAX_WANTED) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this._wanted.get(imageId);
+      this._wanted.set(imageId, () => { before?.(); resolve(); });
+      this.replan();
+    });
   }
 
   /** The agenda or the case under discussion changed: ask the plan again. */
@@ -133,6 +166,30 @@ export class Prefetch {
     if (this._focus?.alias === alias && this._focus.index === index) return;
     this._focus = { alias, index };
     this.replan();
+  }
+
+  /**
+   * A viewer needs `imageId` now: if prefetch is fetching it at its pace, stop that (a request
+   * not sent yet goes out unpaced; one on its way is aborted) and resolve once the cache has
+   * forgotten the aborted load, so the viewer's own request is the one that fetches it.
+   * @param {string} imageId
+   * @returns {Promise<void>}
+   */
+  promote(imageId) {
+    // Whatever happens to this request, prefetch does not ask for the image again.
+    this._promoted.add(imageId);
+    const loading = this._loading.get(imageId);
+    if (!loading) return Promise.resolve();
+    pacedRequests.delete(imageId);
+    const xhr = pacedTransfers.get(imageId);
+    if (!xhr) return Promise.resolve();
+    pacedTransfers.delete(imageId);
+    loading.promoted = true;
+    abortedTransfers.add(xhr);
+    xhr.abort();
+    // A task later than the load's own settling: the cache drops a failed load in a handler of
+    // its own, which must not run after the viewer's new load is in the cache.
+    return loading.settled.then(() => new Promise((resolve) => setTimeout(resolve, 0)));
   }
 
   async _loop() {
@@ -180,6 +237,19 @@ export class Prefetch {
    * @returns {Promise<boolean>} whether it went through all of it (no replan, no stop)
    */
   async _fetchAll(planned, signal) {
+    for (const [imageId, done] of this._wanted) {
+      if (signal.aborted || this._dirty) return false;
+      if (this._cached(imageId)) {
+        this._wanted.delete(imageId);
+        const pending = cache.getImageLoadObject(imageId)?.promise; // on its way or loaded
+        if (pending) pending.then(done, done);
+        else done();
+        continue;
+      }
+      if (!(await this._pacer.ready(() => signal.aborted || this._dirty, signal))) return false;
+      this._wanted.delete(imageId);
+      this._start(imageId, done);
+    }
     let total = 0;
     this.progress.planned = 0;
     for (const series of planned) {
@@ -196,7 +266,7 @@ export class Prefetch {
       for (const index of outward(ids.length, series.from)) {
         if (signal.aborted || this._dirty) return false;
         const imageId = ids[index];
-        if (this._cached(imageId)) {
+        if (this._cached(imageId) || this._promoted.has(imageId)) {
           this.progress.skipped += 1;
           continue;
         }
@@ -207,23 +277,35 @@ export class Prefetch {
     return true;
   }
 
-  /** @param {string} imageId */
-  _start(imageId) {
+  /**
+   * @param {string} imageId
+   * @param {() => void} [done] called once the request settled
+   */
+  _start(imageId, done) {
     this.progress.inFlight += 1;
     // Each reply paced at its share of the rate, so the replies in flight add up to it: a
     // steady flow beside the call's media, not bursts at twice the rate that the link's
     // estimate would rise and fall with (a 1.3 Mbit/s estimate of 2 Mbit/s sawed so).
     const pace = Math.max(0, this._rate()) / this._inFlight;
+    const loading = { settled: Promise.resolve(), promoted: false };
     const task = this._pacer.start(() => this._load(imageId, pace)).then((bytes) => {
       this.progress.fetched += 1;
       this.progress.bytes += bytes;
     }, (error) => {
+      if (loading.promoted) {
+        this.progress.promoted += 1;
+        return;
+      }
       this.progress.failed += 1;
       console.warn('Prefetch: image %s not fetched: %s', imageId, error);
     }).finally(() => {
       this.progress.inFlight -= 1;
       this._tasks.delete(task);
+      if (this._loading.get(imageId) === loading) this._loading.delete(imageId);
+      done?.();
     });
+    loading.settled = task;
+    this._loading.set(imageId, loading);
     this._tasks.add(task);
   }
 }

@@ -28,6 +28,19 @@ export const frameTransfers = new EventTarget();
  * @type {Map<string, number>}
  */
 export const pacedRequests = new Map();
+/**
+ * The paced requests on their way, by image id: aborted when a viewer needs that image now
+ * (`Prefetch.promote`), so it is fetched again unpaced instead of arriving at a prefetch's pace.
+ * @type {Map<string, XMLHttpRequest>}
+ */
+export const pacedTransfers = new Map();
+/** Paced requests aborted for a viewer (`Prefetch.promote`). @type {WeakSet<XMLHttpRequest>} */
+export const abortedTransfers = new WeakSet();
+// Cornerstone's cache drops a failed load and throws its error on, where nobody catches it: for
+// a request we aborted ourselves that is not an error worth a report.
+window.addEventListener('unhandledrejection', (event) => {
+  if (event.reason instanceof XMLHttpRequest && abortedTransfers.has(event.reason)) event.preventDefault();
+});
 /** The header that names a reply's pace; the server refuses rates below 64 kbit/s. */
 export const PACE_HEADER = 'X-Eboard-Pace';
 const MIN_PACE = 64_000;
@@ -67,11 +80,17 @@ async function start() {
   if (softwareWebGl()) core.setUseCPURendering(true);
   dicomImageLoader.init({
     maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
-    beforeSend: (/** @type {unknown} */ _xhr, /** @type {string} */ imageId) => {
+    beforeSend: (/** @type {XMLHttpRequest} */ xhr, /** @type {string} */ imageId) => {
       /** @type {Record<string, string>} */
       const headers = { Accept: FRAME_ACCEPT };
       const pace = pacedRequests.get(imageId);
-      if (pace) headers[PACE_HEADER] = String(Math.max(MIN_PACE, Math.round(pace)));
+      if (pace) {
+        headers[PACE_HEADER] = String(Math.max(MIN_PACE, Math.round(pace)));
+        pacedTransfers.set(imageId, xhr);
+        xhr.addEventListener('loadend', () => {
+          if (pacedTransfers.get(imageId) === xhr) pacedTransfers.delete(imageId);
+        });
+      }
       return headers;
     },
     onloadend: (/** @type {ProgressEvent} */ event, /** @type {unknown} */ params) => {
