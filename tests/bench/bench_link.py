@@ -168,6 +168,7 @@ class EboardTarget:
         self._members_added = False
         self.series: dict[str, Any] | None = None
         self.session_id = 0
+        self.agenda_item = 0  # the ready case's item on the session's agenda
 
     async def start(self) -> None:
         command = [sys.executable, "-m", "server", "demo", "--data-dir", str(self._data_dir)]
@@ -216,10 +217,15 @@ class EboardTarget:
             self.session_id = int(sessions["items"][0]["id"])
             cases = (await api("GET", "/api/cases", coordinator))["items"]
             case = next(c for c in cases if c["ready"])
-            agenda = await api("GET", f"/api/sessions/{self.session_id}/agenda", coordinator)
+            agenda_path = f"/api/sessions/{self.session_id}/agenda"
+            agenda = await api("GET", agenda_path, coordinator)
             if all(item["case_id"] != case["id"] for item in agenda["items"]):
                 entry = {"case_id": case["id"], "timebox_minutes": 15}
-                await api("POST", f"/api/sessions/{self.session_id}/agenda", coordinator, entry)
+                await api("POST", agenda_path, coordinator, entry)
+                agenda = await api("GET", agenda_path, coordinator)
+            self.agenda_item = next(
+                int(item["id"]) for item in agenda["items"] if item["case_id"] == case["id"]
+            )
             extras = [
                 EXTRA_USER.format(n)
                 for n in range(1, max(0, self._locals_needed - len(LOCAL_USERS)) + 1)
@@ -370,7 +376,16 @@ FIRST_FRAME = """
     const live = window.__eboard?.live;
     const up = live?.up ?? window.__link?.up;
     const down = live?.down ?? window.__link?.down;
+    mark('room_page', Boolean(live));
     mark('admitted', live?.phase === 'live' || Boolean(window.__link));
+    const socket = live?.socket;
+    if (socket && !socket.__timed) {
+      socket.__timed = true; // each socket.io event's first time, sent and received
+      socket.onAnyOutgoing((event) => mark(`sent_${event}`, true));
+      socket.onAny((event) => mark(`got_${event}`, true));
+    }
+    mark('socket_connected', Boolean(socket?.connected));
+    mark('local_media', Boolean(live?.local));
     mark('up_created', Boolean(up));
     mark('down_created', Boolean(down));
     mark('up_connected', up?.connectionState === 'connected');
@@ -494,6 +509,98 @@ async ({ base, accept, parallel, rate, timeout }) => {
   return out;
 }
 """
+
+
+# When the remote's room viewer first had the shared view `seq` (or a later one) on screen, in
+# ms since the epoch (its ViewSync timeline; the runner's and the generator's clock too).
+SHOWN = "(seq) => window.__eboard?.room?.sync?.timeline.find((e) => e.seq >= seq)?.at ?? false"
+
+# The presenter's steps after opening the series: slices one after another, as a radiologist
+# scrolls through a finding, then window/level, zoom and pan (no new image: the sync alone).
+SCROLLS, ADJUSTS = 10, 20
+STEP_PAUSE_S = 0.25
+
+
+def _viewport(alias: str, index: int, *, voi: Any = None, zoom: float = 1.0) -> dict[str, Any]:
+    return {
+        "series": alias,
+        "index": index,
+        "voi": voi,
+        "invert": False,
+        "presentation": {
+            "zoom": zoom,
+            "pan": [0.0, 0.0],
+            "rotation": 0,
+            "flipHorizontal": False,
+            "flipVertical": False,
+        },
+    }
+
+
+async def follow_views(
+    page: Page, generator: Generator, series: dict[str, Any], agenda_item: int
+) -> dict[str, Any]:
+    """The chair makes the case current; the presenter (a local, over socket.io) opens its
+    series at a quarter of its depth, a slice the remote's prefetch (from the middle outward)
+    has not reached yet: the presented image, from sending the view to the remote's viewer
+    showing it. Then it scrolls and adjusts; each step waits for the remote to show it before
+    the next."""
+    alias, count = str(series["alias"]), int(series["instances"])
+    start = max(0, count // 4)
+    # The chair brings the case up; the remote's viewer opens before anything is presented.
+    generator.send({"cmd": "chair", "name": "agenda", "data": {"item_id": agenda_item}})
+    reply = await generator.expect("chair_reply", 30)
+    if not isinstance(reply, dict) or reply.get("ok") is not True:
+        raise RuntimeError(f"the chair could not open the case: {reply}")
+    await page.wait_for_function("() => window.__eboard?.room?.viewer", timeout=30_000)
+
+    async def step(patch: dict[str, Any], wait_s: float) -> float | None:
+        generator.send({"cmd": "view", "patch": patch})
+        sent = await generator.expect("view_sent", 30)
+        if "error" in sent or sent.get("dropped"):
+            raise RuntimeError(f"the presenter's view was refused: {sent}")
+        try:
+            handle = await page.wait_for_function(
+                SHOWN, arg=sent["seq"], polling=10, timeout=wait_s * 1000
+            )
+        except Exception:
+            return None  # not shown in time: counted as missing
+        return float(await handle.json_value()) - float(sent["at"])
+
+    presented = await step({"viewports": {"0": _viewport(alias, start)}}, 30)
+    scrolls: list[float | None] = []
+    for n in range(1, SCROLLS + 1):
+        await asyncio.sleep(STEP_PAUSE_S)
+        scrolls.append(await step({"viewports": {"0": _viewport(alias, start + n)}}, 30))
+    adjusts: list[float | None] = []
+    index = start + SCROLLS
+    for n in range(ADJUSTS):
+        await asyncio.sleep(STEP_PAUSE_S)
+        voi = {"center": 40 + 10 * (n % 5), "width": 400 - 20 * (n % 3)}
+        view = _viewport(alias, index, voi=voi, zoom=1.0 + 0.1 * (n % 4))
+        adjusts.append(await step({"viewports": {"0": view}}, 10))
+
+    def ms(values: list[float | None]) -> dict[str, Any]:
+        seen = sorted(v for v in values if v is not None)
+        return {
+            "p50_ms": round(_percentile(seen, 0.5), 1) if seen else None,
+            "p99_ms": round(_percentile(seen, 0.99), 1) if seen else None,
+            "max_ms": round(seen[-1], 1) if seen else None,
+            "missing": len(values) - len(seen),
+            "each_ms": [None if v is None else round(v, 1) for v in values],
+        }
+
+    return {
+        "presented_index": start,
+        "presented_image_s": None if presented is None else round(presented / 1000, 2),
+        "scroll": ms(scrolls),
+        "sync": ms(adjusts),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile of sorted ``values``."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 # Figures from the samples.
@@ -788,6 +895,10 @@ async def run_cell(
         window = await generator.expect("window", 20)
         busy1 = machine_cpu()
         t1 = float(await page.evaluate(now))
+        views = None
+        if options.images and isinstance(target, EboardTarget) and target.series is not None:
+            views = await follow_views(page, generator, target.series, target.agenda_item)
+            views["prefetch"] = await page.evaluate("window.__eboard.room.prefetch?.progress")
         images = None
         if options.images and target.series is not None:
             series = target.series
@@ -808,7 +919,10 @@ async def run_cell(
             )
             samples = await page.evaluate("window.__linkSamples")
             images = {
-                "presented_image_s": _round(loaded["presented_s"]),
+                # In the room: from the presenter's view to the remote's screen (follow_views).
+                "presented_image_s": views["presented_image_s"] if views else None,
+                # Fetched by hand, cold: the series' metadata, then the middle image.
+                "cold_image_s": _round(loaded["presented_s"]),
                 "series_s": _round(loaded["series_s"]),
                 "video_fps_while_loading": loading_fps(samples, (loaded["start"], loaded["end"])),
                 "metadata_s": _round(loaded["metadata_s"]),
@@ -833,6 +947,7 @@ async def run_cell(
                 "locals_see_remote_fps": round(sum(see.values()) / len(see), 1) if see else None,
                 "locals_see_remote_fps_each": see,
                 "images": images,
+                "views": views,
                 "locals": {
                     k: window[k]
                     for k in ("fps_mean", "fps_min", "frozen_streams", "packets_lost")
@@ -977,6 +1092,8 @@ def table(cells: list[dict[str, Any]]) -> str:
         ("1st frame s", lambda c: c["remote"]["first_frame_s"]),
         ("locals fps", lambda c: c["locals_see_remote_fps"]),
         ("image s", lambda c: (c["images"] or {}).get("presented_image_s")),
+        ("sync p99 ms", lambda c: ((c.get("views") or {}).get("sync") or {}).get("p99_ms")),
+        ("scroll p99", lambda c: ((c.get("views") or {}).get("scroll") or {}).get("p99_ms")),
         ("series s", lambda c: (c["images"] or {}).get("series_s")),
         ("fps loading", lambda c: (c["images"] or {}).get("video_fps_while_loading")),
     ]

@@ -6,8 +6,10 @@ count its frames.
 Run by ``bench_link.py`` as ``python -m tests.bench.link_load``; JSON lines on stdin/stdout:
 ``{"ready": ...}`` once every local sees every other local, then the runner's commands
 ``{"cmd": "remote", "id": ...}`` (who the remote is: an eBoard participant id or a Janus feed),
-``{"cmd": "window_start"}``, ``{"cmd": "window_end"}`` (answered with ``{"window": stats}``) and
-``{"cmd": "stop"}``.
+``{"cmd": "window_start"}``, ``{"cmd": "window_end"}`` (answered with ``{"window": stats}``),
+``{"cmd": "view", "patch": ...}`` (the presenter changes the shared view; answered with
+``{"view_sent": {"seq", "at"}}``), ``{"cmd": "chair", "name": ..., "data": ...}`` (the chair
+sends an event, e.g. ``agenda``; answered with ``{"chair_reply": ack}``) and ``{"cmd": "stop"}``.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class EboardSignalling:
         self.ids: dict[str, str] = {}  # local name → participant id
         self.presenter: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._view_seq = 0
 
     async def _call(self, client: socketio.AsyncClient, event: str, data: Any) -> Any:
         reply = await client.call(event, data, namespace=NAMESPACE, timeout=30)
@@ -112,6 +115,8 @@ class EboardSignalling:
         for client, publisher in zip(self.clients, publishers, strict=False):
             reply = await self._call(client, "join", {"session_id": self._session_id})
             self.ids[publisher.name] = reply["you"]
+            view = (reply.get("snapshot") or {}).get("view") or {}
+            self._view_seq = max(self._view_seq, int(view.get("seq") or 0))
             if not reply.get("admitted"):
                 await self._call(chair, "admit", {"participant": reply["you"]})
         self.presenter = self.ids[publishers[0].name]
@@ -140,6 +145,20 @@ class EboardSignalling:
         task = asyncio.ensure_future(answer_all())
         self._tasks.add(task)
         client.on("down-offer", lambda data: queue.put_nowait(data["sdp"]), namespace=NAMESPACE)
+
+    async def view(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """The presenter (the chair) changes the shared view by ``patch``: the sequence number
+        the server gave it and when it went out, in ms since the epoch (the clock the remote's
+        page reads as ``performance.timeOrigin + performance.now()``)."""
+        self._view_seq += 1
+        at = time.time() * 1000
+        reply = await self._call(self.clients[0], "view", {"seq": self._view_seq, "patch": patch})
+        if reply.get("dropped"):  # someone else's view was newer: send after it
+            self._view_seq = int(reply["seq"]) + 1
+            at = time.time() * 1000
+            body = {"seq": self._view_seq, "patch": patch}
+            reply = await self._call(self.clients[0], "view", body)
+        return {"seq": int(reply["seq"]), "at": at, "dropped": bool(reply.get("dropped"))}
 
     async def _publish(self, client: socketio.AsyncClient, publisher: Any) -> None:
         offer = await publisher.offer()
@@ -316,8 +335,31 @@ async def main(args: argparse.Namespace) -> None:
     async def stop(_: dict[str, Any]) -> None:
         stopped.set()
 
+    async def view(message: dict[str, Any]) -> None:
+        if not isinstance(signalling, EboardSignalling):
+            wire.send({"view_sent": {"error": "Janus has no shared view"}})
+            return
+        try:
+            wire.send({"view_sent": await signalling.view(message["patch"])})
+        except Exception as exc:
+            wire.send({"view_sent": {"error": f"{type(exc).__name__}: {exc}"}})
+
+    async def chair(message: dict[str, Any]) -> None:
+        if not isinstance(signalling, EboardSignalling):
+            wire.send({"chair_reply": {"error": "Janus has no chair"}})
+            return
+        reply = await signalling.clients[0].call(
+            message["name"], message["data"], namespace=NAMESPACE, timeout=30
+        )
+        wire.send({"chair_reply": reply})
+
     wire.handlers.update(
-        remote=on_remote, window_start=window_start, window_end=window_end, stop=stop
+        remote=on_remote,
+        window_start=window_start,
+        window_end=window_end,
+        stop=stop,
+        view=view,
+        chair=chair,
     )
     reader = asyncio.ensure_future(wire.run())
     started = time.monotonic()
