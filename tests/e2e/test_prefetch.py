@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Request, Response, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Response, Route, expect
 
 from .conftest import Server, api_call, log_in, login_token
 
@@ -70,6 +70,48 @@ def _native_frame(server: Server, token: str, url: str) -> np.ndarray:
     return np.frombuffer(data, dtype="<u2")
 
 
+@dataclass
+class Chair:
+    """The chair's page in the room, with what it asked for and any page errors."""
+
+    context: BrowserContext
+    page: Page
+    frames: Frames
+    errors: list[str]
+
+
+def _chair_page(browser: Browser) -> Chair:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.add_init_script("localStorage.setItem('eboard.debug', '1')")
+    page = context.new_page()
+    chair = Chair(context, page, Frames(), [])
+    page.on("pageerror", lambda e: chair.errors.append(str(e)))
+    page.on("request", chair.frames.request)
+    page.on("response", chair.frames.response)
+    return chair
+
+
+def _enter(chair: Chair, server: Server, session_id: int) -> None:
+    log_in(chair.page, server, "chair")
+    expect(chair.page.get_by_test_id("current-user")).to_be_visible()
+    chair.page.goto(f"{server.url}/#/sessions/{session_id}")
+    chair.page.get_by_test_id("join-room").click()
+    chair.page.wait_for_function("() => window.__eboard?.live?.phase === 'live'", timeout=20_000)
+
+
+def _present(page: Page, item_id: int) -> None:
+    """The chair brings the case up (unless it still is, from a test before: the live session
+    outlives it) and presents; back once the viewer shows the presenter's view."""
+    page.evaluate(
+        "(id) => window.__eboard.live.snapshot.agenda.current === id"
+        " || window.__eboard.live.moveAgenda(id)",
+        item_id,
+    )
+    me = page.evaluate("window.__eboard.live.me.id")
+    page.evaluate(f"window.__eboard.live.present({me!r})")
+    expect(page.locator(".room-viewer-host")).to_have_attribute("data-ready", "1", timeout=30_000)
+
+
 @pytest.fixture(scope="module")
 def agenda(server: Server) -> Iterator[dict[str, Any]]:
     coordinator = login_token(server, "coordinator")
@@ -100,20 +142,10 @@ def agenda(server: Server) -> Iterator[dict[str, Any]]:
 def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cached(
     server: Server, browser: Browser, agenda: dict[str, Any]
 ) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.add_init_script("localStorage.setItem('eboard.debug', '1')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    frames = Frames()
-    page.on("request", frames.request)
-    page.on("response", frames.response)
+    chair = _chair_page(browser)
+    page, frames, errors = chair.page, chair.frames, chair.errors
     try:
-        log_in(page, server, "chair")
-        expect(page.get_by_test_id("current-user")).to_be_visible()
-        page.goto(f"{server.url}/#/sessions/{agenda['session']}")
-        page.get_by_test_id("join-room").click()
-        expect(page.get_by_test_id("room")).to_be_visible()
+        _enter(chair, server, agenda["session"])
 
         # Every image of every series of the agenda's cases, each once.
         first_case = agenda["items"][0]["case_id"]
@@ -165,12 +197,7 @@ def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cac
 
         # The chair opens the case and presents: the image is on screen without a frame request.
         asked_before = len(frames.requests)
-        me = page.evaluate("window.__eboard.live.me.id")
-        page.evaluate(f"window.__eboard.live.moveAgenda({int(agenda['item']['id'])})")
-        page.evaluate(f"window.__eboard.live.present({me!r})")
-        expect(page.locator(".room-viewer-host")).to_have_attribute(
-            "data-ready", "1", timeout=30_000
-        )
+        _present(page, int(agenda["item"]["id"]))
         page.wait_for_function(
             "() => window.__eboard.room.viewer?.cells[0].viewport?.getCurrentImageId()",
             polling=50,
@@ -191,7 +218,7 @@ def test_joining_prefetches_the_agenda_as_jpeg_ls_and_the_presented_image_is_cac
         assert np.array_equal(np.array(shown["pixels"], dtype=np.int32), expected_pixels)
         assert not errors, errors
     finally:
-        context.close()
+        chair.context.close()
 
 
 def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
@@ -202,14 +229,9 @@ def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
     waiting for the slow reply (on a thin link: 9-24 s a slice). The paced replies are held
     back here (routed, never answered) as a thin link would hold them: these small test frames
     would otherwise arrive, even at 64 kbit/s, before the presenter turns to them."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.add_init_script("localStorage.setItem('eboard.debug', '1')")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    frames = Frames()
+    chair = _chair_page(browser)
+    page, frames, errors = chair.page, chair.frames, chair.errors
     failed: list[str] = []
-    page.on("request", frames.request)
     page.on("requestfailed", lambda r: failed.append(r.url) if "/frames/" in r.url else None)
     held: list[Route] = []
 
@@ -221,28 +243,14 @@ def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
 
     page.route("**/frames/*", hold_paced)
     try:
-        log_in(page, server, "chair")
-        expect(page.get_by_test_id("current-user")).to_be_visible()
-        page.goto(f"{server.url}/#/sessions/{agenda['session']}")
-        page.get_by_test_id("join-room").click()
-        page.wait_for_function("() => window.__eboard?.live?.phase === 'live'", timeout=20_000)
-        # (The case may still be current from the test before: the live session outlives it.)
-        page.evaluate(
-            "(id) => window.__eboard.live.snapshot.agenda.current === id"
-            " || window.__eboard.live.moveAgenda(id)",
-            int(agenda["item"]["id"]),
-        )
-        me = page.evaluate("window.__eboard.live.me.id")
-        page.evaluate(f"window.__eboard.live.present({me!r})")
-        expect(page.locator(".room-viewer-host")).to_have_attribute(
-            "data-ready", "1", timeout=30_000
-        )
+        _enter(chair, server, agenda["session"])
+        _present(page, int(agenda["item"]["id"]))
         # Prefetch goes on outward from the image shown; its requests are held on their way.
-        page.wait_for_function(
-            "() => (window.__eboard.room.prefetch?.progress.inFlight ?? 0) > 0",
-            polling=20,
-            timeout=20_000,
-        )
+        # (Counted in flight before the browser sends it: wait for the request itself.)
+        deadline = time.monotonic() + 20
+        while not any(frames.paces):
+            assert time.monotonic() < deadline, f"no paced request: {frames.paces}"
+            page.wait_for_timeout(50)
         asked = [
             (url, pace) for (_, url, _), pace in zip(frames.requests, frames.paces, strict=True)
         ]
@@ -293,4 +301,4 @@ def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
         assert not errors, errors
     finally:
         page.unroute("**/frames/*")
-        context.close()
+        chair.context.close()
