@@ -335,6 +335,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _depart(self, key: tuple[int, str], reason: str) -> None:
         sid = self._sids.pop(key, None)
         self._grace.pop(key, None)
+        self._lobby_offers.pop(key, None)  # even when the live session is already gone
         if sid is not None:
             await self._unbind(sid, key[0])
         live = self._live.get(key[0])
@@ -345,7 +346,6 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         except MediaError as exc:
             # A media worker that died holds nothing to leave; the departure goes on.
             log.warning("Signalling(%s) media leave failed: %s", key[0], exc)
-        self._lobby_offers.pop(key, None)
         person = live.depart(key[1])
         if person is not None:
             async with self._services.db.write() as db:

@@ -601,24 +601,16 @@ export class LiveClient extends EventTarget {
     this.caps = { ...DEFAULT_CAPS, ...ack.media_caps };
     this._setSnapshot(ack.snapshot);
     this._setPhase(ack.admitted ? 'live' : 'lobby');
-    if (offered && ack.admitted && !ack.resumed && ack.answer) {
-      // Published with the join.
-      this.up = offered.pc;
-      try {
-        await this._acceptUp(offered, ack.answer);
-      } catch (error) {
-        this._mediaFailed('publish', error);
-        return;
-      }
-      await this._ensureMedia(false);
-      return;
-    }
     if (offered && !ack.admitted) {
       // The server publishes it when the chair admits us (`up-answer`).
       this._lobbyOffer = offered;
       return;
     }
-    // The offer went unanswered: published the usual way.
+    if (offered && !ack.resumed) {
+      // Published with the join (no answer: refused, published again the usual way).
+      await this._adoptOffer(offered, ack.answer ?? null);
+      return;
+    }
     offered?.pc.close();
     // The server says whether our media outlived the reconnect; if not, start it afresh.
     if (ack.admitted) await this._ensureMedia(!ack.resumed);
@@ -626,14 +618,24 @@ export class LiveClient extends EventTarget {
 
   /**
    * The server's answer to the offer our join brought into the lobby (null: refused, or none
-   * came in time): adopt that up connection, or publish afresh the usual way.
+   * came in time).
    * @param {string | null} answer
    */
   async _adoptLobbyOffer(answer) {
     const offered = this._lobbyOffer;
     this._lobbyOffer = null;
-    if (!offered || this._ended()) {
-      offered?.pc.close();
+    if (offered) await this._adoptOffer(offered, answer);
+  }
+
+  /**
+   * The server answered the up connection our join offered (null: it refused it): adopt that
+   * connection, or publish afresh the usual way.
+   * @param {UpOffer} offered
+   * @param {string | null} answer
+   */
+  async _adoptOffer(offered, answer) {
+    if (this._ended()) {
+      offered.pc.close();
       return;
     }
     if (answer && !this.up) {

@@ -141,8 +141,8 @@ export class Prefetch {
    * @returns {Promise<void>}
    */
   want(imageId) {
-    const pending = cache.getImageLoadObject(imageId)?.promise;
-    if (pending) return pending.then(() => {}, () => {});
+    const settled = cacheSettled(imageId);
+    if (settled) return settled;
     if (this._life.signal.aborted || this._wanted.size >= MAX_WANTED) return Promise.resolve();
     return new Promise((resolve) => {
       const before = this._wanted.get(imageId);
@@ -241,9 +241,7 @@ export class Prefetch {
       if (signal.aborted || this._dirty) return false;
       if (this._cached(imageId)) {
         this._wanted.delete(imageId);
-        const pending = cache.getImageLoadObject(imageId)?.promise; // on its way or loaded
-        if (pending) pending.then(done, done);
-        else done();
+        void (cacheSettled(imageId) ?? Promise.resolve()).then(done); // on its way or loaded
         continue;
       }
       if (!(await this._pacer.ready(() => signal.aborted || this._dirty, signal))) return false;
@@ -308,6 +306,17 @@ export class Prefetch {
     this._loading.set(imageId, loading);
     this._tasks.add(task);
   }
+}
+
+/**
+ * When the cache's load of `imageId` (on its way or done) settles, failed or not; null when the
+ * cache has none.
+ * @param {string} imageId
+ * @returns {Promise<void> | null}
+ */
+function cacheSettled(imageId) {
+  const pending = cache.getImageLoadObject(imageId)?.promise;
+  return pending ? pending.then(() => {}, () => {}) : null;
 }
 
 /** The rate a browser was told to use (`localStorage[RATE_SETTING]`, kbit/s), else the default. */
