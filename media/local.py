@@ -103,6 +103,11 @@ class LocalSfu:
     async def request_keyframe(self, room: str, participant: str) -> None:
         self._room(room).request_keyframe(participant)
 
+    def relay(self, room: str, message: str, skip: str | None = None) -> None:
+        found = self._rooms.get(room)
+        if found is not None:
+            found.relay(message, skip)
+
     async def stats(self, room: str) -> RoomStats:
         found = self._rooms.get(room)
         return found.stats() if found is not None else RoomStats(0, 0, 0, 0)

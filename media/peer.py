@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
 from .downlink import Downlink
@@ -25,12 +25,12 @@ from .sdp import (
     with_opus_dtx,
     with_transport_cc,
 )
-from .sfu import MediaError
+from .sfu import RELAY_MAX_BYTES, MediaError
 from .simulcast import offered_rids, rid_extension_ids, with_simulcast_answer
 from .twcc import TWCC_URI
 from .uplink import REPAIRED_RID_URI, RID_URI, Uplink
 
-__all__ = ["Peer", "UpPeer", "DownPeer", "UP_TRACKS", "up_track_names"]
+__all__ = ["Peer", "UpPeer", "DownPeer", "UP_TRACKS", "RELAY_LABEL", "up_track_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ StateCallback = Callable[[str], None]
 # What an up connection's m-sections carry, in the offer's order per kind: the first audio is
 # the microphone, the first video the camera, a second video the presenter's screen.
 UP_TRACKS: dict[str, tuple[str, ...]] = {"audio": ("audio",), "video": ("video", "screen")}
+RELAY_LABEL = "eboard"  # the down connection's data channel
+# Bytes queued on the data channel past which a relayed message is dropped: a subscriber whose
+# association stalls must not make the server hold messages for it.
+RELAY_BACKLOG_BYTES = 64 * 1024
 # What aiortc raises when a description does not fit the negotiation.
 _NEGOTIATION_ERRORS = (
     ValueError,
@@ -77,13 +81,19 @@ class Peer:
     async def add_candidate(self, candidate: dict[str, Any]) -> None:
         parsed = parse_candidate(candidate)
         transceivers = self.pc.getTransceivers()
+        mids = {t.mid for t in transceivers if t.mid is not None}
+        sections = len(transceivers)
+        if self.pc.sctp is not None:  # the data channel's section (down connections)
+            sections += 1
+            if self.pc.sctp.mid is not None:
+                mids.add(self.pc.sctp.mid)
         mid = candidate.get("sdpMid")
         if mid is not None:
-            if mid not in {t.mid for t in transceivers if t.mid is not None}:
+            if mid not in mids:
                 raise MediaError(
                     f"ICE candidate for unknown mid {mid!r} on the {self.direction} connection"
                 )
-        elif candidate.get("sdpMLineIndex") not in range(len(transceivers)):
+        elif candidate.get("sdpMLineIndex") not in range(sections):
             raise MediaError(
                 f"ICE candidate for unknown m-line {candidate.get('sdpMLineIndex')!r}"
                 f" on the {self.direction} connection"
@@ -205,7 +215,12 @@ def _picture_lost(stream: object) -> None:
 
 class DownPeer(Peer):
     """A participant's down connection: we offer everyone else's tracks and renegotiate as
-    they come and go; one offer is outstanding at a time, later changes wait for its answer."""
+    they come and go; one offer is outstanding at a time, later changes wait for its answer.
+
+    It also carries one data channel, ``eboard``, that the server opens (unordered, never
+    retransmitted) for ``relay``: a message lost on a lossy link is lost, where on the socket
+    it would wait for TCP's retransmission and hold up every later one. Channels the browser
+    opens are closed at once; the server reads nothing from the channel."""
 
     direction = "down"
 
@@ -224,6 +239,24 @@ class DownPeer(Peer):
         self.link.on_video_dropped = _picture_lost
         self.link.padder = self._padding
         self._twcc_id: int | None = None
+        self.channel: RTCDataChannel | None = None  # created with the first offer
+        self.relayed = 0
+        self.pc.on("datachannel", lambda channel: channel.close())
+
+    def relay(self, message: str) -> bool:
+        """Send ``message`` on the data channel if it is open, not backed up, and the message
+        within ``RELAY_MAX_BYTES``; whether it was sent."""
+        channel = self.channel
+        if (
+            channel is None
+            or channel.readyState != "open"
+            or channel.bufferedAmount > RELAY_BACKLOG_BYTES
+            or len(message.encode()) > RELAY_MAX_BYTES
+        ):
+            return False
+        channel.send(message)
+        self.relayed += 1
+        return True
 
     def add(self, forwarder: Forwarder, stream_id: str, track_id: str) -> DownTrack:
         """Subscribe to ``forwarder``; takes effect with the next negotiation."""
@@ -256,6 +289,12 @@ class DownPeer(Peer):
                 self._dirty = True
                 return
             self._dirty = False
+            if self.channel is None and self.pc.getTransceivers():
+                # After the first transceiver, not before: aiortc (1.16) bundling a data channel
+                # made first stops the very transport everything else shares.
+                self.channel = self.pc.createDataChannel(
+                    RELAY_LABEL, ordered=False, maxRetransmits=0
+                )
             await self.pc.setLocalDescription(await self.pc.createOffer())
             sdp = str(self.pc.localDescription.sdp)
             # What aiortc cannot negotiate, offered in the SDP the subscriber sees: transport

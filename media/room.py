@@ -226,6 +226,12 @@ class Room:
             if found is not None:
                 await self._drop(found, reason)
 
+    def relay(self, message: str, skip: str | None = None) -> None:
+        """``message`` to everyone but ``skip``, over their down connection's data channel."""
+        for found in self._participants.values():
+            if found.id != skip and found.down is not None:
+                found.down.relay(message)
+
     def set_presenter(self, participant: str | None) -> None:
         self._presenter = participant
         self._apply_last_n()

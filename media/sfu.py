@@ -13,9 +13,11 @@ from typing import Any, Literal, Protocol
 
 from .events import MediaEvent
 
-__all__ = ["IceServer", "Sfu", "EventSink", "MediaError"]
+__all__ = ["IceServer", "Sfu", "EventSink", "MediaError", "RELAY_MAX_BYTES"]
 
 EventSink = Callable[[MediaEvent], None]
+# The largest message ``relay`` sends (SCTP carries up to 64 KiB; a view patch is < 1 KiB).
+RELAY_MAX_BYTES = 16 * 1024
 
 
 class MediaError(Exception):
@@ -65,6 +67,14 @@ class Sfu(Protocol):
 
     async def request_keyframe(self, room: str, participant: str) -> None:
         """Ask ``participant``'s video up-track for a keyframe (rate-limited)."""
+
+    def relay(self, room: str, message: str, skip: str | None = None) -> None:
+        """Send the text ``message`` to every participant of ``room`` but ``skip``, over the
+        data channel of their down connection: unordered and never sent again, so a loss costs
+        that one message rather than holding up the next. For what also travels a reliable path
+        but is late if it waits for that path's retransmissions (the shared view). Returns at
+        once; a participant whose channel is not open, or is backed up, is skipped, and so is a
+        message over ``RELAY_MAX_BYTES``."""
 
     async def stats(self, room: str) -> RoomStats: ...
 

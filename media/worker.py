@@ -3,7 +3,8 @@
 The server's event loop can be busy (a slow query, a PDF, a large upload) without delaying a
 video packet, and media gets the second core. Parent and worker speak JSON lines over the
 worker's stdin/stdout: requests ``{"id", "op", "args"}``, replies ``{"id", "ok"|"error"}`` and
-events ``{"event": <kind>, ...}``. Run the worker alone with ``python -m media.worker``.
+events ``{"event": <kind>, ...}``; a relay is a request without an id, and gets no reply. Run
+the worker alone with ``python -m media.worker``.
 
 A worker that dies on its own is started again, and every participant whose media it held is
 reported lost (``MediaReset``, one per room) so that they publish afresh. The worker exits when
@@ -34,6 +35,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
 _LIMIT = 8 * 1024 * 1024  # one line carries at most one SDP
 _CALL_TIMEOUT = 30.0
 _CRASH_LOOP_SECONDS = 2.0
+_RELAY_BACKLOG = 1024 * 1024  # bytes waiting in the pipe past which relayed messages are dropped
 
 
 class WorkerSfu:
@@ -180,6 +182,18 @@ class WorkerSfu:
     async def request_keyframe(self, room: str, participant: str) -> None:
         await self._call("request_keyframe", room=room, participant=participant)
 
+    def relay(self, room: str, message: str, skip: str | None = None) -> None:
+        # No reply and no wait: a relayed message is worth nothing late. Without a worker
+        # nobody has media to relay to; with one that does not read, its pipe's buffer is
+        # bounded here rather than growing.
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return
+        if proc.stdin.transport.get_write_buffer_size() > _RELAY_BACKLOG:
+            return
+        args = {"room": room, "message": message, "skip": skip}
+        proc.stdin.write((json.dumps({"op": "relay", "args": args}) + "\n").encode())
+
     async def stats(self, room: str) -> RoomStats:
         return RoomStats(**await self._call("stats", room=room))
 
@@ -231,6 +245,9 @@ async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
 
     while line := await reader.readline():
         request = json.loads(line)
+        if request["op"] == "relay":  # fire and forget: no id, no reply
+            sfu.relay(**request["args"])
+            continue
         # Each call runs on its own, as it would in-process: a slow negotiation for one
         # participant does not hold up another's.
         task = asyncio.ensure_future(handle(request))

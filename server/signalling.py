@@ -4,6 +4,7 @@ validated against its schema, authorised, and only then handed to the live sessi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -449,6 +450,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
     ) -> dict[str, Any]:
         patch = data["patch"]
         named = live.view.aliases(patch)
+        after = live.view.seq
         try:
             accepted = live.view.apply(data["seq"], patch, live.images)
         except Invalid:
@@ -457,7 +459,15 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             accepted = live.view.apply(data["seq"], patch, live.images)
         if not accepted:
             return {"ok": True, "dropped": True, "seq": live.view.seq}
-        update = {"seq": live.view.seq, "by": person.id, "patch": patch}
+        update = {"seq": live.view.seq, "after": after, "by": person.id, "patch": patch}
+        # Twice: over the down connections' data channels, which a lost packet does not hold
+        # up (on a lossy link TCP's retransmission costs a follower 0.5-1 s), and over the
+        # socket, which always arrives. Followers apply whichever comes first (viewsync.js).
+        self._sfu.relay(
+            str(live.session_id),
+            json.dumps({"event": "view-update", "data": update}, separators=(",", ":")),
+            skip=person.id,
+        )
         await self.emit("view-update", update, room=_room(live.session_id), skip_sid=sid)
         return {"ok": True, "seq": live.view.seq}
 

@@ -5,6 +5,7 @@ process), and attendance is written from the media joins."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -56,6 +58,8 @@ class Participant:
         self.tasks: list[asyncio.Task[None]] = []
         self.offers: asyncio.Queue[str] = asyncio.Queue()
         self.sio.on("down-offer", self._on_offer, namespace="/board")
+        self.relayed: list[dict[str, Any]] = []  # what came on the down data channel
+        self.channel_open = False
 
     async def _on_offer(self, data: dict[str, Any]) -> None:
         await self.offers.put(data["sdp"])
@@ -83,12 +87,17 @@ class Participant:
             if self.down is None:
                 self.down = RTCPeerConnection(self.config)
                 self.down.on("track", self._consume)
+                self.down.on("datachannel", self._channel)
             await self.down.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             await self.down.setLocalDescription(await self.down.createAnswer())
             reply = await self.call(
                 "answer", {"sdp": self.down.localDescription.sdp, "type": "answer"}
             )
             assert reply["ok"], reply
+
+    def _channel(self, channel: RTCDataChannel) -> None:
+        self.channel_open = True
+        channel.on("message", lambda message: self.relayed.append(json.loads(message)))
 
     def _consume(self, track: MediaStreamTrack) -> None:
         self.tasks.append(asyncio.ensure_future(self._count(track)))
@@ -410,3 +419,50 @@ async def test_an_offer_waits_in_the_lobby_with_its_owner(
     finally:
         await chair.close()
         await external.close()
+
+
+async def test_view_updates_also_come_on_the_down_data_channel(
+    server: TestServer, auth: dict[str, dict[str, str]], ids: dict[str, int]
+) -> None:
+    """Each accepted patch goes to the followers twice: on the socket and on their down
+    connection's data channel (which a lost packet does not hold up), both copies numbered
+    with the state they apply to. The presenter gets neither."""
+    url = str(server.make_url("/"))
+    sid = await next_session(server, auth, ids["board_id"])
+    peers = [Participant(name) for name in ("chair", "radiologist", "surgeon")]
+    chair, presenter, surgeon = peers
+    try:
+        for p in peers:
+            await p.connect(url, auth[p.name]["Authorization"].split(" ", 1)[1])
+            assert (await p.call("join", {"session_id": sid}))["ok"]
+            await p.publish()
+        await _wait(lambda: all(p.channel_open for p in peers), 30, "the data channels")
+        assert (await chair.call("presenter", {"participant": "u4"}))["ok"]
+        socket: list[dict[str, Any]] = []
+        surgeon.sio.on("view-update", socket.append, namespace="/board")
+
+        for seq, layout in ((1, "1x2"), (2, "2x2")):
+            reply = await presenter.call("view", {"seq": seq, "patch": {"layout": layout}})
+            assert reply == {"ok": True, "seq": seq}
+        for follower in (chair, surgeon):
+            await _wait(lambda f=follower: len(f.relayed) == 2, 20, "two relayed updates")
+            assert sorted(
+                (m["event"], m["data"]["seq"], m["data"]["after"], m["data"]["patch"])
+                for m in follower.relayed
+            ) == [
+                ("view-update", 1, 0, {"layout": "1x2"}),
+                ("view-update", 2, 1, {"layout": "2x2"}),
+            ]
+            assert {m["data"]["by"] for m in follower.relayed} == {"u4"}
+        await _wait(lambda: len(socket) == 2, 20, "the socket's copies")
+        assert [(u["seq"], u["after"]) for u in socket] == [(1, 0), (2, 1)]
+        # A refused patch is relayed nowhere.
+        refused = await presenter.call("view", {"seq": 3, "patch": {"active": 7}})
+        assert not refused["ok"]
+        assert (await presenter.call("view", {"seq": 4, "patch": {"layout": "1x1"}}))["ok"]
+        await _wait(lambda: len(surgeon.relayed) == 3, 20, "the next relayed update")
+        assert surgeon.relayed[-1]["data"]["after"] == 2
+        assert presenter.relayed == []
+    finally:
+        for p in peers:
+            await p.close()

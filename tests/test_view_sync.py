@@ -83,8 +83,9 @@ async def test_presenter_patches_reach_followers_in_order_and_late_joiners_get_t
         last = await follower.wait_for("view-update", lambda u: u["seq"] == count + 1)
         updates = follower.seen("view-update")
         assert [u["seq"] for u in updates] == list(range(1, count + 2))
+        assert [u["after"] for u in updates] == list(range(count + 1))  # the state each follows
         assert [u["patch"]["viewports"]["0"]["index"] for u in updates[:-1]] == list(range(count))
-        assert last == {"seq": count + 1, "by": "u4", "patch": layout}
+        assert last == {"seq": count + 1, "after": count, "by": "u4", "patch": layout}
     assert presenter.seen("view-update") == []  # the presenter is not echoed
 
     # A stale patch (an older sequence number) is dropped, not applied, not relayed.

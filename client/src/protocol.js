@@ -143,7 +143,17 @@ import { io } from 'socket.io-client';
  * @property {MediaStream|null} screen our screen share started or stopped
  * @property {Link} link
  * @property {MediaQuality} quality the server's latest word on our link and our down-tracks
+ * @property {Relayed} relayed a server event that came on the down connection's data channel
  * @property {EventError} error
+ */
+
+/**
+ * What the server sends on the down connection's data channel (`eboard`): an event it also
+ * sends on the socket, relayed unordered and without retransmission, so that on a lossy link
+ * it is not held up behind a lost packet (schemas/events/view-update.json).
+ * @typedef {object} Relayed
+ * @property {string} event
+ * @property {any} data
  */
 
 const GATHER_WAIT_MS = 1500;
@@ -154,6 +164,8 @@ const EARLY_WAIT_MS = 300;
 const UP_ANSWER_WAIT_MS = 10000;
 const CALL_TIMEOUT_MS = 10000;
 const MEASURE_EVERY_MS = 2000;
+// The largest data channel message read (the server sends at most 16 KiB).
+const RELAY_MAX_CHARS = 65536;
 // The websocket close code for a frame over the server's limit (RFC 6455 §7.4.1).
 const MESSAGE_TOO_BIG = 1009;
 /**
@@ -818,6 +830,7 @@ export class LiveClient extends EventTarget {
     if (!this.down || this.down.signalingState === 'closed' || iceUfrag(sdp) !== iceUfrag(this.down.remoteDescription?.sdp)) {
       this._closeDown();
       this.down = this._peer('down');
+      this.down.ondatachannel = ({ channel }) => this._relay(channel);
     }
     const pc = this.down;
     await pc.setRemoteDescription({ type: 'offer', sdp });
@@ -826,6 +839,27 @@ export class LiveClient extends EventTarget {
     const { sdp: answer, late } = await this._described(pc);
     await this._call('answer', { sdp: answer, type: 'answer' });
     this._trickle(pc, 'down', late);
+  }
+
+  /**
+   * Read the server's data channel: each message is `{event, data}`, passed on as `relayed`.
+   * Anything else on it, or on a channel of another name, is ignored.
+   * @param {RTCDataChannel} channel
+   */
+  _relay(channel) {
+    if (channel.label !== 'eboard') return;
+    channel.onmessage = ({ data }) => {
+      if (typeof data !== 'string' || data.length > RELAY_MAX_CHARS) return;
+      let message;
+      try {
+        message = JSON.parse(data);
+      } catch {
+        return;
+      }
+      if (typeof message?.event === 'string' && message.data && typeof message.data === 'object') {
+        this._emit('relayed', { event: message.event, data: message.data });
+      }
+    };
   }
 
   /**

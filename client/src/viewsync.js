@@ -3,7 +3,11 @@
  *
  * The presenter sends patches (schemas/events/view.json), each with a sequence number higher
  * than the last one the server accepted; followers get them as `view-update` and apply them in
- * order, dropping any not newer than what they hold. The whole state comes with every snapshot
+ * order, dropping any not newer than what they hold. Each comes twice: on the socket, in order
+ * and never lost, and on the down connection's data channel, which a lost packet does not hold
+ * up (on a lossy link TCP's retransmission costs 0.5-1 s). A channel copy may itself be lost or
+ * overtaken, so it applies only to the state it was made from (`after`); one that comes early
+ * waits for its predecessor from either path. Whichever copy comes first is applied. The whole state comes with every snapshot
  * (join, rejoin after a reconnect, presenter change), so a late joiner starts from it.
  * Series are named by alias and images by index: never URLs or UIDs.
  */
@@ -17,6 +21,15 @@ import { applyPatch, emptyState } from './viewer/state.js';
 /** @typedef {import('./viewer/state.js').ViewPatch} ViewPatch */
 
 /**
+ * A presenter's patch as the server passes it on (schemas/events/view-update.json).
+ * @typedef {object} ViewUpdate
+ * @property {number} seq
+ * @property {number} after the number of the state it applies to
+ * @property {string} by
+ * @property {ViewPatch} patch
+ */
+
+/**
  * @typedef {object} ViewEvents
  * @property {{seq: number, patch: ViewPatch}} update a presenter's patch to apply
  * @property {{seq: number, state: ViewState}} reset the whole state to load (snapshot)
@@ -24,6 +37,8 @@ import { applyPatch, emptyState } from './viewer/state.js';
  */
 
 const TIMELINE = 200;
+// Channel copies held for a predecessor that has not come yet (it comes on the socket).
+const EARLY_MAX = 32;
 
 /** Milliseconds since the epoch, sub-millisecond, on the clock every page of a machine shares. */
 function now() {
@@ -42,6 +57,12 @@ export class ViewSync extends EventTarget {
     /** When each recent state went out (presenter) or was on screen (follower): for support
      * and the sync tests, in ms since the epoch (comparable between browsers on one machine). */
     this.timeline = /** @type {{seq: number, at: number}[]} */ ([]);
+    /** How many updates came on each path, and which path brought each one applied (for
+     * support and the link benchmark). */
+    this.arrived = { socket: 0, channel: 0 };
+    this.via = { socket: 0, channel: 0 };
+    /** @type {Map<number, ViewUpdate>} channel copies that came early, by `after` */
+    this._early = new Map();
     this._listen();
   }
 
@@ -106,12 +127,9 @@ export class ViewSync extends EventTarget {
 
   _listen() {
     const socket = this.live.socket;
-    socket.on('view-update', (/** @type {{seq: number, patch: ViewPatch}} */ { seq, patch }) => {
-      if (seq <= this.seq) return;
-      this.seq = seq;
-      this.state = applyPatch(this.state, patch);
-      this._keepSnapshot();
-      this._emit('update', { seq, patch });
+    socket.on('view-update', (/** @type {ViewUpdate} */ update) => this._update(update, 'socket'));
+    this.live.on('relayed', ({ event, data }) => {
+      if (event === 'view-update') this._update(data, 'channel');
     });
     socket.on('pointer-move', (/** @type {ViewEvents['pointer']} */ move) => this._emit('pointer', move));
     this.live.on('state', (snapshot) => {
@@ -128,7 +146,47 @@ export class ViewSync extends EventTarget {
       this.seq = view.seq;
       this.state = view.state;
       this._emit('reset', { seq: view.seq, state: view.state });
+      this._drain();
     });
+  }
+
+  /**
+   * An update from `path`. The socket's come in order, every accepted one: applied if newer
+   * than ours. The channel's apply only to the state they follow, else wait for it.
+   * @param {ViewUpdate} update
+   * @param {'socket'|'channel'} path
+   */
+  _update(update, path) {
+    const { seq, after } = update;
+    this.arrived[path] += 1;
+    if (typeof seq !== 'number' || seq <= this.seq) return;
+    if (path === 'channel' && after !== this.seq) {
+      if (typeof after === 'number' && after > this.seq && this._early.size < EARLY_MAX) this._early.set(after, update);
+      return;
+    }
+    this._apply(update, path);
+    this._drain();
+  }
+
+  /** Apply the channel copies that follow what we hold now; forget those it made stale. */
+  _drain() {
+    for (let next = this._early.get(this.seq); next; next = this._early.get(this.seq)) {
+      this._early.delete(this.seq);
+      this._apply(next, 'channel');
+    }
+    for (const after of this._early.keys()) if (after < this.seq) this._early.delete(after);
+  }
+
+  /**
+   * @param {ViewUpdate} update
+   * @param {'socket'|'channel'} path
+   */
+  _apply({ seq, patch }, path) {
+    this.seq = seq;
+    this.state = applyPatch(this.state, patch);
+    this._keepSnapshot();
+    this.via[path] += 1;
+    this._emit('update', { seq, patch });
   }
 
   /**

@@ -513,6 +513,15 @@ async ({ base, accept, parallel, rate, timeout }) => {
 """
 
 
+# Chromium's fake camera runs at 20 fps unless told otherwise (its getSettings() says so): the
+# remote's camera runs at a webcam's 30, or the locals could never see it at the 20 fps asked.
+REMOTE_FLAGS = [
+    "--use-fake-device-for-media-stream=fps=30"
+    if flag == "--use-fake-device-for-media-stream"
+    else flag
+    for flag in CHROMIUM_FLAGS
+]
+
 # When the remote's room viewer first had the shared view `seq` (or a later one) on screen, in
 # ms since the epoch (its ViewSync timeline; the runner's and the generator's clock too).
 SHOWN = "(seq) => window.__eboard?.room?.sync?.timeline.find((e) => e.seq >= seq)?.at ?? false"
@@ -592,11 +601,17 @@ async def follow_views(
             "each_ms": [None if v is None else round(v, 1) for v in values],
         }
 
+    # Which path each update came on, and which brought it first: the socket (TCP, in
+    # order) or the down connection's data channel (unordered, never retransmitted).
+    paths = await page.evaluate(
+        "() => ({arrived: window.__eboard.room.sync.arrived, first: window.__eboard.room.sync.via})"
+    )
     return {
         "presented_index": start,
         "presented_image_s": None if presented is None else round(presented / 1000, 2),
         "scroll": ms(scrolls),
         "sync": ms(adjusts),
+        "paths": paths,
     }
 
 
@@ -1017,7 +1032,7 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
             browser = await playwright.chromium.launch(
                 executable_path=str(remote.chromium),
                 args=[
-                    *CHROMIUM_FLAGS,
+                    *REMOTE_FLAGS,
                     "--autoplay-policy=no-user-gesture-required",
                     f"--use-file-for-fake-audio-capture={voice}",
                     "--unsafely-treat-insecure-origin-as-secure="

@@ -257,6 +257,13 @@ def test_followers_show_the_presenters_pixels_within_200_ms(room: dict[str, Any]
             for n in latency
         )
     )
+    # Every update also came on the down connection's data channel (issue #14), whichever copy
+    # was first on this loopback.
+    for follower in followers:
+        arrived = follower.page.evaluate("window.__eboard.room.sync.arrived")
+        via = follower.page.evaluate("window.__eboard.room.sync.via")
+        assert arrived["channel"] >= len(STEPS), (follower.username, arrived, via)
+        assert via["socket"] + via["channel"] >= len(STEPS), (follower.username, arrived, via)
     # Issue #4: after each of the presenter's actions, both followers within 200 ms. (Opening
     # the case is not one of them: it loads the series over the network first.)
     for name, values in latency.items():

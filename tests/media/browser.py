@@ -12,6 +12,7 @@ from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -84,6 +85,8 @@ class BrowserPeer:
         self.frames: Counter[str] = Counter()
         self.answers = 0
         self.last_offer = ""
+        self.relayed: list[str] = []  # what came on the down connection's data channel
+        self.channels: list[RTCDataChannel] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._progress = asyncio.Event()
         log.browsers[name] = self
@@ -136,10 +139,34 @@ class BrowserPeer:
             if self.down is None:
                 self.down = RTCPeerConnection(CONFIGURATION)
                 self.down.on("track", self._consume)
+                self.down.on("datachannel", self._channel)
             await self.down.setRemoteDescription(RTCSessionDescription(offer, "offer"))
             await self.down.setLocalDescription(await self.down.createAnswer())
             await self.sfu.answer_down(self.room, self.name, self.down.localDescription.sdp)
             self.answers += 1
+            self._progress.set()
+
+    async def wait_relayed(self, count: int, seconds: float = 10.0) -> None:
+        """Until ``count`` messages came on the data channel."""
+        async with asyncio.timeout(seconds):
+            while len(self.relayed) < count:
+                self._progress.clear()
+                await self._progress.wait()
+
+    async def wait_channel_open(self, seconds: float = 10.0) -> None:
+        """Until the server's data channel is open here."""
+        async with asyncio.timeout(seconds):
+            while not any(ch.readyState == "open" for ch in self.channels):
+                self._progress.clear()
+                await self._progress.wait()
+
+    def _channel(self, channel: RTCDataChannel) -> None:
+        self.channels.append(channel)
+        self._progress.set()
+
+        @channel.on("message")
+        def received(message: str | bytes) -> None:
+            self.relayed.append(message if isinstance(message, str) else message.decode())
             self._progress.set()
 
     def _consume(self, track: MediaStreamTrack) -> None:

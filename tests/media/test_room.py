@@ -10,7 +10,7 @@ from aiortc import AudioStreamTrack
 
 from media.events import DownOffer, MediaJoined, MediaLeft
 from media.local import LocalSfu
-from media.sfu import MediaError
+from media.sfu import RELAY_MAX_BYTES, MediaError
 
 from .browser import BrowserPeer, EventLog, SmallCamera, track_id
 
@@ -248,4 +248,44 @@ async def test_a_newcomer_is_offered_its_down_connection_before_the_others_reneg
         assert offered == ["d", "a", "b", "c"]
     finally:
         for peer in peers:
+            await peer.close()
+
+
+async def test_relayed_messages_reach_everyone_but_the_skipped_over_the_data_channel(
+    sfu: LocalSfu, events: EventLog
+) -> None:
+    """The view's fast path: the server opens one data channel on each down connection and
+    relays text on it. The one skipped (the presenter) gets nothing; a message over the bound
+    is not sent; a channel the browser opens is closed, and the server's stays open."""
+    a, b, c = (BrowserPeer(events, "board", name) for name in ("a", "b", "c"))
+    try:
+        for peer in (a, b, c):
+            await peer.publish()
+        for peer in (a, b, c):
+            await peer.wait_frames([track_id("b" if peer is a else "a", "video")], 3)
+        # Open once the browser acknowledged it; until then relay sends nothing.
+        await asyncio.gather(*(peer.wait_channel_open() for peer in (a, b, c)))
+        assert [ch.label for ch in b.channels] == ["eboard"]
+        assert not b.channels[0].ordered and b.channels[0].maxRetransmits == 0
+
+        sfu.relay("board", '{"n": 1}', skip="a")
+        sfu.relay("board", "x" * (RELAY_MAX_BYTES + 1))
+        sfu.relay("board", '{"n": 2}')
+        await b.wait_relayed(2)
+        await c.wait_relayed(2)
+        await a.wait_relayed(1)
+        assert sorted(b.relayed) == sorted(c.relayed) == ['{"n": 1}', '{"n": 2}']
+        assert a.relayed == ['{"n": 2}']
+
+        assert b.down is not None
+        mine = b.down.createDataChannel("mine")
+        closed = asyncio.Event()
+        mine.on("close", closed.set)
+        async with asyncio.timeout(10):
+            await closed.wait()
+        sfu.relay("board", '{"n": 3}', skip="a")
+        await b.wait_relayed(3)
+        sfu.relay("nowhere", "{}")  # an unknown room: nothing to do
+    finally:
+        for peer in (a, b, c):
             await peer.close()
