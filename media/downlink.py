@@ -55,6 +55,7 @@ class Downlink:
         self.history: SendHistory | None = None
         self.estimator: BandwidthEstimator | None = None
         self.pacer: Pacer | None = None
+        self._priorities: dict[Hashable, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -125,6 +126,7 @@ class Downlink:
             rate_bps=INITIAL_BPS,
             on_video_dropped=self._video_dropped,
         )
+        self.pacer.set_priorities(self._priorities)
         self._task = asyncio.ensure_future(self._run())
 
     def send(self, data: bytes, kind: str, created: float, stream: Hashable = None) -> None:
@@ -137,6 +139,17 @@ class Downlink:
                 logger.debug("Downlink packet refused: %s", exc)
         else:
             self._emit(data, kind)
+
+    @property
+    def priorities(self) -> dict[Hashable, int]:
+        return dict(self._priorities)
+
+    def set_priorities(self, order: dict[Hashable, int]) -> None:
+        """Each video down-track's rank (lower: more important): what the pacer sheds first
+        when the link falls behind."""
+        self._priorities = dict(order)
+        if self.pacer is not None:
+            self.pacer.set_priorities(self._priorities)
 
     def set_demand(self, bps: int) -> None:
         """What the allocator would send with no limit: the estimate probes above it only."""

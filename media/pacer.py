@@ -18,10 +18,18 @@ no more than that leaves at once.
 Retransmissions are refused at enqueue once they exceed ``rtx_share`` of the target rate
 (:class:`RtxBudget`): a NACK storm costs this subscriber's link, nobody else's. A queued
 retransmission older than ``max_age_rtx`` is dropped (it would arrive after the receiver gave
-up on it). Video is bounded in packets and bytes and dropped past ``max_age``; a dropped video
-packet makes the rest of its stream useless until a keyframe, so the stream's other queued
-packets are dropped with it and ``on_video_dropped(stream)`` is called once, for the owner to
-ask that down-track's publisher for a keyframe (and hold the down-track until it comes).
+up on it). Video is bounded in packets and bytes. A dropped video packet makes the rest of its
+stream useless until a keyframe, so the stream's other queued packets are dropped with it and
+``on_video_dropped(stream)`` is called once, for the owner to ask that down-track's publisher
+for a keyframe (and hold the down-track until it comes).
+
+When the oldest queued video has waited ``max_age``, the link has fallen behind: whole streams
+are shed, the least important first (``set_priorities``, from the allocator's ranking), until
+what is left leaves within half of ``max_age``; the late packets of the streams kept then go
+out next, late but whole. Dropping each stream whose packet reached the head late, as this
+did before, dropped every stream at once on a thin link, and their keyframes, all asked for
+together, filled the queue again: every tile froze for 2-3 s together. Past twice ``max_age``
+the stream at the head is dropped whatever its rank.
 
 Everything is driven by an injected clock: ``poll(now)`` sends what the budget allows; ``run``
 calls it every few milliseconds.
@@ -46,6 +54,8 @@ logger = logging.getLogger(__name__)
 PacketKind = Literal["audio", "rtx", "video", "padding"]
 _KINDS = ("audio", "rtx", "video", "padding")
 MAX_PACKET = 1500  # bytes: one RTP packet in one UDP datagram
+MAX_STREAMS = 1024  # stream priorities one pacer keeps (a room's down-tracks, with room to spare)
+MAX_PRIORITY = 1 << 30  # the rank of a stream not named: the least important
 MIN_RATE, MAX_RATE = 10_000, 10_000_000_000  # bit/s
 
 
@@ -151,6 +161,7 @@ class Pacer:
         self._max_rtx_queue = max_rtx_queue
         self._max_padding_queue = max_padding_queue
         self._on_video_dropped = on_video_dropped
+        self._priorities: dict[Hashable, int] = {}
         self._rtx_budget = RtxBudget(rate_bps, share=rtx_share)
         self._queues: dict[str, deque[_Queued]] = {k: deque() for k in ("rtx", "video", "padding")}
         self._queued_bytes = 0
@@ -177,6 +188,13 @@ class Pacer:
         """Follow a new target rate (bit/s), usually the send-side estimate."""
         self._rate = _check_rate("rate_bps", bps) * self._factor / 8
         self._rtx_budget.set_rate(bps)
+
+    def set_priorities(self, order: dict[Hashable, int]) -> None:
+        """How important each video stream is (lower: more important; a stream not named is
+        the least important): what is shed first when the link falls behind."""
+        if len(order) > MAX_STREAMS:
+            raise MediaError(f"at most {MAX_STREAMS} stream priorities, not {len(order)}")
+        self._priorities = dict(order)
 
     def set_rtt(self, rtt: float) -> None:
         """Keep retransmissions for twice the round-trip time (within 0.1 to 1 s)."""
@@ -307,17 +325,36 @@ class Pacer:
         while rtx and now - rtx[0].created > self._max_age_rtx:
             self._queued_bytes -= len(rtx.popleft().data)
             self.dropped_rtx += 1
-        # Re-read each time: dropping a stream replaces the video queue.
-        while self._queues["video"] and now - self._queues["video"][0].created > self._max_age:
-            item = self._queues["video"].popleft()
-            self._queued_bytes -= len(item.data)
-            self._video_bytes -= len(item.data)
-            self.dropped_video += 1
-            self._drop_stream(item.stream)
+        video = self._queues["video"]
+        if video and now - video[0].created > self._max_age:
+            self._shed(now)
         padding = self._queues["padding"]
         while padding and now - padding[0].created > self._max_age:
             self._queued_bytes -= len(padding.popleft().data)
             self.dropped_padding += 1
+
+    def _shed(self, now: float) -> None:
+        """Drop whole video streams, least important first, until the queue drains within half
+        of ``max_age`` and its head is younger than twice ``max_age``."""
+        streams = {item.stream for item in self._queues["video"]}
+        order = sorted(streams, key=lambda s: self._priorities.get(s, MAX_PRIORITY), reverse=True)
+        for stream in order:
+            video = self._queues["video"]  # re-read: dropping a stream replaces the queue
+            if not video:
+                return
+            if (
+                self._queued_bytes / self._rate <= self._max_age / 2
+                and now - video[0].created <= 2 * self._max_age
+            ):
+                return
+            self._drop_stream(stream)
+        # Only streams without a key (None) are left: they go packet by packet.
+        video = self._queues["video"]
+        while video and now - video[0].created > self._max_age:
+            item = video.popleft()
+            self._queued_bytes -= len(item.data)
+            self._video_bytes -= len(item.data)
+            self.dropped_video += 1
 
     def _drop_stream(self, stream: Hashable) -> None:
         """Drop the queued video of ``stream`` (useless without the lost packet) and tell the

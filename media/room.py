@@ -325,6 +325,12 @@ class Room:
         plan = subscriber.allocator.allocate(
             UNLIMITED_BPS if estimate is None else estimate, wants, cap=cap
         )
+        # What the pacer sheds first if the link falls behind: the reverse of this order.
+        video = sorted(
+            (w for w in wants if w.kind == "video"),
+            key=lambda w: (not (w.stage or w.screen), w.rank),
+        )
+        down_peer.link.set_priorities({w.key: n for n, w in enumerate(video)})
         self._apply_plan(subscriber, plan, hidden, estimate)
 
     def _apply_plan(

@@ -123,6 +123,29 @@ async def test_camera_that_never_sends_takes_no_last_n_place(
 # The ranking alone (media.room.rank): who Last-N and the allocator serve first.
 
 
+async def test_the_pacer_knows_which_video_to_shed_last(sfu: LocalSfu, events: EventLog) -> None:
+    """Each allocation tells the subscriber's pacer the rank of its video down-tracks: the
+    presenter's first, so a link that falls behind sheds the others' tiles before the stage."""
+    a, b, c = (BrowserPeer(events, "board", n) for n in ("a", "b", "c"))
+    try:
+        for peer in (a, b, c):
+            await peer.publish()
+        await sfu.set_presenter("board", "b")
+        room = sfu._rooms["board"]
+        link = room.participant("a").down.link  # type: ignore[union-attr]
+        async with asyncio.timeout(10):
+            while True:
+                order = sorted(link.priorities.items(), key=lambda kv: kv[1])
+                names = [down.track_id for down, _ in order]  # type: ignore[attr-defined]
+                if len(names) == 2 and names[0] == track_id("b", "video"):
+                    break
+                await asyncio.sleep(0.1)
+        assert names == [track_id("b", "video"), track_id("c", "video")]
+    finally:
+        for peer in (a, b, c):
+            await peer.close()
+
+
 def test_rank_orders_presenter_speaker_recent_speakers_then_newest_arrivals() -> None:
     from media.room import rank
 

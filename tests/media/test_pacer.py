@@ -205,6 +205,49 @@ def test_video_past_its_age_drops_its_stream_and_asks_for_a_keyframe(
     assert pacer.dropped_video + len(wire.sent) == 20
 
 
+def test_a_link_that_fell_behind_sheds_the_least_important_streams_only(
+    clock: Clock, wire: Wire
+) -> None:
+    """On a thin link, dropping every stream whose packet reached the head late dropped them
+    all at once, and their keyframes, asked for together, filled the queue again. Now whole
+    streams go, least important first, until the rest leaves within half the age limit: the
+    stage's late packets go out, late but whole."""
+    asked: list[Hashable] = []
+    pacer = Pacer(
+        wire, clock=clock, rate_bps=1_000_000, pacing_factor=1.0, max_age=0.5,
+        on_video_dropped=asked.append,
+    )  # fmt: skip
+    pacer.set_priorities({"stage": 0, "tile": 1})  # "other" is not ranked: the least important
+    start = clock.now
+    # Interleaved, as frames of several streams arrive: 85 KB, 0.68 s at 125 KB/s.
+    counts = {"stage": 25, "tile": 30, "other": 30}
+    for i in range(30):
+        for stream, count in counts.items():
+            if i < count:
+                pacer.enqueue(packet(tag=i), "video", start, stream=stream)
+    clock.now = start + 0.51
+    pacer.poll()
+    assert asked == ["other", "tile"]  # 25 KB of the stage's left: 0.2 s
+    run_for(pacer, clock, 0.3)
+    assert pacer.queued_packets == 0
+    assert len(wire.sent) == 25  # every packet of the stage, none of the others
+    assert pacer.dropped_video == 60
+
+
+def test_video_twice_its_age_is_dropped_whatever_its_rank(clock: Clock, wire: Wire) -> None:
+    asked: list[Hashable] = []
+    pacer = Pacer(wire, clock=clock, rate_bps=1_000_000, max_age=0.5, on_video_dropped=asked.append)
+    pacer.set_priorities({"stage": 0})
+    pacer.enqueue(packet(tag=1), "video", clock.now - 0.7, stream="stage")
+    pacer.poll()
+    assert asked == [] and len(wire.sent) == 1  # late, but the queue is short: sent
+    pacer.enqueue(packet(tag=2), "video", clock.now - 1.01, stream="stage")
+    pacer.poll()
+    assert asked == ["stage"] and len(wire.sent) == 1
+    with pytest.raises(MediaError, match="at most 1024 stream priorities"):
+        pacer.set_priorities({n: n for n in range(1025)})
+
+
 def test_the_video_queue_is_bounded_in_packets(clock: Clock, wire: Wire) -> None:
     asked: list[Hashable] = []
     pacer = Pacer(wire, clock=clock, rate_bps=10_000, max_queue=10, on_video_dropped=asked.append)
