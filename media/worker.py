@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from . import events as ev
@@ -230,6 +232,8 @@ async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
 
     sfu = LocalSfu(sink, [IceServer(**s) for s in ice], **options)
     tasks: set[asyncio.Task[None]] = set()
+    watch = asyncio.ensure_future(_watch_loop())
+    gc.callbacks.append(_gc_timer())
 
     async def handle(request: dict[str, Any]) -> None:
         try:
@@ -253,7 +257,43 @@ async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
         task = asyncio.ensure_future(handle(request))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    watch.cancel()
     await sfu.close()
+
+
+_STALL_S = 0.1  # an event loop late by this much has held up every packet meanwhile
+
+
+async def _watch_loop(interval: float = 0.05) -> None:
+    """Log each time the worker's event loop was held up (a stall delays every packet)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        late = loop.time() - before - interval
+        if late > _STALL_S:
+            log.warning("WorkerSfu event loop held up %.0f ms", late * 1000)
+
+
+def _gc_timer() -> Callable[[str, dict[str, int]], None]:
+    """A gc callback that logs collections slow enough to hold up packets."""
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        took = time.perf_counter() - started
+        if took > _STALL_S / 2:
+            log.warning(
+                "WorkerSfu garbage collection of generation %d took %.0f ms (%d collected)",
+                info["generation"],
+                took * 1000,
+                info["collected"],
+            )
+
+    return timed
 
 
 if __name__ == "__main__":

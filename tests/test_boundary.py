@@ -452,6 +452,25 @@ async def test_responses_that_can_carry_patient_data_are_never_stored(
         assert resp.headers["Cache-Control"] == "no-store", path
 
 
+async def test_the_clients_hashed_assets_are_cached_for_good_and_the_page_is_not(
+    aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    client_dir = tmp_path / "client"
+    (client_dir / "assets").mkdir(parents=True)
+    (client_dir / "index.html").write_text("<!doctype html><title>eBoard</title>")
+    (client_dir / "assets" / "index-AbC123.js").write_text("export {};")
+    client = await aiohttp_client(
+        create_app(Settings(**{**settings.__dict__, "client_dir": client_dir}))
+    )
+    asset = await client.get("/assets/index-AbC123.js")
+    assert asset.status == 200
+    assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    page = await client.get("/")
+    assert page.headers["Cache-Control"] == "no-cache"  # names the assets of the latest build
+    missing = await client.get("/assets/index-Zz9.js")
+    assert missing.status == 404 and "immutable" not in missing.headers.get("Cache-Control", "")
+
+
 async def test_metrics_only_to_this_hosts_scraper_and_admins(
     client: TestClient[Any, Any], auth: Auth
 ) -> None:

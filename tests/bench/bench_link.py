@@ -158,8 +158,11 @@ class EboardTarget:
 
     name = "eboard"
 
-    def __init__(self, data_dir: Path, logs: Path, ct: str, locals_needed: int) -> None:
+    def __init__(
+        self, data_dir: Path, logs: Path, ct: str, locals_needed: int, warm: bool = False
+    ) -> None:
         self.url = f"http://{SERVER_ADDRESS}:{EBOARD_PORT}"
+        self._warm = warm
         self._data_dir = data_dir
         self._logs = logs
         self._ct = ct
@@ -269,6 +272,15 @@ class EboardTarget:
         await page.get_by_test_id("login-password").fill(DEMO_PASSWORD)
         await page.get_by_test_id("login-submit").click()
         await page.get_by_test_id("current-user").wait_for(timeout=30_000)
+        if self._warm:
+            # A returning user: the client's scripts, workers and codecs are in the browser's
+            # cache already (a first visit downloads ~6 MB of them over the link, the viewer's
+            # in the board's first seconds).
+            assets = sorted(p.name for p in (ROOT / "client" / "dist" / "assets").iterdir())
+            await page.evaluate(
+                "urls => Promise.all(urls.map((u) => fetch(u).then((r) => r.arrayBuffer())))",
+                [f"/assets/{name}" for name in assets],
+            )
         await page.goto(f"{self.url}/#/sessions/{self.session_id}")
         join = page.get_by_test_id("join-room")
         await join.wait_for(timeout=30_000)
@@ -1062,7 +1074,9 @@ async def run(args: argparse.Namespace, logs: Path, progress: TextIO) -> dict[st
                                     args.janus_event_loops, args.janus_stage_substream
                                 )
                             else:
-                                target = EboardTarget(data_dir, logs, args.ct, max(args.sizes) - 1)
+                                target = EboardTarget(
+                                    data_dir, logs, args.ct, max(args.sizes) - 1, args.warm_cache
+                                )
                             cells.append(await run_cell(target, size, on, remote, browser, options))
             finally:
                 await browser.close()
@@ -1148,6 +1162,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per cell")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--no-images", dest="images", action="store_false")
+    parser.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="the remote's browser has the client's assets cached (a returning user)",
+    )
     parser.add_argument(
         "--one-layer", action="store_true", help="locals publish one layer, not simulcast"
     )
