@@ -173,10 +173,10 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _cache_assets(request: web.Request, response: web.StreamResponse) -> None:
     """The client's build names each asset after its content, so a name never changes meaning:
     a returning user's browser asks for none of them again. Without this it revalidated each (a
-    round trip apiece) or, past its heuristic freshness, downloaded ~6 MB again: over a 2 Mbit/s
-    link, in a board's first seconds. Set when the status is final (a static file's is decided
-    as it is sent) and never on an error: a 404 kept for a year would outlive the deploy that
-    fixes it."""
+    round trip apiece) or, past its heuristic freshness, downloaded ~6 MB again: 20 s over a
+    2 Mbit/s link, the viewer's worker and codecs in a board's first seconds. Set when the
+    status is final (a static file's is decided as it is sent) and never on an error: a 404
+    kept for a year would outlive the deploy that fixes it."""
     if request.path.startswith("/assets/") and response.status == 200:
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
 
