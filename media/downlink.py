@@ -147,7 +147,7 @@ class Downlink:
     def set_priorities(self, order: dict[Hashable, int]) -> None:
         """Each video down-track's rank (lower: more important): what the pacer sheds first
         when the link falls behind."""
-        self._priorities = dict(order)
+        self._priorities = order  # the pacer keeps its own copy
         if self.pacer is not None:
             self.pacer.set_priorities(self._priorities)
 

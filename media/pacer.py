@@ -335,17 +335,22 @@ class Pacer:
 
     def _shed(self, now: float) -> None:
         """Drop whole video streams, least important first, until the queue drains within half
-        of ``max_age`` and its head is younger than twice ``max_age``."""
+        of ``max_age`` and its head is younger than twice ``max_age``. Called every poll while
+        the head is late, so it sorts nothing unless something must go."""
+
+        def enough() -> bool:
+            video = self._queues["video"]  # re-read: dropping a stream replaces the queue
+            return not video or (
+                self._queued_bytes / self._rate <= self._max_age / 2
+                and now - video[0].created <= 2 * self._max_age
+            )
+
+        if enough():
+            return
         streams = {item.stream for item in self._queues["video"]}
         order = sorted(streams, key=lambda s: self._priorities.get(s, MAX_PRIORITY), reverse=True)
         for stream in order:
-            video = self._queues["video"]  # re-read: dropping a stream replaces the queue
-            if not video:
-                return
-            if (
-                self._queued_bytes / self._rate <= self._max_age / 2
-                and now - video[0].created <= 2 * self._max_age
-            ):
+            if enough():
                 return
             self._drop_stream(stream)
         # Only streams without a key (None) are left: they go packet by packet.

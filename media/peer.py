@@ -25,7 +25,7 @@ from .sdp import (
     with_opus_dtx,
     with_transport_cc,
 )
-from .sfu import RELAY_MAX_BYTES, MediaError
+from .sfu import MediaError
 from .simulcast import offered_rids, rid_extension_ids, with_simulcast_answer
 from .twcc import TWCC_URI
 from .uplink import REPAIRED_RID_URI, RID_URI, Uplink
@@ -244,14 +244,13 @@ class DownPeer(Peer):
         self.pc.on("datachannel", lambda channel: channel.close())
 
     def relay(self, message: str) -> bool:
-        """Send ``message`` on the data channel if it is open, not backed up, and the message
-        within ``RELAY_MAX_BYTES``; whether it was sent."""
+        """Send ``message`` (the room bounds its size) on the data channel if it is open and
+        not backed up; whether it was sent."""
         channel = self.channel
         if (
             channel is None
             or channel.readyState != "open"
             or channel.bufferedAmount > RELAY_BACKLOG_BYTES
-            or len(message.encode()) > RELAY_MAX_BYTES
         ):
             return False
         channel.send(message)

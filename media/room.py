@@ -38,7 +38,7 @@ from .events import (
 )
 from .forwarder import DownTrack, Forwarder, UpTrack
 from .peer import DownPeer, UpPeer
-from .sfu import MediaError, RoomStats
+from .sfu import RELAY_MAX_BYTES, MediaError, RoomStats
 from .speaker import SpeakerDetector
 
 __all__ = ["Room", "Participant", "rank"]
@@ -227,7 +227,10 @@ class Room:
                 await self._drop(found, reason)
 
     def relay(self, message: str, skip: str | None = None) -> None:
-        """``message`` to everyone but ``skip``, over their down connection's data channel."""
+        """``message`` to everyone but ``skip``, over their down connection's data channel;
+        nothing if it is over ``RELAY_MAX_BYTES`` (measured once, not per subscriber)."""
+        if len(message.encode()) > RELAY_MAX_BYTES:
+            return
         for found in self._participants.values():
             if found.id != skip and found.down is not None:
                 found.down.relay(message)

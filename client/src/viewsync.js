@@ -7,8 +7,9 @@
  * and never lost, and on the down connection's data channel, which a lost packet does not hold
  * up (on a lossy link TCP's retransmission costs 0.5-1 s). A channel copy may itself be lost or
  * overtaken, so it applies only to the state it was made from (`after`); one that comes early
- * waits for its predecessor from either path. Whichever copy comes first is applied. The whole state comes with every snapshot
- * (join, rejoin after a reconnect, presenter change), so a late joiner starts from it.
+ * waits for its predecessor from either path. Whichever copy comes first is applied. The whole
+ * state comes with every snapshot (join, rejoin after a reconnect, presenter change), so a late
+ * joiner starts from it.
  * Series are named by alias and images by index: never URLs or UIDs.
  */
 
