@@ -259,6 +259,8 @@ def test_a_shared_screen_keeps_its_resolution_beside_a_three_layer_camera(
 ) -> None:
     _, members = pair
     chair, surgeon = members["chair"].page, members["surgeon"].page
+    for page in (chair, surgeon):
+        _wait_playing(page, count=1)
     surgeon_id = str(surgeon.evaluate("window.__eboard.live.you"))
     chair.locator(f'[data-testid="room-presenter"][data-participant="{surgeon_id}"]').click()
     share = surgeon.get_by_test_id("room-share")
@@ -270,6 +272,8 @@ def test_a_shared_screen_keeps_its_resolution_beside_a_three_layer_camera(
           const up = window.__eboard.live.up;
           const [, camera, screen] = up?.getTransceivers() ?? [];
           if (!screen || up.connectionState !== 'connected') return false;
+          // The preference is set once the answer is applied, which may be after connecting.
+          if (!screen.sender.getParameters().degradationPreference) return false;
           return {
             preference: screen.sender.getParameters().degradationPreference ?? null,
             camera: camera.sender.getParameters().encodings.length,
