@@ -62,6 +62,9 @@ export class ViewSync extends EventTarget {
      * support and the link benchmark). */
     this.arrived = { socket: 0, channel: 0 };
     this.via = { socket: 0, channel: 0 };
+    /** When each recent update came, on which path (both copies): for support and the link
+     * benchmark, which tells the network's share of the sync's time from the screen's. */
+    this.arrivals = /** @type {{seq: number, path: 'socket'|'channel', at: number}[]} */ ([]);
     /** @type {Map<number, ViewUpdate>} channel copies that came early, by `after` */
     this._early = new Map();
     this._listen();
@@ -160,6 +163,10 @@ export class ViewSync extends EventTarget {
   _update(update, path) {
     const { seq, after } = update;
     this.arrived[path] += 1;
+    if (typeof seq === 'number') {
+      this.arrivals.push({ seq, path, at: now() });
+      if (this.arrivals.length > TIMELINE) this.arrivals.shift();
+    }
     if (typeof seq !== 'number' || seq <= this.seq) return;
     if (path === 'channel' && after !== this.seq) {
       if (typeof after === 'number' && after > this.seq && this._early.size < EARLY_MAX) this._early.set(after, update);

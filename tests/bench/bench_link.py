@@ -538,6 +538,22 @@ REMOTE_FLAGS = [
 # ms since the epoch (its ViewSync timeline; the runner's and the generator's clock too).
 SHOWN = "(seq) => window.__eboard?.room?.sync?.timeline.find((e) => e.seq >= seq)?.at ?? false"
 
+# Where the presented image's time went: the first frame request the remote started after the
+# view was sent (ms from sending it), from the browser's resource timing.
+PRESENTED_FETCH = """(sentAt) => {
+  const since = (t) => (t ? Math.round(performance.timeOrigin + t - sentAt) : null);
+  const entry = performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/frames/') && performance.timeOrigin + e.startTime >= sentAt)
+    .sort((a, b) => a.startTime - b.startTime)[0];
+  if (!entry) return null;
+  return {
+    start_ms: since(entry.startTime), connect_ms: since(entry.connectEnd),
+    request_ms: since(entry.requestStart), first_byte_ms: since(entry.responseStart),
+    end_ms: since(entry.responseEnd), bytes: entry.encodedBodySize,
+    new_connection: entry.connectStart !== entry.connectEnd,
+  };
+}"""
+
 # The presenter's steps after opening the series: slices one after another, as a radiologist
 # scrolls through a finding, then window/level, zoom and pan (no new image: the sync alone).
 SCROLLS, ADJUSTS = 10, 100  # a hundred, so that p99 is not simply the largest
@@ -577,9 +593,12 @@ async def follow_views(
         raise RuntimeError(f"the chair could not open the case: {reply}")
     await page.wait_for_function("() => window.__eboard?.room?.viewer", timeout=30_000)
 
+    sent_views: list[tuple[int, float]] = []  # (seq, at) of every step, in order
+
     async def step(patch: dict[str, Any], wait_s: float) -> float | None:
         generator.send({"cmd": "view", "patch": patch})
         sent = await generator.expect("view_sent", 30)
+        sent_views.append((int(sent["seq"]), float(sent["at"])))
         if "error" in sent or sent.get("dropped"):
             raise RuntimeError(f"the presenter's view was refused: {sent}")
         try:
@@ -591,6 +610,7 @@ async def follow_views(
         return float(await handle.json_value()) - float(sent["at"])
 
     presented = await step({"viewports": {"0": _viewport(alias, start)}}, 30)
+    presented_fetch = await page.evaluate(PRESENTED_FETCH, sent_views[0][1])
     scrolls: list[float | None] = []
     for n in range(1, SCROLLS + 1):
         await asyncio.sleep(STEP_PAUSE_S)
@@ -618,11 +638,19 @@ async def follow_views(
     paths = await page.evaluate(
         "() => ({arrived: window.__eboard.room.sync.arrived, first: window.__eboard.room.sync.via})"
     )
+    # The network's share: when the first copy of each adjustment arrived (either path).
+    arrivals = await page.evaluate("() => window.__eboard.room.sync.arrivals")
+    first: dict[int, float] = {}
+    for arrival in arrivals:
+        first.setdefault(int(arrival["seq"]), float(arrival["at"]))
+    arrived = [first[seq] - at if seq in first else None for seq, at in sent_views[-len(adjusts) :]]
     return {
         "presented_index": start,
         "presented_image_s": None if presented is None else round(presented / 1000, 2),
+        "presented_fetch": presented_fetch,
         "scroll": ms(scrolls),
         "sync": ms(adjusts),
+        "sync_arrived": ms(arrived),
         "paths": paths,
     }
 
@@ -895,6 +923,8 @@ async def run_cell(
         presenter = ready["presenter"]
         context = await browser.new_context(locale="en-US", timezone_id="America/New_York")
         await context.add_init_script("localStorage.setItem('eboard.debug', '1')")
+        # Every frame request's timing is kept (the browser keeps 250 by default).
+        await context.add_init_script("performance.setResourceTimingBufferSize(5000)")
         page = await context.new_page()
         you = await target.open_remote(page, presenter)
         generator.send({"cmd": "remote", "id": you})
