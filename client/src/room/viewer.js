@@ -56,7 +56,7 @@ export class ViewerPanel {
     this._prefetching = null;
     /** @type {(() => number) | null} bits per second prefetch may take; null: its default */
     this.rate = null;
-    /** Series loaded for prefetch that the viewer does not list (cases to come). */
+    /** Series with their metadata, loaded once for prefetch and the viewer, by alias and UID. */
     this._ahead = /** @type {Map<string, Promise<Series>>} */ (new Map());
     this._agendaKey = '';
     this._host = h('div', { class: 'room-viewer-host' });
@@ -204,18 +204,23 @@ export class ViewerPanel {
    * @param {SeriesInfo} info
    */
   async _imageIds(info) {
-    if (this.viewer?.library.info(info.alias)) {
-      const series = await this.viewer.library.load(info.alias);
-      if (series) return series.imageIds;
-    }
-    let loading = this._ahead.get(info.alias);
+    return (await this._loadSeries(info)).imageIds;
+  }
+
+  /**
+   * A series with its metadata, loaded once for prefetch and the viewer alike.
+   * @param {SeriesInfo} info
+   * @returns {Promise<Series>}
+   */
+  _loadSeries(info) {
+    const key = `${info.alias} ${info.series_instance_uid}`;
+    let loading = this._ahead.get(key);
     if (!loading) {
-      const { Series } = await import('../viewer/series.js');
-      loading = Series.load(info);
-      this._ahead.set(info.alias, loading);
-      loading.catch(() => this._ahead.delete(info.alias));
+      loading = import('../viewer/series.js').then(({ Series }) => Series.load(info));
+      this._ahead.set(key, loading);
+      loading.catch(() => this._ahead.delete(key));
     }
-    return (await loading).imageIds;
+    return loading;
   }
 
   /** @returns {Promise<Viewer | null>} */
@@ -225,7 +230,9 @@ export class ViewerPanel {
       const prefetch = await this._prefetching;
       if (this._signal.aborted) return null;
       this.el.hidden = false;
-      const viewer = await Viewer.create(this._host, { caseId: this._caseId ?? 0, series: [], mode: 'follow', prefetch });
+      const viewer = await Viewer.create(this._host, {
+        caseId: this._caseId ?? 0, series: [], mode: 'follow', prefetch, loadSeries: (info) => this._loadSeries(info),
+      });
       viewer.onChange((patch) => this.sync.send(patch));
       viewer.onPointer((cell, point) => this.sync.pointer(cell, point));
       viewer.element.addEventListener('viewer-mode', (event) => {

@@ -40,6 +40,10 @@ import './viewer.css';
  *   the room's paced prefetch (`prefetch.js`): told what is shown, it fetches from there, gives
  *   up its paced request for an image shown now, and fetches thumbnails first; without it,
  *   every image of a series shown is fetched at once
+ * @property {(info: SeriesInfo) => Promise<import('./series.js').Series>} [loadSeries] how a
+ *   series' metadata is loaded: the room shares the copy its prefetch loaded, so showing a series
+ *   never fetches its metadata a second time (over a thin link, half a second before the
+ *   presented image is even asked for); default: from DICOMweb
  */
 
 const ANNOTATION_EVENTS = [
@@ -61,9 +65,9 @@ export class Viewer {
    * @param {HTMLElement} element
    * @param {ViewerOptions} options
    */
-  static async create(element, { caseId, series, mode = 'free', prefetch = null }) {
+  static async create(element, { caseId, series, mode = 'free', prefetch = null, loadSeries }) {
     await startCornerstone();
-    const viewer = new Viewer(element, caseId, mode);
+    const viewer = new Viewer(element, caseId, mode, loadSeries);
     viewer._prefetch = prefetch;
     await viewer.setSeries(series);
     return viewer;
@@ -73,8 +77,9 @@ export class Viewer {
    * @param {HTMLElement} element
    * @param {number} caseId
    * @param {Mode} mode
+   * @param {ViewerOptions['loadSeries']} [loadSeries]
    */
-  constructor(element, caseId, mode) {
+  constructor(element, caseId, mode, loadSeries) {
     const id = `viewer-${csUtilities.uuidv4()}`;
     this.root = element;
     this.caseId = caseId;
@@ -97,7 +102,7 @@ export class Viewer {
     /** @type {ViewerOptions['prefetch']} */
     this._prefetch = null;
 
-    this.library = new SeriesLibrary();
+    this.library = new SeriesLibrary(loadSeries);
     this.engine = new RenderingEngine(id);
     this.cells = [0, 1, 2, 3].map((n) => new Cell(n, `${id}-${n}`));
     this.annotations = new Annotations({

@@ -16,7 +16,12 @@ function uriOf(imageId) {
 }
 
 export class SeriesLibrary {
-  constructor() {
+  /**
+   * @param {(info: SeriesInfo) => Promise<Series>} [loader] how a series' metadata is loaded
+   *   (the room's, which prefetch has often loaded already; default: from DICOMweb)
+   */
+  constructor(loader = (info) => Series.load(info)) {
+    this._loader = loader;
     /** @type {SeriesInfo[]} */
     this.infos = [];
     /** @type {Map<string, Promise<Series | null>>} */
@@ -67,7 +72,7 @@ export class SeriesLibrary {
     if (!info) return Promise.resolve(null);
     let loading = this._loading.get(alias);
     if (!loading) {
-      loading = Series.load(info).then((series) => {
+      loading = this._loader(info).then((series) => {
         this._loaded.set(alias, series);
         for (const [index, imageId] of series.imageIds.entries()) this._images.set(uriOf(imageId), { series, index });
         return series;
