@@ -100,6 +100,11 @@ class LocalSfu:
         if found is not None:
             found.set_presenter(participant)
 
+    async def images_first(self, room: str, participant: str, on: bool) -> None:
+        found = self._rooms.get(room)
+        if found is not None:
+            found.images_first(participant, on)
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         self._room(room).request_keyframe(participant)
 

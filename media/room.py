@@ -41,7 +41,7 @@ from .peer import DownPeer, UpPeer
 from .sfu import RELAY_MAX_BYTES, MediaError, RoomStats
 from .speaker import SpeakerDetector
 
-__all__ = ["Room", "Participant", "rank"]
+__all__ = ["Room", "Participant", "rank", "tile_layer"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ SMALL_TILES = 4  # with more cameras than this, a grid tile gets at most the mid
 # is measured within the second, and the pacer sends audio first meanwhile). A 40 kbit/s
 # reserve for every microphone left no video for a remote expert at N = 12 on 2 Mbit/s.
 AUDIO_FLOOR_BPS = 10_000
+# How long a subscriber's wait for an image (`Room.images_first`) holds their video back at
+# most, should their browser never say it is done; and on links estimated below what only: on
+# a faster one (or a LAN without an estimate) an image takes a fraction of a second anyway, and
+# pausing the tiles would cost more than it gains.
+IMAGES_FIRST_MAX_S = 10.0
+IMAGES_FIRST_BELOW_BPS = 3_000_000
 
 
 @dataclass(eq=False)
@@ -72,6 +78,7 @@ class Participant:
         default_factory=lambda: Allocator(audio_reserve_bps=AUDIO_FLOOR_BPS)
     )
     quality: tuple[int, tuple[tuple[str, str], ...]] | None = None  # as last told
+    images_until: float = 0.0  # monotonic time their viewer's wait for an image lapses
 
     @property
     def stream_id(self) -> str:
@@ -85,6 +92,16 @@ class Participant:
         """Whether a packet of this participant's camera has reached the server."""
         camera = self.forwarders.get(CAMERA)
         return camera is not None and camera.packets_received > 0
+
+
+def tile_layer(top: int, stage: bool, cameras: int, images_first: bool) -> int:
+    """The highest layer worth sending of a camera whose top layer is ``top``: all of it on
+    the stage or in a grid of at most ``SMALL_TILES`` cameras, else the middle one (320x180);
+    the middle one too, stage or not, while the subscriber waits for an image
+    (``Room.images_first``)."""
+    if images_first or not (stage or cameras <= SMALL_TILES):
+        return min(top, 1)
+    return top
 
 
 def rank(
@@ -239,6 +256,21 @@ class Room:
         self._presenter = participant
         self._apply_last_n()
 
+    def images_first(self, participant: str, on: bool) -> None:
+        """``participant``'s viewer waits for an image (``on``), or no longer. Over a thin link
+        an image shares the link with every tile's video: a 200 KB CT slice took 1.7 s beside
+        them. While it waits, their video is the stage's alone (the presenter's or the active
+        speaker's camera at its middle layer, 320x180, and a shared screen: Last-N of 1), so
+        the image has the rest of their estimate; audio goes on, the other tiles are told they
+        are paused. Only on a link estimated below ``IMAGES_FIRST_BELOW_BPS``; lapses by itself
+        after ``IMAGES_FIRST_MAX_S``. Only this participant's down link changes."""
+        found = self._participants.get(participant)
+        if found is None:
+            return
+        found.images_until = time.monotonic() + IMAGES_FIRST_MAX_S if on else 0.0
+        if found.down is not None:
+            self._allocate(found, self._ranks(), time.monotonic())
+
     def _speaker_changed(self, participant: str) -> None:
         now = time.monotonic()
         if self._speaking is not None:  # spoke until now
@@ -295,6 +327,11 @@ class Room:
         )
         wants: list[Want] = []
         hidden: set[DownTrack] = set()
+        images_first = (
+            subscriber.images_until > now
+            and estimate is not None
+            and estimate < IMAGES_FIRST_BELOW_BPS
+        )
         for publisher in self._participants.values():
             if publisher is subscriber:
                 continue
@@ -319,12 +356,14 @@ class Room:
                     bitrates = (1,) + (0,) * (len(bitrates) - 1)
                 top = len(bitrates) - 1
                 rank = 2 * ranks[publisher.id] + (0 if name == SCREEN else 1)
-                max_layer = top if stage or cameras <= SMALL_TILES else min(top, 1)
+                max_layer = tile_layer(top, stage, cameras, images_first)
                 screen = name == SCREEN
                 wants.append(
                     Want(down, "video", rank, bitrates, max_layer, screen, stage and not screen)
                 )
         cap = self._last_n + (1 if self._presenter not in (None, subscriber.id) else 0)
+        if images_first:
+            cap = 1  # the stage's camera; a shared screen is not counted
         plan = subscriber.allocator.allocate(
             UNLIMITED_BPS if estimate is None else estimate, wants, cap=cap
         )

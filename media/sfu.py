@@ -65,6 +65,12 @@ class Sfu(Protocol):
     async def set_presenter(self, room: str, participant: str | None) -> None:
         """The presenter's video goes to everyone, whatever Last-N says."""
 
+    async def images_first(self, room: str, participant: str, on: bool) -> None:
+        """``participant``'s viewer waits for an image (``on``) or no longer: while it does,
+        their down link carries the stage's video only, within a share of its estimate, so the
+        image has the rest (see ``Room.images_first``). Unknown rooms and participants are
+        ignored."""
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         """Ask ``participant``'s video up-track for a keyframe (rate-limited)."""
 

@@ -181,6 +181,9 @@ class WorkerSfu:
     async def set_presenter(self, room: str, participant: str | None) -> None:
         await self._call("set_presenter", room=room, participant=participant)
 
+    async def images_first(self, room: str, participant: str, on: bool) -> None:
+        await self._call("images_first", room=room, participant=participant, on=on)
+
     async def request_keyframe(self, room: str, participant: str) -> None:
         await self._call("request_keyframe", room=room, participant=participant)
 

@@ -105,6 +105,7 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
             "admit": self._admit,
             "view": self._view,
             "pointer": self._pointer,
+            "images-first": self._images_first,
             "note-open": self._note_open,
             "note-close": self._note_close,
             "note-update": self._note_update,
@@ -497,6 +498,12 @@ class Signalling(socketio.AsyncNamespace):  # type: ignore[misc]
         # Volatile: relayed to the room as it comes, never stored or replayed.
         move = {"by": person.id, "viewport": data["viewport"], "point": data["point"]}
         await self.emit("pointer-move", move, room=_room(live.session_id), skip_sid=sid)
+        return {"ok": True}
+
+    async def _images_first(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        # Only this participant's own down link changes: nobody else is affected.
+        live, person = await self._joined(sid)
+        await self._sfu.images_first(str(live.session_id), person.id, bool(data["on"]))
         return {"ok": True}
 
     # -- consensus notes (server/notes/channel.py) ----------------------------------------------

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from sqlmodel import col, select
 
+from media.downlink import Downlink
 from media.worker import WorkerSfu
 from server.app import SFU, create_app
 from server.config import Settings
@@ -463,6 +464,79 @@ async def test_view_updates_also_come_on_the_down_data_channel(
         await _wait(lambda: len(surgeon.relayed) == 3, 20, "the next relayed update")
         assert surgeon.relayed[-1]["data"]["after"] == 2
         assert presenter.relayed == []
+    finally:
+        for p in peers:
+            await p.close()
+
+
+async def test_a_viewer_waiting_for_an_image_holds_back_its_own_tiles_only(
+    server: TestServer,
+    auth: dict[str, dict[str, str]],
+    ids: dict[str, int],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``images-first``: the chair's viewer waits for an image over a thin link, so the chair's
+    down link is told the surgeon's tile is paused while the presenter's stays; the surgeon's
+    own tiles do not change. Malformed requests name the field and change nothing; before
+    joining, refused. These aiortc peers send no transport-cc (no estimate, as on a LAN): in
+    process the test gives the links a thin estimate; in the worker, where it cannot, it checks
+    that the worker takes the requests."""
+    thin = request.node.callspec.params["server"] == "in-process"
+    if thin:
+        monkeypatch.setattr(Downlink, "estimate", property(lambda _: 1_000_000))
+    url = str(server.make_url("/"))
+    sid = await next_session(server, auth, ids["board_id"])
+    peers = [Participant(name) for name in ("chair", "radiologist", "surgeon")]
+    chair, _, surgeon = peers
+    told: dict[str, list[dict[str, str]]] = {p.name: [] for p in peers}
+    try:
+        for p in peers:
+            await p.connect(url, auth[p.name]["Authorization"].split(" ", 1)[1])
+            p.sio.on(
+                "media-quality",
+                lambda q, n=p.name: told[n].append(q["tracks"]),
+                namespace="/board",
+            )
+        refused = await chair.call("images-first", {"on": True})
+        assert refused["error"] == {
+            "event": "images-first",
+            "field": None,
+            "message": "join a session first",
+        }
+        for p in peers:
+            assert (await p.call("join", {"session_id": sid}))["ok"]
+            await p.publish()
+        assert (await chair.call("presenter", {"participant": "u4"}))["ok"]
+        await _wait(lambda: any(p.frames["video"] >= 2 for p in peers), 30, "video")
+
+        def latest(name: str, track_prefix: str) -> str | None:
+            for tracks in reversed(told[name]):
+                for track, state in tracks.items():
+                    if track.startswith(track_prefix):
+                        return state
+            return None
+
+        await _wait(lambda: latest("chair", "u6-video") in ("full", "reduced"), 30, "tiles")
+        for data, field in (({"on": "yes"}, "on"), ({}, "on"), ({"on": True, "x": 1}, "x")):
+            reply = await chair.call("images-first", data)
+            assert reply["ok"] is False and reply["error"]["field"] == field, reply
+        assert latest("chair", "u6-video") in ("full", "reduced")
+
+        assert await chair.call("images-first", {"on": True}) == {"ok": True}
+        if not thin:
+            # The worker took both requests (a missing or failing call there is an error
+            # reply); that no estimate holds nothing back is tests/media/test_last_n.py's.
+            assert await chair.call("images-first", {"on": False}) == {"ok": True}
+            assert latest("chair", "u6-video") in ("full", "reduced")
+            return
+        await _wait(lambda: latest("chair", "u6-video") == "paused", 20, "the tile paused")
+        assert latest("chair", "u4-video") in ("full", "reduced")  # the presenter's: the stage
+        assert latest("surgeon", "u3-video") in ("full", "reduced", None)
+        assert all(state != "paused" for tracks in told["surgeon"] for state in tracks.values())
+
+        assert await chair.call("images-first", {"on": False}) == {"ok": True}
+        await _wait(lambda: latest("chair", "u6-video") != "paused", 20, "the tile back")
     finally:
         for p in peers:
             await p.close()

@@ -163,6 +163,9 @@ const EARLY_WAIT_MS = 300;
 // How long an admitted participant waits for the server's answer to the offer its join brought.
 const UP_ANSWER_WAIT_MS = 10000;
 const CALL_TIMEOUT_MS = 10000;
+// A viewer done waiting for images says so this long after its last one arrived: scrolling
+// through slices does not pause and resume the tiles with every slice.
+const IMAGES_LINGER_MS = 1000;
 const MEASURE_EVERY_MS = 2000;
 // The largest data channel message read (the server sends at most 16 KiB).
 const RELAY_MAX_CHARS = 65536;
@@ -291,6 +294,10 @@ export class LiveClient extends EventTarget {
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this._measuring = undefined;
     this._leaving = false;
+    /** Whether the server was last told our viewer waits for images (`imagesFirst`). */
+    this._imagesFirst = false;
+    /** @type {ReturnType<typeof setTimeout> | undefined} the pending "done waiting" */
+    this._imagesDone = undefined;
     this.socket = io(namespace, {
       transports: ['websocket'],
       autoConnect: false,
@@ -434,6 +441,30 @@ export class LiveClient extends EventTarget {
     } finally {
       for (const t of old?.getTracks() ?? []) t.stop();
     }
+  }
+
+  /**
+   * Our viewer waits for an image (`on`) or no longer. The server then sends us the stage's
+   * video alone, so the image has the rest of a thin link (`schemas/events/images-first.json`).
+   * "Done" is told `IMAGES_LINGER_MS` after the last image, and only in a live session: a
+   * rejoin starts with all video anyway. Nothing waits for the reply; a refusal is reported as
+   * the `error` event.
+   * @param {boolean} on
+   */
+  imagesFirst(on) {
+    clearTimeout(this._imagesDone);
+    this._imagesDone = undefined;
+    const tell = (/** @type {boolean} */ value) => {
+      if (this._imagesFirst === value) return;
+      if (this.phase !== 'live' || !this.socket.connected) {
+        this._imagesFirst = false;
+        return;
+      }
+      this._imagesFirst = value;
+      this.socket.emit('images-first', { on: value });
+    };
+    if (on) tell(true);
+    else if (this._imagesFirst) this._imagesDone = setTimeout(() => tell(false), IMAGES_LINGER_MS);
   }
 
   /** @param {boolean} raised */
@@ -1045,6 +1076,7 @@ export class LiveClient extends EventTarget {
   _setPhase(phase) {
     if (this.phase === phase) return;
     this.phase = phase;
+    if (phase !== 'live') this._imagesFirst = false; // a rejoin starts with every video
     this._emit('phase', phase);
   }
 

@@ -112,6 +112,9 @@ class TranscodeSfu:
     async def request_keyframe(self, room: str, participant: str) -> None:
         return None  # its encoders make keyframes on their own
 
+    async def images_first(self, room: str, participant: str, on: bool) -> None:
+        return None  # one encoding each: nothing to hold back
+
     async def stats(self, room: str) -> RoomStats:
         members = self._rooms.get(room, {})
         return RoomStats(

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiortc import AudioStreamTrack
 
+from media import room as room_module
+from media.downlink import Downlink
+from media.events import LinkQuality
 from media.local import LocalSfu
+from media.room import SMALL_TILES, tile_layer
 
 from .browser import BrowserPeer, EventLog, SmallCamera, track_id
 
@@ -171,3 +176,93 @@ def test_someone_who_spoke_long_ago_does_not_outrank_a_newcomer_for_ever() -> No
     # The one speaking now ranks right after the presenter, however long they speak.
     ranks = rank(people, "expert", "old", spoke, 1000.0)
     assert sorted(ranks, key=ranks.__getitem__) == ["expert", "old", "talker"]
+
+
+async def _quality(events: EventLog, participant: str, wanted: dict[str, str]) -> None:
+    """Wait until ``participant`` was last told the tile states ``wanted`` (others may be there)."""
+    async with asyncio.timeout(15):
+        while True:
+            told = events.of(LinkQuality, participant)
+            states = dict(told[-1].tracks) if told else {}
+            if all(states.get(track) == state for track, state in wanted.items()):
+                return
+            events.changed.clear()
+            await events.changed.wait()
+
+
+async def test_a_viewer_waiting_for_an_image_gets_the_stage_alone_for_a_while(
+    sfu: LocalSfu, events: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """images_first: while a's viewer waits for an image over a thin link, a's down link
+    carries the presenter's video and everyone's audio, and is told the other tiles are paused;
+    nobody else's video changes. Told it is done, or after IMAGES_FIRST_MAX_S, the tiles come
+    back. On a fast link it changes nothing."""
+    # These peers send no transport-cc feedback (no estimate: a LAN): give them a thin link.
+    estimate: dict[str, int | None] = {"bps": 1_000_000}
+    monkeypatch.setattr(Downlink, "estimate", property(lambda _: estimate["bps"]))
+    a, b, c, d = (BrowserPeer(events, "board", n) for n in ("a", "b", "c", "d"))
+    try:
+        for peer in (a, b, c, d):
+            await peer.publish()
+        await sfu.set_presenter("board", "b")
+        await a.wait_frames([track_id("c", "video"), track_id("d", "video")], 5)
+        cameras = {track_id(n, "video") for n in ("b", "c", "d")}
+        # What the room asks a's allocator for.
+        allocator = sfu._rooms["board"].participant("a").allocator
+        asked: list[tuple[list[Any], int | None]] = []
+        allocate = allocator.allocate
+
+        def recording(budget: int, tracks: Any, cap: int | None = None) -> Any:
+            asked.append((list(tracks), cap))
+            return allocate(budget, asked[-1][0], cap)
+
+        monkeypatch.setattr(allocator, "allocate", recording)
+
+        await sfu.images_first("board", "a", True)
+        videos, cap = [t for t in asked[-1][0] if t.kind == "video"], asked[-1][1]
+        assert cap == 1 and len(videos) == 3
+        assert [t.stage for t in videos].count(True) == 1
+        await _quality(events, "a", {track_id("c", "video"): "paused"})
+        await _quality(events, "a", {track_id("d", "video"): "paused"})
+        assert await _still(a, track_id("c", "video"))
+        await a.wait_frames([track_id("b", "video")], a.frames[track_id("b", "video")] + 5)
+        await a.wait_frames([track_id("c", "audio")], a.frames[track_id("c", "audio")] + 5)
+        # Another subscriber's tiles are untouched.
+        await d.wait_frames([track_id("c", "video")], d.frames[track_id("c", "video")] + 5)
+
+        await sfu.images_first("board", "a", False)
+        await a.wait_frames([track_id("c", "video")], a.frames[track_id("c", "video")] + 5)
+        told = dict(events.of(LinkQuality, "a")[-1].tracks)
+        assert {told.get(track) for track in cameras} <= {"full", "reduced"}, told
+
+        # A browser that never says it is done does not hold the tiles back for ever.
+        monkeypatch.setattr(room_module, "IMAGES_FIRST_MAX_S", 1.0)
+        await sfu.images_first("board", "a", True)
+        await _quality(events, "a", {track_id("c", "video"): "paused"})
+        await a.wait_frames([track_id("c", "video")], a.frames[track_id("c", "video")] + 5)
+
+        # A link that carries an image in a fraction of a second keeps its tiles, and so does
+        # one without an estimate (a LAN).
+        for fast in (room_module.IMAGES_FIRST_BELOW_BPS, None):
+            estimate["bps"] = fast
+            asked.clear()
+            await sfu.images_first("board", "a", True)
+            assert asked and asked[-1][1] is not None and asked[-1][1] > 1, asked[-1:]
+            await a.wait_frames([track_id("c", "video")], a.frames[track_id("c", "video")] + 10)
+
+        # Unknown rooms and participants change nothing.
+        await sfu.images_first("board", "nobody", True)
+        await sfu.images_first("elsewhere", "a", True)
+    finally:
+        for peer in (a, b, c, d):
+            await peer.close()
+
+
+def test_a_tile_gets_the_layer_it_is_shown_at() -> None:
+    """The stage and a small grid get every layer; a large grid the middle one (320x180); and
+    while the subscriber waits for an image, the stage too, so the image has the link."""
+    assert tile_layer(2, stage=True, cameras=SMALL_TILES + 4, images_first=False) == 2
+    assert tile_layer(2, stage=False, cameras=SMALL_TILES, images_first=False) == 2
+    assert tile_layer(2, stage=False, cameras=SMALL_TILES + 1, images_first=False) == 1
+    assert tile_layer(2, stage=True, cameras=2, images_first=True) == 1
+    assert tile_layer(0, stage=True, cameras=2, images_first=True) == 0  # one layer sent

@@ -24,6 +24,7 @@ import { ParticipantList } from './participants.js';
 import { ScreenStage } from './stage.js';
 import { ViewerPanel } from './viewer.js';
 import { configuredRate, defaultRate } from '../viewer/prefetch.js';
+import { waitedFrames } from '../viewer/waiting.js';
 
 const PREFETCH_SHARE = 0.3; // of the link estimate, for images fetched ahead
 const PREFETCH_FLOOR = 100_000; // bit/s
@@ -97,6 +98,8 @@ function startRoom(app, sessionId, simulcast) {
     const shared = kbps ? Math.max(PREFETCH_FLOOR, kbps * 1000 * PREFETCH_SHARE) : null;
     return configuredRate() ?? shared ?? defaultRate();
   };
+  // A thin link carries the image the viewer waits for before the other tiles' video.
+  waitedFrames.addEventListener('change', () => live.imagesFirst(waitedFrames.count > 0), { signal: life.signal });
   const note = new RoomNote(live, app, life.signal);
   /** @type {Promise<import('../protocol.js').IceServerInfo[] | null>} */
   const iceServers = app.api.get(`/sessions/${sessionId}/ice-servers`)

@@ -6,6 +6,7 @@
 import * as core from '@cornerstonejs/core';
 import * as dicomImageLoader from '@cornerstonejs/dicom-image-loader';
 import * as tools from '@cornerstonejs/tools';
+import { waitedFrames } from './waiting.js';
 
 /**
  * What the viewer asks our DICOMweb for each frame: JPEG-LS lossless (the server transcodes
@@ -90,6 +91,8 @@ async function start() {
         xhr.addEventListener('loadend', () => {
           if (pacedTransfers.get(imageId) === xhr) pacedTransfers.delete(imageId);
         });
+      } else {
+        waitedFrames.add(xhr);
       }
       return headers;
     },
