@@ -19,8 +19,10 @@ ROUND_TRIP_BOUND = 0.5
 
 def test_every_client_to_server_event_has_a_schema_the_fuzzer_reads() -> None:
     schemas = inbound_schemas()
-    assert {"join", "leave", "chat", "view", "note-update", "publish"} <= set(schemas)
-    assert len(schemas) == 17
+    assert {"join", "leave", "chat", "view", "note-update", "publish", "images-first"} <= set(
+        schemas
+    )
+    assert len(schemas) == 18
 
 
 @settings(max_examples=60, deadline=None)
