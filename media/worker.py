@@ -234,6 +234,11 @@ async def _serve(ice: list[dict[str, Any]], options: dict[str, Any]) -> None:
         write({"event": type(event).__name__, **dataclasses.asdict(event)})
 
     sfu = LocalSfu(sink, [IceServer(**s) for s in ice], **options)
+    # Everything alive now (modules: aiortc, av, numpy…) stays alive: out of the collector's
+    # full passes, which otherwise went through it all for nothing, 100-200 ms with every
+    # packet held up (logged by _gc_timer below, over the emulated link at N = 8).
+    gc.collect()
+    gc.freeze()
     tasks: set[asyncio.Task[None]] = set()
     watch = asyncio.ensure_future(_watch_loop())
     gc.callbacks.append(_gc_timer())
