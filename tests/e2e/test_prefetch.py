@@ -297,7 +297,10 @@ def test_an_image_shown_while_prefetch_paces_it_is_fetched_again_unpaced(
         # (The image the presenter's viewer opened first may have been taken over so too.)
         taken = {url for url, pace in asked if pace is None} & {url for url, pace in asked if pace}
         assert target in taken and set(failed) == taken, (asked, failed)
-        assert progress["promoted"] == len(taken) and progress["failed"] == 0, progress
+        # The first image may also have been taken over before its paced request went out:
+        # aborted as it goes out, the network never sees it (promoted once more).
+        assert progress["promoted"] in (len(taken), len(taken) + 1), (progress, taken)
+        assert progress["failed"] == 0, progress
         assert not errors, errors
     finally:
         page.unroute("**/frames/*")

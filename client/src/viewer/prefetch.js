@@ -16,7 +16,7 @@
 
 import { cache, imageLoader, Enums as csEnums } from '@cornerstonejs/core';
 import { Pacer } from './pacer.js';
-import { abortedTransfers, frameTransfers, pacedRequests, pacedTransfers, startCornerstone } from './setup.js';
+import { abortedTransfers, frameTransfers, pacedRequests, pacedTransfers, sentTransfers, startCornerstone } from './setup.js';
 
 /** Bits per second prefetch takes when nobody says otherwise. */
 export const DEFAULT_RATE = 600_000;
@@ -186,7 +186,10 @@ export class Prefetch {
     pacedTransfers.delete(imageId);
     loading.promoted = true;
     abortedTransfers.add(xhr);
-    xhr.abort();
+    // Aborted before it went out, it would end silently and its load never settle (the image
+    // loader asks for its headers first, then sends): abort it as it goes out.
+    if (sentTransfers.has(xhr)) xhr.abort();
+    else xhr.addEventListener('loadstart', () => xhr.abort(), { once: true });
     // A task later than the load's own settling: the cache drops a failed load in a handler of
     // its own, which must not run after the viewer's new load is in the cache.
     return loading.settled.then(() => new Promise((resolve) => setTimeout(resolve, 0)));

@@ -35,6 +35,12 @@ export const pacedRequests = new Map();
  * @type {Map<string, XMLHttpRequest>}
  */
 export const pacedTransfers = new Map();
+/**
+ * Paced requests that have gone out (`send()` called). One aborted before that ends silently
+ * (no readystatechange, no error): the image loader's promise for it would never settle, and
+ * the viewer waiting for that image would wait for ever. @type {WeakSet<XMLHttpRequest>}
+ */
+export const sentTransfers = new WeakSet();
 /** Paced requests aborted for a viewer (`Prefetch.promote`). @type {WeakSet<XMLHttpRequest>} */
 export const abortedTransfers = new WeakSet();
 // Cornerstone's cache drops a failed load and throws its error on, where nobody catches it: for
@@ -88,6 +94,7 @@ async function start() {
       if (pace) {
         headers[PACE_HEADER] = String(Math.max(MIN_PACE, Math.round(pace)));
         pacedTransfers.set(imageId, xhr);
+        xhr.addEventListener('loadstart', () => sentTransfers.add(xhr), { once: true });
         xhr.addEventListener('loadend', () => {
           if (pacedTransfers.get(imageId) === xhr) pacedTransfers.delete(imageId);
         });
