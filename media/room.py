@@ -56,10 +56,10 @@ SMALL_TILES = 4  # with more cameras than this, a grid tile gets at most the mid
 # is measured within the second, and the pacer sends audio first meanwhile). A 40 kbit/s
 # reserve for every microphone left no video for a remote expert at N = 12 on 2 Mbit/s.
 AUDIO_FLOOR_BPS = 10_000
-# How long a subscriber's wait for an image (`Room.images_first`) holds their video back at
-# most, should their browser never say it is done; and on links estimated below what only: on
-# a faster one (or a LAN without an estimate) an image takes a fraction of a second anyway, and
-# pausing the tiles would cost more than it gains.
+# A subscriber's wait for an image (`Room.images_first`) holds their video back for this long at
+# most, should their browser never say it is done; and only on a link estimated below this rate:
+# on a faster one (or a LAN, without an estimate) an image takes a fraction of a second anyway,
+# and pausing the tiles would cost more than it gains.
 IMAGES_FIRST_MAX_S = 10.0
 IMAGES_FIRST_BELOW_BPS = 3_000_000
 
@@ -267,9 +267,10 @@ class Room:
         found = self._participants.get(participant)
         if found is None:
             return
-        found.images_until = time.monotonic() + IMAGES_FIRST_MAX_S if on else 0.0
+        now = time.monotonic()
+        found.images_until = now + IMAGES_FIRST_MAX_S if on else 0.0
         if found.down is not None:
-            self._allocate(found, self._ranks(), time.monotonic())
+            self._allocate(found, self._ranks(), now)
 
     def _speaker_changed(self, participant: str) -> None:
         now = time.monotonic()
